@@ -1,0 +1,245 @@
+"""Minibatch estimators of the potential U and its gradient, built from a full-data PyMC model.
+
+Conventions (DESIGN.md): the target is pi(w) ~ exp(-U(w)/T) in PyMC's unconstrained space,
+
+    U(w)     = -log p(w) - sum_{i=1..n} log p(x_i | w)            (prior + Jacobian + potentials),
+    U_hat(w) = -log p(w) - (n/B) sum_{i in batch} log p(x_i | w)  (unbiased for U).
+
+`build_estimator` rewrites the model's logp graph so that every per-row data tensor (the
+observed values and each constant or pm.Data whose leading axis has the observed length n)
+becomes an explicit input sliced by an index vector, and compiles it in pytensor's NUMBA mode.
+The compiled function is an ordinary numba dispatcher, callable from inside ``@njit`` code as
+
+    log_prior, grad_log_prior, log_lik_batch, grad_log_lik_batch = fn(w, idx, *data)
+
+with the log-likelihood summed over the rows ``idx`` and NOT scaled; the kernels combine the
+parts (``pymc_sgd.kernels.estimator``), so one compiled function serves minibatches, the full
+batch (idx = all rows) and per-example gradients (idx of length one).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pymc as pm
+import pytensor
+import pytensor.tensor as pt
+from pymc.distributions.shape_utils import change_dist_size
+from pymc.pytensorf import join_nonshared_inputs
+from pymc.variational.minibatch_rv import MinibatchRandomVariable
+from pytensor.compile.sharedvalue import SharedVariable
+from pytensor.graph.basic import Constant, Variable
+from pytensor.graph.replace import clone_replace
+from pytensor.graph.rewriting.utils import rewrite_graph
+from pytensor.graph.traversal import ancestors
+from pytensor.tensor.type import TensorType
+
+__all__ = ["ModelEstimator", "build_estimator", "cached_estimator", "ModelSpecificationError"]
+
+
+class ModelSpecificationError(ValueError):
+    """The model cannot be minibatched as written; the message says how to fix it."""
+
+
+@dataclass
+class ModelEstimator:
+    """Compiled minibatch estimator of one model, plus the arrays it slices.
+
+    Attributes
+    ----------
+    fn : numba dispatcher ``fn(w, idx, *data) -> (log_prior, grad, log_lik_batch, grad)``.
+    data : per-row arrays in the order ``fn`` expects them (observed values first).
+    data_names : their names, for messages and summaries.
+    n_rows : number of rows n (the observed length), or None for a pm.Minibatch model.
+    dim : length of the flat unconstrained parameter vector w.
+    """
+
+    fn: object
+    data: tuple[np.ndarray, ...]
+    data_names: tuple[str, ...]
+    n_rows: int | None
+    dim: int
+
+
+def _value_of(tensor: Variable) -> np.ndarray:
+    if isinstance(tensor, SharedVariable):
+        return np.asarray(tensor.get_value(borrow=True))
+    return np.asarray(tensor.data)
+
+
+def _is_array_leaf(var: Variable) -> bool:
+    return isinstance(var, SharedVariable | Constant) and isinstance(var.type, TensorType) and var.ndim >= 1
+
+
+def _describe(var: Variable) -> str:
+    return repr(var.name) if var.name else f"unnamed {var.type} constant"
+
+
+def _check_continuous(model: pm.Model) -> None:
+    discrete = [v.name for v in model.discrete_value_vars]
+    if discrete:
+        raise ModelSpecificationError(
+            f"Stochastic-gradient samplers need gradients, but {discrete} are discrete. "
+            "Marginalise them out of the model (e.g. write the mixture with pm.Mixture / "
+            "pm.NormalMixture instead of a Categorical indicator)."
+        )
+
+
+def _observed_length(model: pm.Model) -> int:
+    lengths = {}
+    for rv in model.observed_RVs:
+        value = _value_of(model.rvs_to_values[rv])
+        batch_ndim = rv.ndim - rv.owner.op.ndim_supp
+        if value.ndim == 0 or batch_ndim < 1:
+            raise ModelSpecificationError(
+                f"Observed variable {rv.name!r} is a single draw (no independent rows along its "
+                "leading axis), so it cannot be minibatched. Use batch_size=None for full-batch "
+                "gradients, or restructure the model so each row is one observation."
+            )
+        lengths[rv.name] = value.shape[0]
+    if len(set(lengths.values())) != 1:
+        raise ModelSpecificationError(
+            f"Observed variables have different numbers of rows {lengths}; the minibatch indices "
+            "would not line up. Sample with batch_size=None (full batch), or split the model so "
+            "that all observed variables share one leading axis."
+        )
+    return next(iter(lengths.values()))
+
+
+def _resolve_user_data(model: pm.Model, data: Sequence[str | Variable], n: int) -> list[Variable]:
+    named = {name: var for name, var in model.named_vars.items() if _is_array_leaf(var)}
+    resolved = []
+    for item in data:
+        var = named.get(item) if isinstance(item, str) else item
+        if var is None:
+            raise ModelSpecificationError(
+                f"data={item!r} is not a data tensor of this model. Known data tensors: "
+                f"{sorted(named)}. Pass pm.Data names or the tensors themselves."
+            )
+        if not _is_array_leaf(var) or _value_of(var).shape[0] != n:
+            raise ModelSpecificationError(
+                f"data tensor {_describe(var)} must be an array whose leading axis has the "
+                f"observed length n = {n}."
+            )
+        resolved.append(var)
+    return resolved
+
+
+def _detect_row_data(model: pm.Model, n: int) -> list[Variable]:
+    """Constants and pm.Data with n rows that feed the observed variables' parameters."""
+    observed_values = {model.rvs_to_values[rv] for rv in model.observed_RVs}
+    feeds_likelihood = [
+        v for v in ancestors(model.observed_RVs) if _is_array_leaf(v) and v not in observed_values
+    ]
+    candidates = [v for v in feeds_likelihood if _value_of(v).shape[0] == n]
+    prior_graphs = list(model.free_RVs) + list(model.potentials)
+    in_prior = set(ancestors(prior_graphs)) if prior_graphs else set()
+    ambiguous = [v for v in candidates if v in in_prior]
+    if ambiguous:
+        raise ModelSpecificationError(
+            f"Data tensor(s) {[_describe(v) for v in ambiguous]} have n = {n} rows and feed both "
+            "the likelihood and the prior/potentials, so it is unclear whether to subsample them. "
+            "Name the per-row tensors explicitly with data=[...] (pm.Data names or tensors)."
+        )
+    return candidates
+
+
+def _minibatched_loglik(model: pm.Model, replacements: dict, idx: Variable) -> Variable:
+    """Sum over rows idx of the observed log-likelihood, in terms of the value variables.
+
+    Each observed variable is resized to len(idx) rows (PyMC's change_dist_size keeps
+    mixtures and other symbolic distributions intact), its free random variables are
+    replaced by value variables, its per-row parameters are sliced, and its logp is
+    evaluated at the sliced observed values.
+    """
+    terms = []
+    for rv in model.observed_RVs:
+        batch_shape = tuple(rv.shape)[: rv.ndim - rv.owner.op.ndim_supp]
+        resized = change_dist_size(rv, (idx.shape[0], *batch_shape[1:]))
+        (resized,) = model.replace_rvs_by_values([resized])  # free RVs -> value variables
+        sliced = clone_replace(resized, replacements, rebuild_strict=False)
+        value = replacements[model.rvs_to_values[rv]]
+        terms.append(pt.sum(pm.logp(sliced, value)))
+    # Shape graphs of symbolic distributions (e.g. mixtures) can still reference their random
+    # generators; canonicalisation replaces those shapes and leaves a pure logp graph.
+    (loglik,) = rewrite_graph([pt.add(*terms)], include=("canonicalize",))
+    return loglik
+
+
+def _freeze_shared(graphs: list[Variable]) -> list[Variable]:
+    """Replace remaining shared variables (e.g. scalar pm.Data) by constants of their value."""
+    shared = {v: pt.constant(v.get_value(), dtype=v.dtype) for v in ancestors(graphs)
+              if isinstance(v, SharedVariable) and isinstance(v.type, TensorType)}
+    return clone_replace(graphs, shared, rebuild_strict=False) if shared else graphs
+
+
+def build_estimator(model: pm.Model, data: Sequence[str | Variable] | None = None) -> ModelEstimator:
+    """Compile the minibatch estimator of a PyMC model (see module docstring).
+
+    Parameters
+    ----------
+    model : a PyMC model with continuous free variables and at least one observed variable.
+    data : optional explicit list of per-row data tensors (pm.Data names or tensors). By
+        default every constant or pm.Data with n rows that feeds the observed variables.
+
+    Examples
+    --------
+    >>> import numpy as np, pymc as pm
+    >>> with pm.Model() as model:
+    ...     mu = pm.Normal("mu", 0, 10)
+    ...     y = pm.Normal("y", mu, 1, observed=np.arange(5.0))
+    >>> est = build_estimator(model)
+    >>> lp, glp, ll, gll = est.fn(np.zeros(1), np.arange(5), *est.data)
+    >>> round(float(gll[0]), 6)   # d/dmu sum_i log N(x_i | mu, 1) at mu = 0 is sum x_i
+    10.0
+    """
+    _check_continuous(model)
+    if not model.observed_RVs:
+        raise ModelSpecificationError("The model has no observed variables: there is nothing to minibatch.")
+    point = model.initial_point()
+    prior = model.logp(vars=list(model.free_RVs) + list(model.potentials), jacobian=True)
+    idx = pt.vector("idx", dtype="int64")
+
+    if any(isinstance(rv.owner.op, MinibatchRandomVariable) for rv in model.observed_RVs):
+        # pm.Minibatch + total_size: the model already subsamples and scales itself.
+        raise ModelSpecificationError(
+            "This model was written with pm.Minibatch/total_size. pymc_sgd minibatches full-data "
+            "models itself: pass the full arrays (no pm.Minibatch, no total_size) and set batch_size."
+        )
+
+    n = _observed_length(model)
+    row_tensors = _resolve_user_data(model, data, n) if data is not None else _detect_row_data(model, n)
+    observed_values = [model.rvs_to_values[rv] for rv in model.observed_RVs]
+    row_tensors = observed_values + [v for v in row_tensors if v not in observed_values]
+    inputs = [pt.tensor(name=v.name or f"data_{i}", dtype=v.dtype, shape=(None,) * v.ndim)
+              for i, v in enumerate(row_tensors)]
+    replacements = {v: inp[idx] for v, inp in zip(row_tensors, inputs)}
+    loglik = _minibatched_loglik(model, replacements, idx)
+
+    prior, loglik = _freeze_shared([prior, loglik])
+    [prior, loglik], w = join_nonshared_inputs(point, [prior, loglik], model.value_vars)
+    outputs = [prior, pytensor.grad(prior, w), loglik, pytensor.grad(loglik, w)]
+    compiled = pytensor.function([w, idx, *inputs], outputs, mode="NUMBA", on_unused_input="ignore")
+    arrays = tuple(np.ascontiguousarray(_value_of(v)) for v in row_tensors)
+    names = tuple(v.name or f"data_{i}" for i, v in enumerate(row_tensors))
+    dim = int(sum(np.size(point[v.name]) for v in model.value_vars))
+    return ModelEstimator(compiled.vm.jit_fn, arrays, names, n, dim)
+
+
+_ESTIMATORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def cached_estimator(model: pm.Model, data: Sequence[str | Variable] | None = None) -> ModelEstimator:
+    """`build_estimator`, memoised per model, its variables and `data`.
+
+    Steps on the same model share one compiled estimator, so the numba loops specialised on
+    it are compiled once per process rather than once per step object.
+    """
+    key = (tuple(model.named_vars), None if data is None else tuple(map(str, data)))
+    per_model = _ESTIMATORS.setdefault(model, {})
+    if key not in per_model:
+        per_model[key] = build_estimator(model, data)
+    return per_model[key]

@@ -1,0 +1,52 @@
+"""Minibatch index samplers, all drawing from the chain's own np.random.Generator.
+
+A sampler's state is a permutation array ``perm`` of 0..n-1 and a cursor ``cursor[0]``,
+both mutated in place and kept by the step across draws.
+
+- WITH_REPLACEMENT: B iid uniform indices (the i.i.d. noise model of the Lyapunov theory).
+- WITHOUT_REPLACEMENT: B distinct indices, fresh each update (seed 000's np.random.choice
+  (replace=False)); noise variance shrinks by the finite-population factor (n - B)/(n - 1).
+- EPOCH: shuffle, then walk the permutation B rows at a time; reshuffle when fewer than B
+  rows remain (those are skipped for that epoch).
+- FULL: all n rows every update (idx = 0..n-1, never touched).
+"""
+
+import numpy as np
+from numba import njit
+
+WITH_REPLACEMENT = 0
+WITHOUT_REPLACEMENT = 1
+EPOCH = 2
+FULL = 3
+
+MODES = {"with_replacement": WITH_REPLACEMENT, "without_replacement": WITHOUT_REPLACEMENT,
+         "epoch": EPOCH, "full": FULL}
+
+
+@njit(cache=True)
+def next_batch(mode, rng, perm, cursor, idx):
+    """Fill idx (length B) with the next batch of row indices."""
+    n = perm.shape[0]
+    batch = idx.shape[0]
+    if mode == WITH_REPLACEMENT:
+        for j in range(batch):
+            idx[j] = rng.integers(0, n)
+    elif mode == WITHOUT_REPLACEMENT:
+        for j in range(batch):  # partial Fisher-Yates shuffle: perm[:B] is a uniform B-subset
+            k = rng.integers(j, n)
+            perm[j], perm[k] = perm[k], perm[j]
+            idx[j] = perm[j]
+    elif mode == EPOCH:
+        if cursor[0] + batch > n:
+            rng.shuffle(perm)
+            cursor[0] = 0
+        idx[:] = perm[cursor[0]:cursor[0] + batch]
+        cursor[0] += batch
+
+
+def new_batch_state(mode: int, n: int, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(perm, cursor, idx) for a fresh chain; an epoch sampler starts by shuffling."""
+    perm = np.arange(n, dtype=np.int64)
+    cursor = np.array([n if mode == EPOCH else 0], dtype=np.int64)
+    idx = perm.copy() if mode == FULL else np.empty(batch_size, dtype=np.int64)
+    return perm, cursor, idx

@@ -1,0 +1,40 @@
+"""Combine the parts returned by a compiled model estimator into U_hat and grad U_hat.
+
+``fn(w, idx, *data)`` returns (log prior, its gradient, log-likelihood summed over rows idx,
+its gradient). With scale = n / len(idx):
+
+    U_hat(w) = -(log p(w) + scale * sum_{i in idx} log p(x_i | w))     (DESIGN.md)
+"""
+
+import numpy as np
+from numba import njit
+
+
+@njit
+def potential_and_grad(fn, data, w, idx, scale):
+    """Unbiased minibatch estimate (U_hat, grad U_hat) at w."""
+    log_prior, grad_prior, log_lik, grad_lik = fn(w, idx, *data)  # scalars come as 0-d arrays
+    return -(log_prior.item() + scale * log_lik.item()), -(grad_prior + scale * grad_lik)
+
+
+@njit
+def per_example_loglik_grads(fn, data, w, rows):
+    """Matrix G[k] = grad_w log p(x_{rows[k]} | w), one row per example (len(rows) x d)."""
+    one = np.empty(1, dtype=np.int64)
+    out = np.empty((rows.shape[0], w.shape[0]))
+    for k in range(rows.shape[0]):
+        one[0] = rows[k]
+        out[k] = fn(w, one, *data)[3]
+    return out
+
+
+@njit
+def gradient_noise_covariance(fn, data, w, rows):
+    """Per-example gradient covariance C1(w) = Cov_i[grad log p(x_i | w)] over `rows`.
+
+    The minibatch gradient of U with B rows drawn with replacement has covariance
+    (n^2 / B) C1 (seed 000, "The SGD Update Rule and Its Noise", rescaled from L to U = n L).
+    """
+    grads = per_example_loglik_grads(fn, data, w, rows)
+    centred = grads - grads.sum(axis=0) / grads.shape[0]
+    return centred.T @ centred / grads.shape[0]
