@@ -1,0 +1,44 @@
+"""Monte Carlo error bars for statistical tests.
+
+A chain of N correlated draws estimates a mean with standard error sd / sqrt(ESS), where
+ESS is ArviZ's bulk effective sample size (it accounts for autocorrelation and for
+several chains). A variance is the mean of the squared deviations (x - mean)^2, so its
+standard error is sd((x - mean)^2) / sqrt(ESS of (x - mean)^2), and the same for a
+covariance with (x - mean_x)(y - mean_y). Tests assert |estimate - exact| <= Z * SE with
+Z = 4.5: a correct sampler fails one such check with probability about 7e-6, while the
+checks are sized (draws, step) so that the errors they guard against are many SE large.
+"""
+
+import arviz as az
+import numpy as np
+
+Z = 4.5
+
+
+def _se_of_mean(values: np.ndarray) -> float:
+    """values: (chain, draw). Standard error of their overall mean."""
+    ess = float(az.ess(np.asarray(values, dtype=float)))
+    return float(np.std(values) / np.sqrt(ess))
+
+
+def mean_and_se(draws: np.ndarray) -> tuple[float, float]:
+    return float(np.mean(draws)), _se_of_mean(draws)
+
+
+def cov_and_se(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Covariance of two (chain, draw) arrays and its standard error."""
+    products = (x - x.mean()) * (y - y.mean())
+    return float(products.mean()), _se_of_mean(products)
+
+
+def assert_close(estimate: float, se: float, exact: float, what: str, slack: float = 0.0) -> None:
+    """|estimate - exact| <= Z SE + slack, where slack is a stated model error (default none)."""
+    bound = Z * se + slack
+    assert abs(estimate - exact) <= bound, (
+        f"{what}: estimate {estimate:.6g} vs exact {exact:.6g}, |diff| = {abs(estimate - exact):.3g} "
+        f"> {Z} SE + slack = {bound:.3g} (SE {se:.3g})")
+
+
+def posterior_draws(idata, name: str) -> np.ndarray:
+    """(chain, draw, ...) numpy array of a posterior variable."""
+    return idata.posterior[name].values

@@ -1,0 +1,132 @@
+"""The compiled minibatch estimator agrees with PyMC's own logp and gradients."""
+
+import numpy as np
+import pymc as pm
+import pytest
+
+from pymc_sgd.gradients import ModelSpecificationError, build_estimator
+from pymc_sgd.kernels.estimator import per_example_loglik_grads, potential_and_grad
+
+RNG = np.random.default_rng(7)
+N, D = 300, 3
+X = RNG.normal(size=(N, D))
+Y = X @ np.array([1.0, -2.0, 0.5]) + RNG.normal(size=N)
+
+
+def regression(data_container: bool) -> pm.Model:
+    with pm.Model() as model:
+        design = pm.Data("X", X) if data_container else X
+        beta = pm.Normal("beta", 0, 10, shape=D)
+        sigma = pm.HalfNormal("sigma", 2)
+        pm.Normal("y", pm.math.dot(design, beta), sigma, observed=Y, shape=N)
+    return model
+
+
+def mixture() -> pm.Model:
+    x = np.concatenate([RNG.normal(-2, 1, 50), RNG.normal(3, 1, 50)])
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0, 5, shape=2)
+        pm.NormalMixture("x", w=[0.5, 0.5], mu=mu, sigma=1.0, observed=x)
+    return model
+
+
+def model_u_and_grad(model: pm.Model, w: np.ndarray) -> tuple[float, np.ndarray]:
+    point = pm.blocking.DictToArrayBijection.rmap(
+        pm.blocking.RaveledVars(w, pm.blocking.DictToArrayBijection.map(model.initial_point()).point_map_info))
+    return -float(model.compile_logp()(point)), -model.compile_dlogp()(point)
+
+
+@pytest.mark.parametrize("make", [lambda: regression(False), lambda: regression(True), mixture],
+                         ids=["constant-X", "pm.Data-X", "mixture"])
+def test_full_batch_equals_model_logp(make):
+    model = make()
+    est = build_estimator(model)
+    w = RNG.normal(scale=0.5, size=est.dim)
+    u, grad = potential_and_grad(est.fn, est.data, w, np.arange(est.n_rows), 1.0)
+    u_ref, grad_ref = model_u_and_grad(model, w)
+    np.testing.assert_allclose(u, u_ref, rtol=1e-10)
+    np.testing.assert_allclose(grad, grad_ref, rtol=1e-9, atol=1e-9)
+
+
+def test_design_matrix_is_detected_and_subsampled_with_y():
+    est = build_estimator(regression(True))
+    assert est.data_names == ("y", "X") and est.n_rows == N
+    w = RNG.normal(size=est.dim)
+    rows = np.array([5, 17, 17, 250])
+    _, _, loglik, _ = est.fn(w, rows, *est.data)
+    beta, sigma = w[:D], np.exp(w[D])
+    resid = Y[rows] - X[rows] @ beta
+    expected = np.sum(-0.5 * (resid / sigma) ** 2 - np.log(sigma) - 0.5 * np.log(2 * np.pi))
+    np.testing.assert_allclose(loglik, expected, rtol=1e-12)
+
+
+def test_per_example_gradients_sum_to_full_gradient():
+    est = build_estimator(regression(False))
+    w = RNG.normal(size=est.dim)
+    rows = np.arange(N)
+    per_example = per_example_loglik_grads(est.fn, est.data, w, rows)
+    assert per_example.shape == (N, est.dim)
+    np.testing.assert_allclose(per_example.sum(axis=0), est.fn(w, rows, *est.data)[3], rtol=1e-10)
+
+
+def test_minibatch_estimate_is_unbiased_over_all_single_row_batches():
+    """U_hat with B = 1 and scale n, averaged over the n possible rows, is exactly U."""
+    est = build_estimator(regression(False))
+    w = RNG.normal(size=est.dim)
+    estimates = [potential_and_grad(est.fn, est.data, w, np.array([i]), float(N)) for i in range(N)]
+    u_full, g_full = potential_and_grad(est.fn, est.data, w, np.arange(N), 1.0)
+    np.testing.assert_allclose(np.mean([e[0] for e in estimates]), u_full, rtol=1e-10)
+    np.testing.assert_allclose(np.mean([e[1] for e in estimates], axis=0), g_full, rtol=1e-9)
+
+
+def test_several_observed_variables_of_same_length():
+    z = 2 * X[:, 0] + RNG.normal(size=N)
+    with pm.Model() as model:
+        beta = pm.Normal("beta", 0, 10, shape=D)
+        pm.Normal("y", pm.math.dot(X, beta), 1.0, observed=Y)
+        pm.Normal("z", beta[0] * X[:, 0], 1.0, observed=z)
+    est = build_estimator(model)
+    assert est.data_names[:2] == ("y", "z")
+    assert sorted(a.shape for a in est.data[2:]) == [(N,), (N, D)]  # X[:, 0] and X, both per-row
+    w = RNG.normal(size=D)
+    u, grad = potential_and_grad(est.fn, est.data, w, np.arange(N), 1.0)
+    u_ref, grad_ref = model_u_and_grad(model, w)
+    np.testing.assert_allclose([u, *grad], [u_ref, *grad_ref], rtol=1e-10)
+
+
+def test_explicit_data_names_the_tensors():
+    est = build_estimator(regression(True), data=["X"])
+    assert est.data_names == ("y", "X")
+
+
+def test_errors_name_the_problem_and_the_fix():
+    with pm.Model() as discrete:
+        k = pm.Poisson("k", 3.0)
+        pm.Normal("y", k, 1.0, observed=Y)
+    with pytest.raises(ModelSpecificationError, match=r"\['k'\] are discrete.*Marginalise"):
+        build_estimator(discrete)
+
+    with pm.Model() as lengths:
+        mu = pm.Normal("mu")
+        pm.Normal("y", mu, 1.0, observed=Y)
+        pm.Normal("z", mu, 1.0, observed=Y[:10])
+    with pytest.raises(ModelSpecificationError, match=r"different numbers of rows .*'y': 300.*'z': 10"):
+        build_estimator(lengths)
+
+    with pm.Model() as ambiguous:
+        shared = pm.Data("weights", np.ones(N))
+        beta = pm.Normal("beta", 0, pm.math.sum(shared))
+        pm.Normal("y", beta * shared, 1.0, observed=Y)
+    with pytest.raises(ModelSpecificationError, match=r"'weights'.*both the likelihood and the prior.*data="):
+        build_estimator(ambiguous)
+    assert build_estimator(ambiguous, data=["weights"]).data_names == ("y", "weights")
+
+    with pytest.raises(ModelSpecificationError, match=r"data='Z' is not a data tensor.*Known data tensors: \['X'\]"):
+        build_estimator(regression(True), data=["Z"])
+
+    with pm.Model() as minibatch:
+        xb, yb = pm.Minibatch(X, Y, batch_size=10)
+        beta = pm.Normal("beta", 0, 10, shape=D)
+        pm.Normal("y", pm.math.dot(xb, beta), 1.0, observed=yb, total_size=N)
+    with pytest.raises(ModelSpecificationError, match=r"pm.Minibatch.*pass the full arrays"):
+        build_estimator(minibatch)
