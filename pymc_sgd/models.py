@@ -27,17 +27,23 @@ def seed000_regular_model(x: np.ndarray | None = None) -> pm.Model:
     return model
 
 
-def seed000_regular_grid_posterior(x: np.ndarray | None = None, size: int = 200) -> dict[str, dict[str, float]]:
-    """Posterior means and SDs of a and sigma on seed 000's grid [-0.6, 0.6] x [0.5, 1.5] (flat prior)."""
+def seed000_regular_grid(x: np.ndarray | None = None, size: int = 200) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(a grid, sigma grid, normalised posterior weights[sigma, a]) on seed 000's grid
+    [-0.6, 0.6] x [0.5, 1.5], flat prior in (a, sigma)."""
     x = seed000_regular_data() if x is None else x
     a = np.linspace(-0.6, 0.6, size)
     sigma = np.linspace(0.5, 1.5, size)
     A, S = np.meshgrid(a, sigma)
-    n = len(x)
-    sum_x, sum_x2 = x.sum(), (x**2).sum()
+    n, sum_x, sum_x2 = len(x), x.sum(), (x**2).sum()
     log_lik = -n * np.log(S) - (sum_x2 - 2 * A * sum_x + n * A**2) / (2 * S**2)
     weights = np.exp(log_lik - log_lik.max())
-    weights /= weights.sum()
+    return a, sigma, weights / weights.sum()
+
+
+def seed000_regular_grid_posterior(x: np.ndarray | None = None, size: int = 200) -> dict[str, dict[str, float]]:
+    """Posterior means and SDs of a and sigma from `seed000_regular_grid`."""
+    a, sigma, weights = seed000_regular_grid(x, size)
+    A, S = np.meshgrid(a, sigma)
     summary = {}
     for name, grid in (("a", A), ("sigma", S)):
         mean = float(np.sum(weights * grid))

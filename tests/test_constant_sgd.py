@@ -1,0 +1,76 @@
+"""ConstantSGD on seed 000's regular model (n = 200, B = 10): the Bayes-optimal
+preconditioned sampler matches the exact grid posterior; the scalar learning rate
+eta = 2B/n is off by the factor that the Lyapunov equation predicts (ERRATA.md)."""
+
+import numpy as np
+import pymc as pm
+import pytest
+from scipy import optimize
+
+import pymc_sgd
+from mc import Z, cov_and_se, posterior_draws
+from pymc_sgd import models, noise, theory
+from pymc_sgd.gradients import cached_estimator
+
+N, B = 200, 10
+GRID = models.seed000_regular_grid_posterior()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return models.seed000_regular_model()
+
+
+def sample(model, step, draws=2500, seed=4):
+    with model:
+        return pm.sample(draws=draws, tune=200, chains=2, cores=1, step=step, random_seed=seed,
+                         progressbar=False, compute_convergence_checks=False)
+
+
+def sd_and_se(draws: np.ndarray) -> tuple[float, float]:
+    """SD and its SE by the delta method: SE(sd) = SE(var) / (2 sd)."""
+    var, se_var = cov_and_se(draws, draws)
+    return float(np.sqrt(var)), se_var / (2 * np.sqrt(var))
+
+
+@pytest.mark.parametrize("preconditioner", ["full", "diag"])
+def test_bayes_optimal_preconditioner_matches_grid_posterior(model, preconditioner):
+    """P = 2 Cov^-1 gives S = H^-1 up to the discrete-time factor 1/(1 - B/n) = 1.05 on the
+    variance (2.6% on the SD). 2 x 2500 draws (50 updates apart, P H ~ 0.1 I: autocorrelation
+    0.9^50 = 0.005) give ~1% SE on each SD; the issue's 10% band is ~9 SE wide. C is nearly
+    diagonal in (a, log sigma), so "diag" must pass too."""
+    step = pymc_sgd.ConstantSGD(batch_size=B, steps_per_draw=50, preconditioner=preconditioner, model=model)
+    idata = sample(model, step)
+    for name in ("a", "sigma"):
+        sd, se = sd_and_se(posterior_draws(idata, name))
+        assert abs(sd / GRID[name]["sd"] - 1) < 0.10, (name, sd, GRID[name]["sd"], se)
+        assert abs(float(posterior_draws(idata, name).mean()) - GRID[name]["mean"]) < 0.25 * GRID[name]["sd"]
+    np.testing.assert_allclose(idata.sample_stats["learning_rate"].values, 2 * B / N)
+
+
+def test_scalar_learning_rate_inflation_is_predicted(model):
+    """Without preconditioning, eta = 2B/n (h = eta/n on U), batches without replacement as
+    in the seed. The stationary covariance of the linearised recursion,
+    S = (I - hH) S (I - hH) + h^2 Cov, Cov = (n^2/B) C (n-B)/(n-1), with H and C measured at
+    the mode of U, predicts SD ratios of about 1.08 (a) and 1.46 (log sigma) against the
+    posterior (ERRATA.md). The sampler must hit the predicted SDs within Z SE plus 3% for
+    the quadratic approximation (the posterior SD of sigma is 5% of sigma, so cubic terms
+    in U move variances by a few percent)."""
+    est = cached_estimator(model)
+    mode = optimize.minimize(lambda w: noise.full_potential_and_grad(est, w), np.zeros(2), jac=True).x
+    hessian = noise.hessian(est, mode)
+    grad_cov = theory.minibatch_gradient_covariance(noise.per_example_gradient_covariance(est, mode), N, B,
+                                                    replacement=False)
+    h = 2 * B / N**2
+    predicted = theory.langevin_stationary_covariance(hessian, h, grad_noise_cov=grad_cov, injected_noise=False)
+    sigma_mode = np.exp(mode[1])
+    predicted_sd = {"a": np.sqrt(predicted[0, 0]), "sigma": sigma_mode * np.sqrt(predicted[1, 1])}
+    assert 1.04 < predicted_sd["a"] / GRID["a"]["sd"] < 1.12
+    assert 1.38 < predicted_sd["sigma"] / GRID["sigma"]["sd"] < 1.55
+
+    step = pymc_sgd.ConstantSGD(batch_size=B, steps_per_draw=50, preconditioner=None,
+                                batching="without_replacement", model=model)
+    idata = sample(model, step)
+    for name in ("a", "sigma"):
+        sd, se = sd_and_se(posterior_draws(idata, name))
+        assert abs(sd - predicted_sd[name]) <= Z * se + 0.03 * predicted_sd[name], (name, sd, predicted_sd[name], se)
