@@ -6,6 +6,7 @@
 """
 
 from .gradients import ModelSpecificationError, build_estimator
-from .steps import SGLD, ConstantSGD, PolynomialDecay
+from .steps import SGHMC, SGLD, ConstantSGD, PolynomialDecay, ReplicaExchangeSGLD, UnderdampedLangevin
 
-__all__ = ["SGLD", "ConstantSGD", "PolynomialDecay", "build_estimator", "ModelSpecificationError"]
+__all__ = ["SGLD", "ConstantSGD", "SGHMC", "UnderdampedLangevin", "ReplicaExchangeSGLD", "PolynomialDecay",
+           "build_estimator", "ModelSpecificationError"]

@@ -37,6 +37,20 @@ def apply_preconditioner(kind, p_diag, p_matrix, v):
 
 
 @njit
+def langevin_step(fn, data, w, rng, batch_mode, perm, cursor, idx, scale, h, temperature, noise,
+                  precond_kind, p_diag, p_full, p_chol, noise_diag):
+    """One update from w; returns (proposal, U_hat(w), grad U_hat(w)). noise_diag = sqrt(p_diag)."""
+    next_batch(batch_mode, rng, perm, cursor, idx)
+    potential, grad = potential_and_grad(fn, data, w, idx, scale)
+    proposal = w - h * apply_preconditioner(precond_kind, p_diag, p_full, grad)
+    if noise > 0.0:
+        xi = rng.standard_normal(w.shape[0])
+        proposal += noise * np.sqrt(2.0 * h * temperature) * apply_preconditioner(
+            precond_kind, noise_diag, p_chol, xi)
+    return proposal, potential, grad
+
+
+@njit
 def langevin_updates(fn, data, w, rng, batch_mode, perm, cursor, idx, scale,
                      t0, n_updates, schedule_kind, schedule, temperature, noise,
                      precond_kind, p_diag, p_full, p_chol, bound):
@@ -44,21 +58,16 @@ def langevin_updates(fn, data, w, rng, batch_mode, perm, cursor, idx, scale,
 
     Returns (w, t, h, |grad U_hat|, U_hat, diverged) at the last accepted update.
     """
-    d = w.shape[0]
     noise_diag = np.sqrt(p_diag)
     h = step_size_at(schedule_kind, schedule, t0)
     potential = 0.0
     grad_norm = 0.0
     t = t0
     for _ in range(n_updates):
-        next_batch(batch_mode, rng, perm, cursor, idx)
-        potential, grad = potential_and_grad(fn, data, w, idx, scale)
         h = step_size_at(schedule_kind, schedule, t)
-        proposal = w - h * apply_preconditioner(precond_kind, p_diag, p_full, grad)
-        if noise > 0.0:
-            xi = rng.standard_normal(d)
-            proposal += noise * np.sqrt(2.0 * h * temperature) * apply_preconditioner(
-                precond_kind, noise_diag, p_chol, xi)
+        proposal, potential, grad = langevin_step(
+            fn, data, w, rng, batch_mode, perm, cursor, idx, scale, h, temperature, noise,
+            precond_kind, p_diag, p_full, p_chol, noise_diag)
         if is_diverged(potential, grad, proposal, bound):
             return w, t, h, np.inf, potential, True
         grad_norm = np.sqrt(np.sum(grad * grad))

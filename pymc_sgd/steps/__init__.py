@@ -2,6 +2,10 @@
 
 from .base import StochasticGradientStep
 from .constant_sgd import ConstantSGD
+from .exchange import ReplicaExchangeSGLD
+from .sghmc import SGHMC
 from .sgld import SGLD, PolynomialDecay
+from .underdamped import UnderdampedLangevin
 
-__all__ = ["StochasticGradientStep", "SGLD", "ConstantSGD", "PolynomialDecay"]
+__all__ = ["StochasticGradientStep", "SGLD", "ConstantSGD", "SGHMC", "UnderdampedLangevin",
+           "ReplicaExchangeSGLD", "PolynomialDecay"]

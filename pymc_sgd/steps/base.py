@@ -21,6 +21,7 @@ from pytensor.graph.basic import Variable
 
 from ..gradients import ModelEstimator, cached_estimator
 from ..kernels import batching as batch_sampling
+from ..kernels.estimator import gradient_noise_covariance
 
 BASE_STATS = {
     "step_size": (np.float64, []),
@@ -43,8 +44,15 @@ class StochasticGradientStep(BlockedStep):
     """Base class: minibatching, seeding, the per-draw compiled loop, stats, pickling.
 
     Subclasses implement ``_run_updates(w) -> (w, stats)`` (one numba call) and may
-    override ``_start_chain`` / ``_after_tuning_draw`` / ``stop_tuning``.
+    override ``_start_chain``. Samplers that need the per-example gradient covariance C(w)
+    set ``measures_gradient_noise`` and implement ``_use_gradient_noise(C)``: C is measured
+    at the start point, then at the mean of the tuning draws in windows ending at tuning
+    draws 1, 2, 4, 8, ... and at the end of tuning; sampling uses the last measurement.
+    (A window mean, not a single draw: C(w) varies over the posterior, e.g. as sigma^-4 for
+    a normal mean, and one random draw would put an error of several percent into C.)
     """
+
+    measures_gradient_noise = False
 
     name = "stochastic_gradient"
     stats_dtypes_shapes = dict(BASE_STATS)
@@ -59,6 +67,7 @@ class StochasticGradientStep(BlockedStep):
         data: Sequence[str | Variable] | None = None,
         temperature: float = 1.0,
         divergence_bound: float = 1e8,
+        noise_rows: int = 2000,
         model: pm.Model | None = None,
         blocked: bool = True,
         rng: Any = None,
@@ -84,6 +93,7 @@ class StochasticGradientStep(BlockedStep):
         if batching not in _BATCHING_NAMES:
             raise ValueError(f"batching={batching!r} is unknown; use one of {sorted(_BATCHING_NAMES)}.")
         self.data = data
+        self.noise_rows = int(noise_rows)
         self._estimator: ModelEstimator | None = None
         n = self.estimator.n_rows
         if batch_size is None:
@@ -120,19 +130,51 @@ class StochasticGradientStep(BlockedStep):
         self.t = 0
         self.draw = 0
         self.halted = False
+        self._window_sum, self._window_count = 0.0, 0
         self._start_chain()
+
+    def set_rng(self, rng: Any) -> None:
+        """PyMC's per-chain seeding. Worker processes never call reset_tuning, so start the chain here."""
+        super().set_rng(rng)
+        self.reset_tuning()
 
     def _start_chain(self) -> None:
         """Hook for sampler-specific per-chain state."""
 
+    # -- gradient-noise measurement (for samplers that set measures_gradient_noise) ----------
+    def _use_gradient_noise(self, per_example_cov: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _measure_noise_at(self, w: np.ndarray) -> None:
+        """Measure C(w) from per-example gradients on min(n, noise_rows) random rows."""
+        est = self.estimator
+        rows = self.rng.choice(est.n_rows, size=min(est.n_rows, self.noise_rows), replace=False)
+        self._use_gradient_noise(gradient_noise_covariance(est.fn, est.data, w, np.sort(rows).astype(np.int64)))
+
     def _after_tuning_draw(self, w: np.ndarray) -> None:
-        """Hook run after each tuning draw (e.g. preconditioner estimation)."""
+        self._window_sum = self._window_sum + w
+        self._window_count += 1
+        done = self.draw + 1
+        if done & (done - 1) == 0:  # tuning draws 1, 2, 4, 8, ...
+            self._measure_window()
+
+    def _measure_window(self) -> None:
+        if self._window_count:
+            self._measure_noise_at(self._window_sum / self._window_count)
+        self._window_sum, self._window_count = 0.0, 0
+
+    def stop_tuning(self) -> None:
+        if self.measures_gradient_noise:
+            self._measure_window()
+        super().stop_tuning()
 
     def step(self, point: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[dict]]:
         q = DictToArrayBijection.map({name: point[name] for name in self.var_names})
         if self.halted:
             w, stats = q.data, self._halted_stats()
         else:
+            if self.draw == 0 and self.measures_gradient_noise:
+                self._measure_noise_at(q.data.astype(np.float64))
             w, stats = self._run_updates(q.data.astype(np.float64))
             if stats["diverging"]:
                 self.halted = True
@@ -142,14 +184,15 @@ class StochasticGradientStep(BlockedStep):
                     "flagged as diverging. Reduce the step size.",
                     RuntimeWarning, stacklevel=2,
                 )
-            elif self.tune:
+            elif self.tune and self.measures_gradient_noise:
                 self._after_tuning_draw(w)
         self.draw += 1
         new = RaveledVars(w, q.point_map_info)
         return DictToArrayBijection.rmap(new, start_point=point), [stats]
 
     def _halted_stats(self) -> dict:
-        stats = {name: np.nan for name in self.stats_dtypes_shapes}
+        stats = {name: np.nan if np.issubdtype(dtype, np.floating) else 0
+                 for name, (dtype, _) in self.stats_dtypes_shapes.items()}
         stats.update(temperature=self.temperature, diverging=True)
         return stats
 

@@ -1,0 +1,48 @@
+"""Second-order stochastic-gradient dynamics: heavy-ball SGD and SGHMC, one update rule.
+
+    v <- (1 - alpha) v - h P grad U_hat(w) + L xi,    w <- w + v     (L L^T injected noise cov)
+
+- Heavy-ball SGD (momentum beta = 1 - alpha, noise_sd = 0), ERRATA.md's chosen form. With
+  gradient-noise variance sigma^2 (on U) its temperature is T_eff = h sigma^2 / (2 alpha), and
+  on a 1-D quadratic of curvature k with velocity noise s^2 = h^2 sigma^2 the exact variance is
+  (1 + beta) s^2 / ((1 - beta) h k (2 (1 + beta) - h k))  (ERRATA.md).
+- SGHMC (Chen, Fox & Guestrin 2014, Eq. 15, in the practical (v = h r) parameterisation of
+  their Sec. 3.3; Ma, Chen & Fox 2015): L L^T = 2 (alpha I - B_hat) h T, with
+  B_hat = h V_hat / 2 the estimated share of the gradient noise V_hat = Cov(grad U_hat), so
+  that injected plus gradient noise is 2 alpha h T I per step: the stationary law is exp(-U/T)
+  up to O(h). This equals seed 003's recursion with lambda = h, mu = 1 - alpha and total
+  noise C = V + L L^T / h^2, whose exact covariance solves a discrete Lyapunov equation.
+"""
+
+import numpy as np
+from numba import njit
+
+from .batching import next_batch
+from .estimator import potential_and_grad
+from .guards import is_diverged
+from .langevin import apply_preconditioner
+
+
+@njit
+def momentum_updates(fn, data, w, v, rng, batch_mode, perm, cursor, idx, scale, n_updates,
+                     h, friction, noise_factor, precond_kind, p_diag, p_full, bound):
+    """Run n_updates heavy-ball/SGHMC updates; stop early (keeping the last finite state).
+
+    Returns (w, v, |grad U_hat|, U_hat, diverged).
+    """
+    d = w.shape[0]
+    inject = np.any(noise_factor != 0.0)
+    potential = 0.0
+    grad_norm = 0.0
+    for _ in range(n_updates):
+        next_batch(batch_mode, rng, perm, cursor, idx)
+        potential, grad = potential_and_grad(fn, data, w, idx, scale)
+        v_new = (1.0 - friction) * v - h * apply_preconditioner(precond_kind, p_diag, p_full, grad)
+        if inject:
+            v_new += noise_factor @ rng.standard_normal(d)
+        w_new = w + v_new
+        if is_diverged(potential, grad, w_new, bound):
+            return w, v, np.inf, potential, True
+        grad_norm = np.sqrt(np.sum(grad * grad))
+        w, v = w_new, v_new
+    return w, v, grad_norm, potential, False
