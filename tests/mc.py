@@ -7,6 +7,9 @@ standard error is sd((x - mean)^2) / sqrt(ESS of (x - mean)^2), and the same for
 covariance with (x - mean_x)(y - mean_y). Tests assert |estimate - exact| <= Z * SE with
 Z = 4.5: a correct sampler fails one such check with probability about 7e-6, while the
 checks are sized (draws, step) so that the errors they guard against are many SE large.
+For a rarely switching quantity (which mode a multimodal sampler is in) ArviZ's ESS from a
+short run overestimates the information; ``batch_means_se`` instead splits every chain into
+batches much longer than the switching time and uses the spread of the batch means.
 """
 
 import arviz as az
@@ -42,3 +45,11 @@ def assert_close(estimate: float, se: float, exact: float, what: str, slack: flo
 def posterior_draws(idata, name: str) -> np.ndarray:
     """(chain, draw, ...) numpy array of a posterior variable."""
     return idata.posterior[name].values
+
+
+def batch_means_se(values: np.ndarray, batches_per_chain: int = 10) -> float:
+    """SE of the overall mean of (chain, draw) values from the variance of batch means."""
+    chains, draws = values.shape
+    size = draws // batches_per_chain
+    means = values[:, : size * batches_per_chain].reshape(chains * batches_per_chain, size).mean(axis=1)
+    return float(np.std(means, ddof=1) / np.sqrt(len(means)))
