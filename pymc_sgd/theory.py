@@ -7,7 +7,7 @@ exp(-U/T). Every formula names its source; ERRATA.md wins over seed 002.
 from __future__ import annotations
 
 import numpy as np
-from scipy import linalg
+from scipy import linalg, optimize
 
 
 def normal_mean_posterior(x: np.ndarray, sigma: float, prior_mean: float, prior_sd: float) -> tuple[float, float]:
@@ -68,3 +68,208 @@ def langevin_stationary_covariance(hessian: np.ndarray, step_size: float, temper
     if injected_noise:
         Q += 2.0 * step_size * temperature * P
     return linalg.solve_discrete_lyapunov(A, Q)
+
+
+# --- Exact finite-learning-rate SGD (seed 003, Liu, Ziyin & Ueda; ERRATA.md) -------------------
+#
+# Seed 003 writes everything on the AVERAGE loss L = U/n: Hessian K, gradient-noise covariance C of
+# grad L, learning rate lambda, heavy ball g = K w + noise, m <- mu m + g, w <- w - Lam m. The same
+# recursion on U = n L with step h = lambda/n has Hessian H = n K and noise n^2 C, and the same
+# stationary covariance: the linear-algebra oracles below hold in either unit system as long as
+# hessian, noise and step refer to the same loss.
+
+_UNIT_CIRCLE = 1.0 - 1e-12  # spectral radii within rounding of 1 count as unstable
+
+
+def _check_momentum(momentum: float) -> None:
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+
+
+def _step_matrix(step: float | np.ndarray, d: int) -> np.ndarray:
+    """A scalar step as step * I, or a (d, d) step matrix as given."""
+    step = np.asarray(step, dtype=float)
+    return step * np.eye(d) if step.ndim == 0 else np.atleast_2d(step)
+
+
+def sgd_stationary_covariance(hessian: np.ndarray, noise_cov: np.ndarray, learning_rate: float,
+                              momentum: float = 0.0,
+                              preconditioner: np.ndarray | None = None) -> np.ndarray:
+    """Exact stationary covariance Sigma of heavy-ball SGD on the quadratic L = w^T K w / 2.
+
+    Recursion (seed 003, Eq. 5, with a preconditioner as in its Theorem 3): g = K w + noise,
+    Cov(noise) = C; m <- mu m + g; w <- w - Lam m, Lam = learning_rate * P (P = I by default).
+    The state z = (w, m) is a linear AR(1): z' = A z + Bn noise with
+    A = [[I - Lam K, -mu Lam], [K, mu I]], Bn = [-Lam; I], so Z = A Z A^T + Bn C Bn^T and
+    Sigma = Z[:D, :D] (ERRATA.md on seed 003; this solves Theorems 1-3 exactly, for any K, C, P).
+    It exists iff the spectral radius of A is < 1, i.e. (for symmetric positive-definite P and K)
+    every eigenvalue of Lam K is below 2 (1 + mu). Units: the learning rate is on the average loss L
+    (K, C of grad L), or equivalently h = lambda / n on U with H = n K and noise covariance n^2 C.
+    """
+    _check_momentum(momentum)
+    K = np.atleast_2d(hessian)
+    d = K.shape[0]
+    eye = np.eye(d)
+    lam = learning_rate * (eye if preconditioner is None else np.atleast_2d(preconditioner))
+    A = np.block([[eye - lam @ K, -momentum * lam], [K, momentum * eye]])
+    radius = np.max(np.abs(np.linalg.eigvals(A)))
+    if radius >= _UNIT_CIRCLE:
+        largest = np.max(np.linalg.eigvals(lam @ K).real)
+        raise ValueError(
+            f"SGD is unstable: the spectral radius of its transition matrix is {radius:.6g} >= 1. "
+            f"Stability needs every eigenvalue of Lam K (Lam = learning_rate * preconditioner) below "
+            f"2 (1 + momentum) = {2 * (1 + momentum):.6g}; the largest is {largest:.6g}.")
+    Bn = np.vstack([-lam, eye])
+    Z = linalg.solve_discrete_lyapunov(A, Bn @ np.atleast_2d(noise_cov) @ Bn.T)
+    sigma = Z[:d, :d]
+    return (sigma + sigma.T) / 2
+
+
+def sgd_continuous_covariance(hessian: np.ndarray, noise_cov: np.ndarray, learning_rate: float,
+                              batch_size: int = 1) -> np.ndarray:
+    """Continuous-time (Ornstein-Uhlenbeck) covariance S of constant SGD: H S + S H = (eta / B) C.
+
+    Mandt, Hoffman & Blei 2017 (seed 004); ERRATA.md ("the Lyapunov equation H C + C H = (eta/B)
+    Sigma is right"). eta is on the average loss L with Hessian H, C the per-example gradient
+    covariance, so the batch gradient has covariance C / B. This is the first-order-in-eta truncation
+    of sgd_stationary_covariance (seed 003, remark after Theorem 1); the exact 1-D answer is larger
+    by 2 / (2 - eta h).
+    """
+    q = learning_rate / batch_size * np.atleast_2d(noise_cov)
+    return linalg.solve_continuous_lyapunov(np.atleast_2d(hessian), q)
+
+
+# --- Temperatures and 1-D closed forms ---------------------------------------------------------
+
+def sgd_temperature(learning_rate: float, noise_var: float, batch_size: int) -> float:
+    """T_eff = eta sigma^2 / (2 B) of constant SGD (ERRATA.md, conventions; seed 000's eta/(2B) at
+    sigma^2 = Fisher = Hessian). eta on the average loss L, sigma^2 the per-example gradient-noise
+    variance, B the batch size; continuous-time limit (stationary variance T_eff / curvature)."""
+    return learning_rate * noise_var / (2.0 * batch_size)
+
+
+def momentum_temperature(learning_rate: float, noise_var: float, momentum: float) -> float:
+    """T_eff = eta sigma^2 / (2 (1 - beta)) of heavy-ball SGD (ERRATA.md on seed 002; not
+    sigma^2 / (1 - beta^2)). v <- beta v - eta g, w <- w + v, with sigma^2 the variance of the
+    gradient noise of g (the batch gradient of the average loss); continuous-time limit."""
+    _check_momentum(momentum)
+    return learning_rate * noise_var / (2.0 * (1.0 - momentum))
+
+
+def heavy_ball_variance(eta: float, h: float, beta: float, s2: float) -> float:
+    """Exact stationary Var(x) of v <- beta v - eta (h x + noise), x <- x + v, with per-step
+    velocity noise variance s^2 (= eta^2 sigma^2 for gradient noise sigma^2):
+    (1 + beta) s^2 / ((1 - beta) eta h (2 (1 + beta) - eta h)) (ERRATA.md on seed 002; seed 003,
+    Corollary 1). Stable iff eta h < 2 (1 + beta). eta is on the loss whose curvature is h."""
+    _check_momentum(beta)
+    if not 0.0 < eta * h < 2.0 * (1.0 + beta):
+        raise ValueError(f"heavy ball is unstable: need 0 < eta h < 2 (1 + beta) = {2 * (1 + beta):.6g}, "
+                         f"got eta h = {eta * h:.6g}")
+    return (1.0 + beta) * s2 / ((1.0 - beta) * eta * h * (2.0 * (1.0 + beta) - eta * h))
+
+
+def euler_maruyama_variance(curvature: float, dt: float, temperature: float) -> float:
+    """Stationary variance T / (lambda (1 - lambda dt / 2)) of Euler-Maruyama (ULA)
+    x <- x - dt lambda x + sqrt(2 dt T) xi on U = lambda x^2 / 2 (ERRATA.md). dt is the step h on U
+    (DESIGN.md). Stable iff dt < 2 / lambda."""
+    if not 0.0 < curvature * dt < 2.0:
+        raise ValueError(f"Euler-Maruyama is unstable: need 0 < curvature * dt < 2, got {curvature * dt:.6g}")
+    return temperature / (curvature * (1.0 - curvature * dt / 2.0))
+
+
+def kramers_escape_time(barrier: float, curvature_min: float, curvature_saddle: float,
+                        temperature: float) -> float:
+    """Eyring-Kramers mean transition time 2 pi / sqrt(U''(a) |U''(b)|) exp(Delta U / T).
+
+    For dx = -U'(x) dt + sqrt(2 T) dW from the minimum a over the saddle b (barrier
+    Delta U = U(b) - U(a)) to the next well, in the SDE's time units, to leading order as T -> 0
+    (Kramers 1940; prefactor as in ERRATA.md). The first passage to the saddle itself takes half as
+    long. Directions transverse to the escape path with equal curvature at a and b cancel. A sampler
+    with step h on U needs about this time / h steps.
+    """
+    return 2.0 * np.pi / np.sqrt(curvature_min * abs(curvature_saddle)) * np.exp(barrier / temperature)
+
+
+# --- Bayes-optimal learning rates and exact posterior corrections ------------------------------
+
+def _minibatch_noise_scale(n: int, batch_size: int) -> float:
+    """(N - S) / S for the minibatch noise C = (N - S)/(N S) K of seed 003 (Sec. 6.1)."""
+    if not 0 < batch_size < n:
+        raise ValueError(f"need 0 < batch_size < n for minibatch noise, got S = {batch_size}, N = {n}")
+    return (n - batch_size) / batch_size
+
+
+def bayes_optimal_learning_rate(hessian_avg: np.ndarray, n: int, batch_size: int) -> float:
+    """KL-optimal scalar learning rate of constant SGD (seed 003, Theorem 6, Eq. 16).
+
+    With minibatch noise C = (N - S)/(N S) K and posterior N(0, (N K)^-1), D_KL(q || posterior) is
+    minimised by the root lambda in (0, 2 / k_max) of
+        (N - 2S)/S sum_i k_i / (2 - lambda k_i) + (N - S)/S lambda sum_i k_i^2 / (2 - lambda k_i)^2
+        = D / lambda,
+    k_i the eigenvalues of K. lambda is on the average loss L (Hessian K = hessian_avg); the step
+    on U is lambda / N. Even at this lambda the match is exact only if K is a multiple of I
+    (ERRATA.md); see exact_posterior_preconditioner for the exact answer.
+    """
+    k = np.linalg.eigvalsh(np.atleast_2d(hessian_avg))
+    a = _minibatch_noise_scale(n, batch_size)
+
+    def kl_derivative(lam: float) -> float:
+        r = k / (2.0 - lam * k)
+        return (a - 1.0) * np.sum(r) + a * lam * np.sum(r**2) - k.size / lam
+
+    upper = 2.0 / k.max()
+    return optimize.brentq(kl_derivative, 1e-12 * upper, (1.0 - 1e-12) * upper, xtol=1e-15 * upper,
+                           rtol=1e-13)
+
+
+def mandt_learning_rate(hessian_avg: np.ndarray, n: int, batch_size: int) -> float:
+    """Mandt, Hoffman & Blei's continuous-time optimal scalar rate 2 S D / (N Tr K) (seed 004;
+    seed 003, Sec. 6.1, which shows it is Eq. 16 to first order in lambda for S << N; ERRATA.md).
+    On the average loss L (Hessian K); the step on U is this / N."""
+    K = np.atleast_2d(hessian_avg)
+    return 2.0 * batch_size * K.shape[0] / (n * np.trace(K))
+
+
+def exact_posterior_preconditioner(hessian_avg: np.ndarray, n: int, batch_size: int,
+                                   momentum: float = 0.0) -> np.ndarray:
+    """Preconditioner Lam with which constant (heavy-ball) SGD samples N(0, (N K)^-1) exactly.
+
+    For minibatch noise C = (N - S)/(N S) K, Theorem 3 of seed 003 with Lam = c K^-1 and
+    Sigma = (N K)^-1 gives (ERRATA.md, consequences of Theorem 3)
+        Lam = 2 (1 - mu^2) / [(1 + mu)(N - S)/S + 1 - mu] K^-1,
+    i.e. damped Newton with c = 2 S / N at mu = 0. Lam is the learning-rate matrix on the average
+    loss L (w <- w - Lam m, K = hessian_avg); on U = N L the same update is h P = c (N K)^-1.
+    The continuous-time (first-order) solution 2 (1 - mu) S / (N - S) K^-1 (Mandt et al.) is biased.
+    """
+    _check_momentum(momentum)
+    a = _minibatch_noise_scale(n, batch_size)
+    c = 2.0 * (1.0 - momentum**2) / ((1.0 + momentum) * a + 1.0 - momentum)
+    return c * np.linalg.inv(np.atleast_2d(hessian_avg))
+
+
+def exact_injected_noise(hessian_U: np.ndarray, grad_noise_cov: np.ndarray, step_size: float | np.ndarray,
+                         momentum: float = 0.0, temperature: float = 1.0) -> np.ndarray:
+    """Covariance Q of the parameter-space noise xi that makes SGLD sample N(0, T H^-1) exactly.
+
+    Update (step h on U, DESIGN.md; Lam = h I, or a positive-definite step matrix):
+        mu = 0:  w <- w - Lam grad U_hat(w) + xi;
+        mu > 0:  v <- mu v - Lam grad U_hat(w) + xi,  w <- w + v      (xi ~ N(0, Q)).
+    By Theorem 3 of seed 003, Sigma = T H^-1 iff the total gradient-noise covariance is
+    C_tot = T [2 (1 - mu) Lam^-1 - (1 - mu)/(1 + mu) H] (ERRATA.md, consequences of Theorem 3), so
+        Q = Lam (C_tot - C_grad) Lam = T [2 (1 - mu) Lam - (1 - mu)/(1 + mu) Lam H Lam] - Lam C_grad Lam,
+    which for mu = 0, T = 1 and a scalar step is 2 h I - h^2 H - h^2 C_grad: SGLD's 2 h I minus an
+    exact finite-step correction. C_grad = Cov(grad U_hat). Raises if Q is not positive semi-definite
+    (the step or the gradient noise is too large for any injected noise to compensate).
+    """
+    _check_momentum(momentum)
+    H = np.atleast_2d(hessian_U)
+    lam = _step_matrix(step_size, H.shape[0])
+    q = (temperature * (2.0 * (1.0 - momentum) * lam - (1.0 - momentum) / (1.0 + momentum) * lam @ H @ lam)
+         - lam @ np.atleast_2d(grad_noise_cov) @ lam)
+    q = (q + q.T) / 2
+    smallest = np.linalg.eigvalsh(q).min()
+    if smallest < -1e-12 * np.abs(q).max():
+        raise ValueError(f"No exact noise correction at this step: the required injected covariance has "
+                         f"eigenvalue {smallest:.3g} < 0 (the gradient noise Lam C_grad Lam and the finite-step "
+                         f"term exceed 2 (1 - mu) T Lam). Reduce the step size or the gradient noise.")
+    return q
