@@ -13,7 +13,7 @@ from scipy import optimize
 
 from . import theory
 from .gradients import ModelEstimator
-from .kernels.estimator import gradient_noise_covariance, potential_and_grad
+from .kernels.estimator import gradient_noise_covariance, potential_and_grad, potential_hessian
 
 
 def full_potential_and_grad(est: ModelEstimator, w: np.ndarray) -> tuple[float, np.ndarray]:
@@ -25,15 +25,8 @@ def full_potential_and_grad(est: ModelEstimator, w: np.ndarray) -> tuple[float, 
 
 def hessian(est: ModelEstimator, w: np.ndarray, eps: float = 1e-5) -> np.ndarray:
     """Hessian of U at w by central differences of the exact gradient, symmetrised."""
-    w = np.asarray(w, dtype=np.float64)
-    columns = []
-    for j in range(len(w)):
-        step = np.zeros_like(w)
-        step[j] = eps
-        columns.append((full_potential_and_grad(est, w + step)[1]
-                        - full_potential_and_grad(est, w - step)[1]) / (2 * eps))
-    H = np.array(columns)
-    return 0.5 * (H + H.T)
+    rows = np.arange(est.n_rows, dtype=np.int64)
+    return potential_hessian(est.fn, est.data, np.asarray(w, dtype=np.float64), rows, 1.0, eps)
 
 
 def per_example_gradient_covariance(est: ModelEstimator, w: np.ndarray) -> np.ndarray:

@@ -248,7 +248,7 @@ def exact_posterior_preconditioner(hessian_avg: np.ndarray, n: int, batch_size: 
 
 
 def exact_injected_noise(hessian_U: np.ndarray, grad_noise_cov: np.ndarray, step_size: float | np.ndarray,
-                         momentum: float = 0.0, temperature: float = 1.0) -> np.ndarray:
+                         momentum: float = 0.0, temperature: float = 1.0, clip: bool = False) -> np.ndarray:
     """Covariance Q of the parameter-space noise xi that makes SGLD sample N(0, T H^-1) exactly.
 
     Update (step h on U, DESIGN.md; Lam = h I, or a positive-definite step matrix):
@@ -259,7 +259,8 @@ def exact_injected_noise(hessian_U: np.ndarray, grad_noise_cov: np.ndarray, step
         Q = Lam (C_tot - C_grad) Lam = T [2 (1 - mu) Lam - (1 - mu)/(1 + mu) Lam H Lam] - Lam C_grad Lam,
     which for mu = 0, T = 1 and a scalar step is 2 h I - h^2 H - h^2 C_grad: SGLD's 2 h I minus an
     exact finite-step correction. C_grad = Cov(grad U_hat). Raises if Q is not positive semi-definite
-    (the step or the gradient noise is too large for any injected noise to compensate).
+    (the step or the gradient noise is too large for any injected noise to compensate), or with
+    ``clip=True`` sets its negative eigenvalues to 0 (the closest PSD matrix; no longer exact).
     """
     _check_momentum(momentum)
     H = np.atleast_2d(hessian_U)
@@ -267,7 +268,10 @@ def exact_injected_noise(hessian_U: np.ndarray, grad_noise_cov: np.ndarray, step
     q = (temperature * (2.0 * (1.0 - momentum) * lam - (1.0 - momentum) / (1.0 + momentum) * lam @ H @ lam)
          - lam @ np.atleast_2d(grad_noise_cov) @ lam)
     q = (q + q.T) / 2
-    smallest = np.linalg.eigvalsh(q).min()
+    eigenvalues, eigenvectors = np.linalg.eigh(q)
+    if clip:
+        return (eigenvectors * np.clip(eigenvalues, 0.0, None)) @ eigenvectors.T
+    smallest = eigenvalues.min()
     if smallest < -1e-12 * np.abs(q).max():
         raise ValueError(f"No exact noise correction at this step: the required injected covariance has "
                          f"eigenvalue {smallest:.3g} < 0 (the gradient noise Lam C_grad Lam and the finite-step "

@@ -38,3 +38,17 @@ def gradient_noise_covariance(fn, data, w, rows):
     grads = per_example_loglik_grads(fn, data, w, rows)
     centred = grads - grads.sum(axis=0) / grads.shape[0]
     return centred.T @ centred / grads.shape[0]
+
+
+@njit
+def potential_hessian(fn, data, w, rows, scale, eps):
+    """Hessian of U_hat (over `rows`, likelihood times `scale`) by central differences of its gradient."""
+    d = w.shape[0]
+    H = np.empty((d, d))
+    for j in range(d):
+        up, down = w.copy(), w.copy()
+        up[j] += eps
+        down[j] -= eps
+        H[j] = (potential_and_grad(fn, data, up, rows, scale)[1]
+                - potential_and_grad(fn, data, down, rows, scale)[1]) / (2.0 * eps)
+    return 0.5 * (H + H.T)

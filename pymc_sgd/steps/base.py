@@ -45,7 +45,7 @@ class StochasticGradientStep(BlockedStep):
 
     Subclasses implement ``_run_updates(w) -> (w, stats)`` (one numba call) and may
     override ``_start_chain``. Samplers that need the per-example gradient covariance C(w)
-    set ``measures_gradient_noise`` and implement ``_use_gradient_noise(C)``: C is measured
+    set ``measures_gradient_noise`` and implement ``_use_gradient_noise(C, w)``: C is measured
     at the start point, then at the mean of the tuning draws in windows ending at tuning
     draws 1, 2, 4, 8, ... and at the end of tuning; sampling uses the last measurement.
     (A window mean, not a single draw: C(w) varies over the posterior, e.g. as sigma^-4 for
@@ -142,14 +142,14 @@ class StochasticGradientStep(BlockedStep):
         """Hook for sampler-specific per-chain state."""
 
     # -- gradient-noise measurement (for samplers that set measures_gradient_noise) ----------
-    def _use_gradient_noise(self, per_example_cov: np.ndarray) -> None:
+    def _use_gradient_noise(self, per_example_cov: np.ndarray, w: np.ndarray) -> None:
         raise NotImplementedError
 
     def _measure_noise_at(self, w: np.ndarray) -> None:
         """Measure C(w) from per-example gradients on min(n, noise_rows) random rows."""
         est = self.estimator
         rows = self.rng.choice(est.n_rows, size=min(est.n_rows, self.noise_rows), replace=False)
-        self._use_gradient_noise(gradient_noise_covariance(est.fn, est.data, w, np.sort(rows).astype(np.int64)))
+        self._use_gradient_noise(gradient_noise_covariance(est.fn, est.data, w, np.sort(rows).astype(np.int64)), w)
 
     def _after_tuning_draw(self, w: np.ndarray) -> None:
         self._window_sum = self._window_sum + w

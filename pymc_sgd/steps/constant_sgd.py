@@ -103,7 +103,7 @@ class ConstantSGD(StochasticGradientStep):
         self.p_diag, self.p_full = np.ones(d), np.eye(d)
         self.velocity = np.zeros(d)
 
-    def _use_gradient_noise(self, per_example_cov: np.ndarray) -> None:
+    def _use_gradient_noise(self, per_example_cov: np.ndarray, w: np.ndarray) -> None:
         """P = h (f C)^{-1} (a tiny ridge keeps directions without likelihood information finite)."""
         d = per_example_cov.shape[0]
         noise = self.finite_population * per_example_cov / (1.0 - self.momentum)

@@ -71,7 +71,7 @@ class SGHMC(StochasticGradientStep):
         self.velocity = np.zeros(d)
         self.noise_factor = np.sqrt(2.0 * self.friction * self.h * self.temperature) * np.eye(d)
 
-    def _use_gradient_noise(self, per_example_cov: np.ndarray) -> None:
+    def _use_gradient_noise(self, per_example_cov: np.ndarray, w: np.ndarray) -> None:
         """L L^T = 2 alpha h T I - h^2 V (V = Cov(grad U_hat)), negative eigenvalues clipped at 0."""
         V = self.scale * self.estimator.n_rows * per_example_cov
         if self.noise_correction == "diag":

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..kernels import langevin, schedules
+from .. import theory
+from ..kernels import batching, langevin, schedules
+from ..kernels.estimator import potential_hessian
 from .base import StochasticGradientStep, require_positive
 
 
@@ -49,7 +52,16 @@ class SGLD(StochasticGradientStep):
     unconstrained space (Welling & Teh's :math:`\epsilon` is :math:`2h`). At a constant step
     the stationary law is exp(-U/T) up to an O(h) bias: on a quadratic with curvature
     lambda the variance is T / (lambda (1 - lambda h / 2)) plus the minibatch-noise excess
-    h C / 2 (ERRATA.md); use a :class:`PolynomialDecay` step size to remove it.
+    h C / 2 (ERRATA.md); use a :class:`PolynomialDecay` step size to remove it, or
+    ``correction="exact"``: inject N(0, Q) instead of N(0, 2hT I) with
+
+    .. math:: Q = 2hT I - h^2 T H - h^2 V,
+
+    H the Hessian of U and V = Cov(grad U_hat) = (n^2/B) C, both measured at the start and
+    during tuning. On a Gaussian target this makes the stationary covariance exactly T H^{-1}
+    at any step where Q is positive semi-definite (seed 003, Thm. 3, as derived in ERRATA.md;
+    ``theory.exact_injected_noise``); where it is not, the nearest PSD matrix is used and a
+    warning says to reduce the step size.
 
     Parameters
     ----------
@@ -59,6 +71,7 @@ class SGLD(StochasticGradientStep):
     batching : "with_replacement" (default), "without_replacement" or "epoch".
     data : per-row data tensors to subsample, when automatic detection is ambiguous.
     temperature : T; 1 samples the posterior.
+    correction : None (plain SGLD) or "exact" (finite-step injected-noise correction).
 
     Examples
     --------
@@ -76,20 +89,45 @@ class SGLD(StochasticGradientStep):
     name = "sgld"
 
     def __init__(self, vars=None, *, batch_size: int | None, step_size: float | PolynomialDecay,
-                 steps_per_draw: int = 100, **kwargs: Any) -> None:
+                 correction: str | None = None, steps_per_draw: int = 100, **kwargs: Any) -> None:
         self.schedule_kind, self.schedule = schedule_arrays(step_size)
+        if correction not in (None, "exact"):
+            raise ValueError(f"correction={correction!r} is unknown; use None or 'exact'.")
+        if correction == "exact" and self.schedule_kind != schedules.CONSTANT:
+            raise ValueError("correction='exact' needs a constant step_size (the correction depends on h).")
+        self.correction = correction
+        self.measures_gradient_noise = correction == "exact"
         super().__init__(vars, batch_size=batch_size, steps_per_draw=steps_per_draw, **kwargs)
 
     def _start_chain(self) -> None:
-        self._unit = np.ones(self.estimator.dim)
-        self._unused_matrix = np.zeros((0, 0))
+        d = self.estimator.dim
+        self._unit = np.ones(d)
+        self._identity = np.eye(d)
+        self._noise_factor = np.eye(d) if self.correction == "exact" else np.zeros((0, 0))
+
+    def _use_gradient_noise(self, per_example_cov: np.ndarray, w: np.ndarray) -> None:
+        """Noise factor L with L L^T = Q / (2 h T) (the kernel scales it by sqrt(2 h T))."""
+        est, h, T = self.estimator, self.schedule[0], self.temperature
+        rows = np.arange(est.n_rows, dtype=np.int64)
+        H = potential_hessian(est.fn, est.data, w, rows, 1.0, 1e-5)
+        V = (np.zeros_like(H) if self.batch_mode == batching.FULL else theory.minibatch_gradient_covariance(
+            per_example_cov, est.n_rows, self.batch_size, self.batch_mode == batching.WITH_REPLACEMENT))
+        try:
+            Q = theory.exact_injected_noise(H, V, h, temperature=T)
+        except ValueError as error:
+            if self.draw > 0:  # the start point may be far from the mode; later windows should not be
+                warnings.warn(f"SGLD(correction='exact'): {error} Using the nearest feasible noise.",
+                              RuntimeWarning, stacklevel=3)
+            Q = theory.exact_injected_noise(H, V, h, temperature=T, clip=True)
+        eigenvalues, eigenvectors = np.linalg.eigh(Q / (2.0 * h * T))
+        self._noise_factor = eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))
 
     def _run_updates(self, w: np.ndarray) -> tuple[np.ndarray, dict]:
         est = self.estimator
         w, self.t, h, grad_norm, potential, diverged = langevin.langevin_updates(
             est.fn, est.data, w, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
             self.scale, self.t, self.steps_per_draw, self.schedule_kind, self.schedule,
-            self.temperature, 1.0, langevin.IDENTITY, self._unit, self._unused_matrix,
-            self._unused_matrix, self.divergence_bound)
+            self.temperature, 1.0, langevin.FULL if self.correction else langevin.IDENTITY, self._unit,
+            self._identity, self._noise_factor, self.divergence_bound)
         return w, {"step_size": h, "temperature": self.temperature, "grad_norm": grad_norm,
                    "minibatch_potential": potential, "diverging": diverged}
