@@ -247,6 +247,25 @@ def exact_posterior_preconditioner(hessian_avg: np.ndarray, n: int, batch_size: 
     return c * np.linalg.inv(np.atleast_2d(hessian_avg))
 
 
+def exact_preconditioner(hessian_U: np.ndarray, grad_noise_cov: np.ndarray, momentum: float = 0.0,
+                         temperature: float = 1.0) -> np.ndarray:
+    """Step matrix Lam with which constant (heavy-ball) SGD on U samples N(0, T H^-1) exactly.
+
+    Update w <- w - Lam grad U_hat (or v <- mu v - Lam grad U_hat, w <- w + v), H the Hessian of U,
+    V = Cov(grad U_hat) the measured gradient noise. Seed 003's Theorem 3 (ERRATA.md) gives
+    Sigma = H^-1 iff V = 2 (1 - mu) Lam^-1 - (1 - mu)/(1 + mu) H; Sigma is linear in V, so for
+    T H^-1 divide V by T:
+        Lam = 2 (1 - mu) [V / T + (1 - mu)/(1 + mu) H]^-1      (mu = 0: 2 (V/T + H)^-1).
+    Mandt et al.'s continuous-time choice is 2 (1 - mu) T V^-1: it drops the H term, which is
+    the finite-step correction. With V = a N K, H = N K this is exact_posterior_preconditioner.
+    """
+    _check_momentum(momentum)
+    H = np.atleast_2d(hessian_U)
+    inner = np.atleast_2d(grad_noise_cov) / temperature + (1.0 - momentum) / (1.0 + momentum) * H
+    lam = 2.0 * (1.0 - momentum) * np.linalg.inv(inner)
+    return (lam + lam.T) / 2
+
+
 def exact_injected_noise(hessian_U: np.ndarray, grad_noise_cov: np.ndarray, step_size: float | np.ndarray,
                          momentum: float = 0.0, temperature: float = 1.0, clip: bool = False) -> np.ndarray:
     """Covariance Q of the parameter-space noise xi that makes SGLD sample N(0, T H^-1) exactly.

@@ -6,12 +6,13 @@ from typing import Any
 
 import numpy as np
 
+from .. import theory
 from ..kernels import batching, langevin, schedules
+from ..kernels.estimator import potential_hessian
 from ..kernels.momentum import momentum_updates
-from ..kernels.estimator import gradient_noise_covariance
 from .base import BASE_STATS, StochasticGradientStep, require_positive
 
-PRECONDITIONERS = {"full": langevin.FULL, "diag": langevin.DIAGONAL, None: langevin.IDENTITY}
+PRECONDITIONERS = {"full": langevin.FULL, "diag": langevin.DIAGONAL, "exact": langevin.FULL, None: langevin.IDENTITY}
 
 
 class ConstantSGD(StochasticGradientStep):
@@ -28,6 +29,12 @@ class ConstantSGD(StochasticGradientStep):
       S = T H^{-1}: the posterior at T = 1. C is measured from per-example gradients at the
       start point and during tuning (see ``StochasticGradientStep``).
     * ``"diag"``: the same with diag(C) only; exact when C is diagonal.
+    * ``"exact"``: P = 2 (1 - beta) [V / T + (1 - beta)/(1 + beta) H]^{-1} with V = Cov(grad U_hat)
+      and H the Hessian of U, both measured like C: the stationary covariance of the exact
+      discrete-time recursion is then T H^{-1} on a Gaussian target at any batch size
+      (seed 003 Thm. 3 via ERRATA.md; ``theory.exact_preconditioner``). "full" drops the H
+      term and overshoots the variance by about 1 / (1 - B/n). Step size and learning rate
+      are ignored.
     * ``None``: scalar step h = 2 B T / n^2, i.e. seed 000's learning rate eta = 2 B / n on the
       average loss (h = eta / n). Then S = (h / 2)(n^2 / B) H^{-1} C, which equals the
       posterior T H^{-1} only where C is proportional to H with ratio 1/n in every direction.
@@ -77,7 +84,7 @@ class ConstantSGD(StochasticGradientStep):
             raise ValueError("ConstantSGD needs minibatch noise: give batch_size < n (full-batch "
                              "gradient descent just converges to the mode).")
         if preconditioner not in PRECONDITIONERS:
-            raise ValueError(f"preconditioner={preconditioner!r} is unknown; use 'full', 'diag' or None.")
+            raise ValueError(f"preconditioner={preconditioner!r} is unknown; use 'full', 'diag', 'exact' or None.")
         if learning_rate is not None and step_size is not None:
             raise ValueError("Give learning_rate (on the average loss) or step_size (on U), not both; "
                              "they are related by step_size = learning_rate / n.")
@@ -104,8 +111,16 @@ class ConstantSGD(StochasticGradientStep):
         self.velocity = np.zeros(d)
 
     def _use_gradient_noise(self, per_example_cov: np.ndarray, w: np.ndarray) -> None:
-        """P = h (f C)^{-1} (a tiny ridge keeps directions without likelihood information finite)."""
+        """P = h (f C)^{-1} (a tiny ridge keeps directions without likelihood information finite),
+        or for "exact" theory.exact_preconditioner(H, V)."""
         d = per_example_cov.shape[0]
+        if self.preconditioner == "exact":
+            est = self.estimator
+            H = potential_hessian(est.fn, est.data, w, np.arange(est.n_rows, dtype=np.int64), 1.0, 1e-5)
+            V = theory.minibatch_gradient_covariance(per_example_cov, est.n_rows, self.batch_size,
+                                                     replacement=self.batch_mode == batching.WITH_REPLACEMENT)
+            self.p_full = theory.exact_preconditioner(H, V, self.momentum, self.temperature)
+            return
         noise = self.finite_population * per_example_cov / (1.0 - self.momentum)
         noise += 1e-9 * np.trace(noise) / d * np.eye(d)
         self.p_full = self.h * np.linalg.inv(noise)
