@@ -53,7 +53,7 @@ class ModelEstimator:
     fn : numba dispatcher ``fn(w, idx, *data) -> (log_prior, grad, log_lik_batch, grad)``.
     data : per-row arrays in the order ``fn`` expects them (observed values first).
     data_names : their names, for messages and summaries.
-    n_rows : number of rows n (the observed length), or None for a pm.Minibatch model.
+    n_rows : number of rows n (the observed length; 1 for a model without observed data).
     dim : length of the flat unconstrained parameter vector w.
     """
 
@@ -181,7 +181,8 @@ def build_estimator(model: pm.Model, data: Sequence[str | Variable] | None = Non
 
     Parameters
     ----------
-    model : a PyMC model with continuous free variables and at least one observed variable.
+    model : a PyMC model with continuous free variables. Without observed variables (a target
+        written with priors or potentials) the likelihood part is zero: use full batch.
     data : optional explicit list of per-row data tensors (pm.Data names or tensors). By
         default every constant or pm.Data with n rows that feeds the observed variables.
 
@@ -197,8 +198,6 @@ def build_estimator(model: pm.Model, data: Sequence[str | Variable] | None = Non
     10.0
     """
     _check_continuous(model)
-    if not model.observed_RVs:
-        raise ModelSpecificationError("The model has no observed variables: there is nothing to minibatch.")
     point = model.initial_point()
     prior = model.logp(vars=list(model.free_RVs) + list(model.potentials), jacobian=True)
     idx = pt.vector("idx", dtype="int64")
@@ -210,18 +209,21 @@ def build_estimator(model: pm.Model, data: Sequence[str | Variable] | None = Non
             "models itself: pass the full arrays (no pm.Minibatch, no total_size) and set batch_size."
         )
 
-    n = _observed_length(model)
-    row_tensors = _resolve_user_data(model, data, n) if data is not None else _detect_row_data(model, n)
-    observed_values = [model.rvs_to_values[rv] for rv in model.observed_RVs]
-    row_tensors = observed_values + [v for v in row_tensors if v not in observed_values]
+    if model.observed_RVs:
+        n = _observed_length(model)
+        row_tensors = _resolve_user_data(model, data, n) if data is not None else _detect_row_data(model, n)
+        observed_values = [model.rvs_to_values[rv] for rv in model.observed_RVs]
+        row_tensors = observed_values + [v for v in row_tensors if v not in observed_values]
+    else:  # a target written with priors and potentials only: one "row" and no data
+        n, row_tensors = 1, []
     inputs = [pt.tensor(name=v.name or f"data_{i}", dtype=v.dtype, shape=(None,) * v.ndim)
               for i, v in enumerate(row_tensors)]
     replacements = {v: inp[idx] for v, inp in zip(row_tensors, inputs)}
-    loglik = _minibatched_loglik(model, replacements, idx)
+    loglik = _minibatched_loglik(model, replacements, idx) if row_tensors else pt.constant(0.0, dtype="float64")
 
     prior, loglik = _freeze_shared([prior, loglik])
     [prior, loglik], w = join_nonshared_inputs(point, [prior, loglik], model.value_vars)
-    outputs = [prior, pytensor.grad(prior, w), loglik, pytensor.grad(loglik, w)]
+    outputs = [prior, pytensor.grad(prior, w), loglik, pytensor.grad(loglik, w, disconnected_inputs="ignore")]
     compiled = pytensor.function([w, idx, *inputs], outputs, mode="NUMBA", on_unused_input="ignore")
     arrays = tuple(np.ascontiguousarray(_value_of(v)) for v in row_tensors)
     names = tuple(v.name or f"data_{i}" for i, v in enumerate(row_tensors))
