@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/python examples/quickstart.py
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q --doctest-modules pymc_sgd tests
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py
