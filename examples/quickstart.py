@@ -16,6 +16,7 @@ import pymc as pm  # noqa: E402
 
 import pymc_sgd  # noqa: E402
 from pymc_sgd import models  # noqa: E402
+from pymc_sgd.compare import plot_density_over_contours  # noqa: E402
 
 OUTPUT = Path(__file__).parent / "outputs" / "quickstart.png"
 N, B = 200, 10
@@ -26,6 +27,8 @@ def main() -> None:
     samplers = {
         "NUTS": None,
         "ConstantSGD (preconditioned)": pymc_sgd.ConstantSGD(batch_size=B, steps_per_draw=50, model=model),
+        "ConstantSGD (exact P)": pymc_sgd.ConstantSGD(batch_size=B, steps_per_draw=50, preconditioner="exact",
+                                                      model=model),
         "ConstantSGD (eta = 2B/n)": pymc_sgd.ConstantSGD(batch_size=B, steps_per_draw=50, preconditioner=None,
                                                          model=model),
         "SGLD (h = 2e-5)": pymc_sgd.SGLD(batch_size=B, step_size=2e-5, steps_per_draw=200, model=model),
@@ -53,13 +56,11 @@ def main() -> None:
 
 def plot(traces: dict[str, dict[str, np.ndarray]]) -> None:
     a, sigma, weights = models.seed000_regular_grid()
+    window = (a >= -0.3) & (a <= 0.2), (sigma >= 0.75) & (sigma <= 1.15)
     fig, axes = plt.subplots(1, len(traces), figsize=(4 * len(traces), 4), sharey=True)
     for ax, (name, draws) in zip(axes, traces.items()):
-        ax.hist2d(draws["a"], draws["sigma"], bins=50, range=[[-0.3, 0.2], [0.75, 1.15]], cmap="Oranges")
-        ax.contour(a, sigma, weights / weights.max(), levels=[0.1, 0.3, 0.5, 0.7, 0.9], colors="royalblue")
-        ax.set_xlim(-0.3, 0.2)
-        ax.set_ylim(0.75, 1.15)
-        ax.set_title(name, fontsize=10)
+        plot_density_over_contours(ax, draws["a"], draws["sigma"], a[window[0]], sigma[window[1]],
+                                   weights[np.ix_(window[1], window[0])], title=name)
         ax.set_xlabel("a")
     axes[0].set_ylabel("sigma")
     fig.suptitle("Sampler density (orange) vs exact posterior (blue contours)")

@@ -123,3 +123,23 @@ def compare(model: pm.Model, samplers: Mapping[str, object], reference: Mapping[
         rows.append(_row(name, draws_array, labels, reference, float(idata.posterior.attrs.get(
             "sampling_time", np.nan)), evals, mode_of))
     return pd.DataFrame(rows)
+
+
+def plot_density_over_contours(ax, x: np.ndarray, y: np.ndarray, grid_x: np.ndarray, grid_y: np.ndarray,
+                               weights: np.ndarray, bins: int = 50, title: str = "") -> None:
+    """Seed 000's Figure 1 style: orange 2-D histogram of draws (x, y) under blue contours of
+    the reference density ``weights[len(grid_y), len(grid_x)]`` at 10/30/50/70/90% of its peak.
+    Needs matplotlib (the ``examples`` extra)."""
+    ax.hist2d(x, y, bins=bins, range=[[grid_x[0], grid_x[-1]], [grid_y[0], grid_y[-1]]], cmap="Oranges")
+    ax.contour(grid_x, grid_y, weights / weights.max(), levels=[0.1, 0.3, 0.5, 0.7, 0.9], colors="royalblue")
+    ax.set_title(title, fontsize=10)
+
+
+def plot_marginals(ax, samples: Mapping[str, np.ndarray], grid: np.ndarray | None = None,
+                   density: np.ndarray | None = None, bins: int = 60) -> None:
+    """Overlay marginal histograms of several samplers, and the exact marginal density if given."""
+    for name, values in samples.items():
+        ax.hist(np.ravel(values), bins=bins, density=True, histtype="step", label=name)
+    if grid is not None and density is not None:
+        ax.plot(grid, density, color="black", lw=1.5, label="exact")
+    ax.legend(fontsize=8)
