@@ -77,7 +77,7 @@ def scalar_learning_rate_sd_ratio(geo: Geometry, n: int, batch_size: int) -> np.
     """SD of constant SGD at seed 000's eta = 2B/n (h = 2B/n^2), over the Laplace posterior SD.
 
     ERRATA.md on seed 000: about 1.08 (a) and 1.46 (log sigma) on the seed's regular model;
-    1 in every direction only where C = H / n.
+    1 in every direction only where C = I (h = 2B/n^2 gives S = H^-1 C).
     """
     sgd = predicted_sgd_covariance(geo, n, 2.0 * batch_size / n**2, batch_size)
     return np.sqrt(np.diag(sgd) / np.diag(np.linalg.inv(geo.hessian)))

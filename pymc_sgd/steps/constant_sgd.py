@@ -36,8 +36,9 @@ class ConstantSGD(StochasticGradientStep):
       term and overshoots the variance by about 1 / (1 - B/n). Step size and learning rate
       are ignored.
     * ``None``: scalar step h = 2 B T / n^2, i.e. seed 000's learning rate eta = 2 B / n on the
-      average loss (h = eta / n). Then S = (h / 2)(n^2 / B) H^{-1} C, which equals the
-      posterior T H^{-1} only where C is proportional to H with ratio 1/n in every direction.
+      average loss (h = eta / n). Then S = (h / 2)(n^2 / B) H^{-1} C = T H^{-1} C, which equals
+      the posterior T H^{-1} only where the per-example gradient covariance C is the identity
+      (for a well-specified model: where the per-example Fisher information is I).
       On seed 000's regular model (a, log sigma) the SDs come out about 1.08x and 1.46x too
       large (ERRATA.md); ``pymc_sgd.theory.sgd_stationary_covariance`` predicts this.
 
@@ -45,6 +46,10 @@ class ConstantSGD(StochasticGradientStep):
     (``kernels.momentum``). Its temperature is T_eff = h sigma^2 / (2 (1 - beta)) (ERRATA.md),
     so every default step above is multiplied by (1 - beta) to keep T_eff = T: Mandt et al.
     (2017, Sec. 4.3)'s damping adjustment of the momentum sampler.
+
+    Singular models (e.g. seed 000's mixture) have a nearly singular C along their ridge; P ~ C^{-1}
+    then exceeds the stability limit (eigenvalues of P H above 2) and the chain halts as
+    diverging: use ``preconditioner=None`` or SGLD there.
 
     At a finite step the exact discrete-time covariance is larger by about 1 / (1 - h_k k / 2)
     along a curvature-k direction (seed 003, Thm. 1); for P = (2B/n) H^{-1} that is
@@ -119,6 +124,7 @@ class ConstantSGD(StochasticGradientStep):
             H = potential_hessian(est.fn, est.data, w, np.arange(est.n_rows, dtype=np.int64), 1.0, 1e-5)
             V = theory.minibatch_gradient_covariance(per_example_cov, est.n_rows, self.batch_size,
                                                      replacement=self.batch_mode == batching.WITH_REPLACEMENT)
+            V += 1e-9 * np.trace(V) / d * np.eye(d)  # the same ridge as below: C may be singular
             self.p_full = theory.exact_preconditioner(H, V, self.momentum, self.temperature)
             return
         noise = self.finite_population * per_example_cov / (1.0 - self.momentum)
