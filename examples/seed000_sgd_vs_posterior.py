@@ -98,8 +98,13 @@ def main() -> None:
     ours_ou = report_logit_ou(singular, singular_runs[1.0])
 
     files = [
-        plot_figure1(regular_runs),
-        plot_figure2(singular_runs),
+        plot_temperature_panels(regular_runs, ("preconditioned ConstantSGD, T = 1/n", "preconditioned"),
+                                models.seed000_regular_grid(), (0.0, 1.0), "sigma",
+                                "Fig. 1, regular model: ConstantSGD (orange) vs exact posterior (blue contours)",
+                                "seed000_fig1_regular.png"),
+        plot_temperature_panels(singular_runs, ("NUTS, same PyMC model", "NUTS"), models.seed000_singular_grid(),
+                                (0.5, 0.3), "b", "Fig. 2, singular model: ConstantSGD in PyMC's logit coordinates "
+                                "(orange) vs exact posterior (blue contours)", "seed000_fig2_singular.png"),
         plot_figure3(singular_runs[1.0], seed_trajectory, points, seed_ou, ours_ou),
         plot_figure4(regular_runs, singular_runs),
         plot_figure5(regular_runs, singular_runs, seed_trajectory),
@@ -377,29 +382,18 @@ def save(fig, name: str) -> Path:
     return path
 
 
-def plot_figure1(runs: dict) -> Path:
+def plot_temperature_panels(runs: dict, extra: tuple[str, str], grid: tuple, truth: tuple[float, float],
+                            ylabel: str, title: str, filename: str) -> Path:
+    """Figures 1 and 2: the seed's three temperatures plus one extra run (label, key in runs)."""
     panels = {f"T = {f:g}/n ({TEMPERATURE_NAMES[f]}), eta = {f * ETA:g}": runs[f] for f in FIGURE1_FACTORS}
-    panels["preconditioned ConstantSGD, T = 1/n"] = runs["preconditioned"]
+    panels[extra[0]] = runs[extra[1]]
     fig, axes = plt.subplots(1, 4, figsize=(17, 4.5), sharey=True)
-    density_panels(axes, panels, models.seed000_regular_grid(), (0.0, 1.0))
+    density_panels(axes, panels, grid, truth)
     for ax in axes:
         ax.set_xlabel("a")
-    axes[0].set_ylabel("sigma")
-    fig.suptitle("Fig. 1, regular model: ConstantSGD (orange) vs exact posterior (blue contours)")
-    return save(fig, "seed000_fig1_regular.png")
-
-
-def plot_figure2(runs: dict) -> Path:
-    panels = {f"T = {f:g}/n ({TEMPERATURE_NAMES[f]}), eta = {f * ETA:g}": runs[f] for f in FIGURE1_FACTORS}
-    panels["NUTS, same PyMC model"] = runs["NUTS"]
-    fig, axes = plt.subplots(1, 4, figsize=(17, 4.5), sharey=True)
-    density_panels(axes, panels, models.seed000_singular_grid(), (0.5, 0.3))
-    for ax in axes:
-        ax.set_xlabel("a")
-    axes[0].set_ylabel("b")
-    fig.suptitle("Fig. 2, singular model: ConstantSGD in PyMC's logit coordinates (orange) vs exact posterior"
-                 " (blue contours)")
-    return save(fig, "seed000_fig2_singular.png")
+    axes[0].set_ylabel(ylabel)
+    fig.suptitle(title)
+    return save(fig, filename)
 
 
 def draw_ellipse(ax, centre, S: np.ndarray, label: str, **style) -> None:
