@@ -15,6 +15,14 @@ The compiled function is an ordinary numba dispatcher, callable from inside ``@n
 with the log-likelihood summed over the rows ``idx`` and NOT scaled; the kernels combine the
 parts (``pymc_sgd.kernels.estimator``), so one compiled function serves minibatches, the full
 batch (idx = all rows) and per-example gradients (idx of length one).
+
+The samplers' inner loops call a second, leaner function that computes only what an update
+needs, the gradient of U_hat with the scale n/B (a 0-d array) as an input:
+
+    grad_U_hat = grad_fn(w, idx, scale, *data)
+
+Leaving out the log-density values matters: on a logistic regression with B = 100 the
+softplus terms of log p cost as much as the whole gradient (benchmarks/throughput.py).
 """
 
 from __future__ import annotations
@@ -51,6 +59,7 @@ class ModelEstimator:
     Attributes
     ----------
     fn : numba dispatcher ``fn(w, idx, *data) -> (log_prior, grad, log_lik_batch, grad)``.
+    grad_fn : numba dispatcher ``grad_fn(w, idx, scale, *data) -> grad U_hat`` (scale 0-d).
     data : per-row arrays in the order ``fn`` expects them (observed values first).
     data_names : their names, for messages and summaries.
     n_rows : number of rows n (the observed length; 1 for a model without observed data).
@@ -58,6 +67,7 @@ class ModelEstimator:
     """
 
     fn: object
+    grad_fn: object
     data: tuple[np.ndarray, ...]
     data_names: tuple[str, ...]
     n_rows: int | None
@@ -225,10 +235,13 @@ def build_estimator(model: pm.Model, data: Sequence[str | Variable] | None = Non
     [prior, loglik], w = join_nonshared_inputs(point, [prior, loglik], model.value_vars)
     outputs = [prior, pytensor.grad(prior, w), loglik, pytensor.grad(loglik, w, disconnected_inputs="ignore")]
     compiled = pytensor.function([w, idx, *inputs], outputs, mode="NUMBA", on_unused_input="ignore")
+    scale = pt.scalar("scale", dtype="float64")
+    grad_hat = pytensor.grad(-(prior + scale * loglik), w)
+    compiled_grad = pytensor.function([w, idx, scale, *inputs], grad_hat, mode="NUMBA", on_unused_input="ignore")
     arrays = tuple(np.ascontiguousarray(_value_of(v)) for v in row_tensors)
     names = tuple(v.name or f"data_{i}" for i, v in enumerate(row_tensors))
     dim = int(sum(np.size(point[v.name]) for v in model.value_vars))
-    return ModelEstimator(compiled.vm.jit_fn, arrays, names, n, dim)
+    return ModelEstimator(compiled.vm.jit_fn, compiled_grad.vm.jit_fn, arrays, names, n, dim)
 
 
 _ESTIMATORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

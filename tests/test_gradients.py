@@ -5,7 +5,7 @@ import pymc as pm
 import pytest
 
 from pymc_sgd.gradients import ModelSpecificationError, build_estimator
-from pymc_sgd.kernels.estimator import per_example_loglik_grads, potential_and_grad
+from pymc_sgd.kernels.estimator import minibatch_gradient, per_example_loglik_grads, potential_and_grad
 
 RNG = np.random.default_rng(7)
 N, D = 300, 3
@@ -130,3 +130,15 @@ def test_errors_name_the_problem_and_the_fix():
         pm.Normal("y", pm.math.dot(xb, beta), 1.0, observed=yb, total_size=N)
     with pytest.raises(ModelSpecificationError, match=r"pm.Minibatch.*pass the full arrays"):
         build_estimator(minibatch)
+
+
+@pytest.mark.parametrize("make", [lambda: regression(True), mixture], ids=["regression", "mixture"])
+def test_hot_loop_gradient_equals_the_scaled_parts(make):
+    """grad_fn (the samplers' inner-loop estimator) is -(grad log p(w) + (n/B) grad sum_batch log p(x_i|w))."""
+    est = build_estimator(make())
+    w = RNG.normal(scale=0.5, size=est.dim)
+    rows = RNG.integers(0, est.n_rows, size=7)
+    scale = est.n_rows / len(rows)
+    _, expected = potential_and_grad(est.fn, est.data, w, rows, scale)
+    np.testing.assert_allclose(minibatch_gradient(est.grad_fn, est.data, w, rows, np.asarray(scale)),
+                               expected, rtol=1e-12, atol=1e-12)

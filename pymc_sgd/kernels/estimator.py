@@ -4,6 +4,9 @@
 its gradient). With scale = n / len(idx):
 
     U_hat(w) = -(log p(w) + scale * sum_{i in idx} log p(x_i | w))     (DESIGN.md)
+
+Inner loops use ``grad_fn(w, idx, scale, *data) -> grad U_hat`` (no log-density values, scale
+as a 0-d array, see ``pymc_sgd.gradients``) and evaluate U_hat once per recorded draw.
 """
 
 import numpy as np
@@ -15,6 +18,24 @@ def potential_and_grad(fn, data, w, idx, scale):
     """Unbiased minibatch estimate (U_hat, grad U_hat) at w."""
     log_prior, grad_prior, log_lik, grad_lik = fn(w, idx, *data)  # scalars come as 0-d arrays
     return -(log_prior.item() + scale * log_lik.item()), -(grad_prior + scale * grad_lik)
+
+
+@njit
+def minibatch_gradient(grad_fn, data, w, idx, scale_arg):
+    """grad U_hat(w) on rows idx, the hot-loop estimator (scale_arg = n / B as a 0-d array)."""
+    return grad_fn(w, idx, scale_arg, *data)[0]
+
+
+@njit
+def minibatch_potential(fn, data, w, idx, scale):
+    """U_hat(w) on rows idx without the gradient (kernels call it once per recorded draw)."""
+    log_prior, _, log_lik, _ = fn(w, idx, *data)
+    return -(log_prior.item() + scale * log_lik.item())
+
+
+@njit
+def norm(v):
+    return np.sqrt(np.sum(v * v))
 
 
 @njit

@@ -17,9 +17,10 @@ Energies for the test (``energy_mode``):
 import numpy as np
 from numba import njit
 
-from .estimator import potential_and_grad
+from .batching import next_batch
+from .estimator import minibatch_gradient, norm, minibatch_potential
 from .guards import is_diverged
-from .langevin import IDENTITY, langevin_step
+from .langevin import IDENTITY, langevin_move
 
 FULL = 0
 CORRECTED = 1
@@ -31,8 +32,8 @@ def swap_log_ratio(fn, data, w_cold, w_hot, c, energy_mode, n_rows, swap_rows, r
     """log of the swap acceptance ratio for (cold, hot) states, per ``energy_mode``."""
     if energy_mode == FULL:
         all_rows = np.arange(n_rows)
-        return c * (potential_and_grad(fn, data, w_cold, all_rows, 1.0)[0]
-                    - potential_and_grad(fn, data, w_hot, all_rows, 1.0)[0])
+        return c * (minibatch_potential(fn, data, w_cold, all_rows, 1.0)
+                    - minibatch_potential(fn, data, w_hot, all_rows, 1.0))
     one = np.empty(1, dtype=np.int64)
     diffs = np.empty(swap_rows)
     log_prior_diff = 0.0
@@ -79,30 +80,36 @@ def track_round_trips(labels, direction, round_trips):
 
 
 @njit
-def exchange_updates(fn, data, states, rng, batch_mode, perm, cursor, idx, scale, n_updates,
+def exchange_updates(fn, grad_fn, data, states, rng, batch_mode, perm, cursor, idx, scale, n_updates,
                      h, temperatures, swap_every, t0, energy_mode, n_rows, swap_rows, labels,
                      direction, round_trips, accepted, attempted, bound):
     """n_updates SGLD updates of every replica, a swap round every swap_every updates.
 
-    states (K x d) are updated in place. Returns (t, |grad U_hat| of slot 0, U_hat, diverged).
+    states (K x d) are updated in place. Returns (t, |grad U_hat| of slot 0, U_hat of slot 0,
+    diverged); each replica draws its own minibatch.
     """
-    unit = np.ones(states.shape[1])
+    d = states.shape[1]
+    scale_arg = np.asarray(scale)
+    unit = np.ones(d)
     unused = np.zeros((0, 0))
-    potential, grad_norm = 0.0, 0.0
+    proposal, work, xi = np.empty(d), np.empty(d), np.empty(d)
+    grad_norm = 0.0
     t = t0
     for _ in range(n_updates):
         for k in range(states.shape[0]):
-            proposal, u, grad = langevin_step(fn, data, states[k], rng, batch_mode, perm, cursor, idx,
-                                              scale, h, temperatures[k], 1.0, IDENTITY, unit, unused,
-                                              unused, unit)
-            if is_diverged(u, grad, proposal, bound):
-                return t, np.inf, u, True
+            next_batch(batch_mode, rng, perm, cursor, idx)
+            grad = minibatch_gradient(grad_fn, data, states[k], idx, scale_arg)
+            langevin_move(states[k], grad, rng, h, temperatures[k], 1.0, IDENTITY, unit, unused, unused,
+                          unit, work, xi, proposal)
+            if is_diverged(grad, proposal, bound):
+                return t, np.inf, np.nan, True
             states[k] = proposal
             if k == 0:
-                potential, grad_norm = u, np.sqrt(np.sum(grad * grad))
+                grad_norm = norm(grad)
         t += 1
         if t % swap_every == 0:
             swap_round(fn, data, states, temperatures, labels, (t // swap_every) % 2, energy_mode,
                        n_rows, swap_rows, rng, accepted, attempted)
             track_round_trips(labels, direction, round_trips)
-    return t, grad_norm, potential, False
+    potential = minibatch_potential(fn, data, states[0], idx, scale)
+    return t, grad_norm, potential, not np.isfinite(potential)

@@ -11,13 +11,15 @@
 A constant P needs no Gamma correction term (Ma, Chen & Fox 2015); a position-dependent one would.
 
 Preconditioner kinds: IDENTITY (P = I), DIAGONAL (p_diag), FULL (p_full with Cholesky p_chol).
+Updates write into preallocated buffers: the only allocations per update are the compiled
+gradient's own output and the batch indices.
 """
 
 import numpy as np
 from numba import njit
 
 from .batching import next_batch
-from .estimator import potential_and_grad
+from .estimator import minibatch_gradient, norm, minibatch_potential
 from .guards import is_diverged
 from .schedules import step_size_at
 
@@ -27,50 +29,80 @@ FULL = 2
 
 
 @njit
-def apply_preconditioner(kind, p_diag, p_matrix, v):
-    """P v for IDENTITY / DIAGONAL / FULL (p_matrix is P or its Cholesky factor)."""
-    if kind == DIAGONAL:
-        return p_diag * v
+def matvec_into(a, v, out):
+    """out = a v without allocating."""
+    for i in range(a.shape[0]):
+        acc = 0.0
+        for j in range(v.shape[0]):
+            acc += a[i, j] * v[j]
+        out[i] = acc
+    return out
+
+
+@njit
+def precondition(kind, p_diag, p_matrix, v, out):
+    """out = P v for IDENTITY / DIAGONAL / FULL (p_matrix is P or its Cholesky factor)."""
     if kind == FULL:
-        return p_matrix @ v
-    return v
+        matvec_into(p_matrix, v, out)
+    elif kind == DIAGONAL:
+        for i in range(v.shape[0]):
+            out[i] = p_diag[i] * v[i]
+    else:
+        out[:] = v
+    return out
 
 
 @njit
-def langevin_step(fn, data, w, rng, batch_mode, perm, cursor, idx, scale, h, temperature, noise,
-                  precond_kind, p_diag, p_full, p_chol, noise_diag):
-    """One update from w; returns (proposal, U_hat(w), grad U_hat(w)). noise_diag = sqrt(p_diag)."""
-    next_batch(batch_mode, rng, perm, cursor, idx)
-    potential, grad = potential_and_grad(fn, data, w, idx, scale)
-    proposal = w - h * apply_preconditioner(precond_kind, p_diag, p_full, grad)
+def standard_normal_into(rng, out):
+    for i in range(out.shape[0]):
+        out[i] = rng.standard_normal()
+    return out
+
+
+@njit
+def langevin_move(w, grad, rng, h, temperature, noise, kind, p_diag, p_full, p_chol, noise_diag,
+                  work, xi, out):
+    """out = w - h P grad + noise sqrt(2 h T) P^(1/2) xi; work and xi are scratch buffers.
+
+    noise_diag = sqrt(p_diag) and p_chol = chol(P) are the square roots of P.
+    """
+    precondition(kind, p_diag, p_full, grad, work)
+    for i in range(w.shape[0]):
+        out[i] = w[i] - h * work[i]
     if noise > 0.0:
-        xi = rng.standard_normal(w.shape[0])
-        proposal += noise * np.sqrt(2.0 * h * temperature) * apply_preconditioner(
-            precond_kind, noise_diag, p_chol, xi)
-    return proposal, potential, grad
+        precondition(kind, noise_diag, p_chol, standard_normal_into(rng, xi), work)
+        sd = noise * np.sqrt(2.0 * h * temperature)
+        for i in range(w.shape[0]):
+            out[i] += sd * work[i]
+    return out
 
 
 @njit
-def langevin_updates(fn, data, w, rng, batch_mode, perm, cursor, idx, scale,
+def langevin_updates(fn, grad_fn, data, w, rng, batch_mode, perm, cursor, idx, scale,
                      t0, n_updates, schedule_kind, schedule, temperature, noise,
                      precond_kind, p_diag, p_full, p_chol, bound):
     """Run n_updates updates from w; stop early (keeping the last finite w) on divergence.
 
-    Returns (w, t, h, |grad U_hat|, U_hat, diverged) at the last accepted update.
+    Returns (w, t, h, |grad U_hat|, U_hat, diverged): the last gradient's norm and U_hat at
+    the returned w on the last minibatch.
     """
+    d = w.shape[0]
+    scale_arg = np.asarray(scale)
     noise_diag = np.sqrt(p_diag)
+    w = w.copy()
+    proposal, work, xi = np.empty(d), np.empty(d), np.empty(d)
+    grad = np.zeros(d)
     h = step_size_at(schedule_kind, schedule, t0)
-    potential = 0.0
-    grad_norm = 0.0
     t = t0
     for _ in range(n_updates):
         h = step_size_at(schedule_kind, schedule, t)
-        proposal, potential, grad = langevin_step(
-            fn, data, w, rng, batch_mode, perm, cursor, idx, scale, h, temperature, noise,
-            precond_kind, p_diag, p_full, p_chol, noise_diag)
-        if is_diverged(potential, grad, proposal, bound):
-            return w, t, h, np.inf, potential, True
-        grad_norm = np.sqrt(np.sum(grad * grad))
-        w = proposal
+        next_batch(batch_mode, rng, perm, cursor, idx)
+        grad = minibatch_gradient(grad_fn, data, w, idx, scale_arg)
+        langevin_move(w, grad, rng, h, temperature, noise, precond_kind, p_diag, p_full, p_chol,
+                      noise_diag, work, xi, proposal)
+        if is_diverged(grad, proposal, bound):
+            return w, t, h, np.inf, np.nan, True
+        w, proposal = proposal, w
         t += 1
-    return w, t, h, grad_norm, potential, False
+    potential = minibatch_potential(fn, data, w, idx, scale)
+    return w, t, h, norm(grad), potential, not np.isfinite(potential)

@@ -18,31 +18,39 @@ import numpy as np
 from numba import njit
 
 from .batching import next_batch
-from .estimator import potential_and_grad
+from .estimator import minibatch_gradient, norm, minibatch_potential
 from .guards import is_diverged
-from .langevin import apply_preconditioner
+from .langevin import matvec_into, precondition, standard_normal_into
 
 
 @njit
-def momentum_updates(fn, data, w, v, rng, batch_mode, perm, cursor, idx, scale, n_updates,
+def momentum_updates(fn, grad_fn, data, w, v, rng, batch_mode, perm, cursor, idx, scale, n_updates,
                      h, friction, noise_factor, precond_kind, p_diag, p_full, bound):
     """Run n_updates heavy-ball/SGHMC updates; stop early (keeping the last finite state).
 
-    Returns (w, v, |grad U_hat|, U_hat, diverged).
+    Returns (w, v, |grad U_hat|, U_hat, diverged) (see ``langevin_updates`` for the stats).
     """
     d = w.shape[0]
+    scale_arg = np.asarray(scale)
     inject = np.any(noise_factor != 0.0)
-    potential = 0.0
-    grad_norm = 0.0
+    w, v = w.copy(), v.copy()
+    w_new, v_new, work, xi = np.empty(d), np.empty(d), np.empty(d), np.empty(d)
+    grad = np.zeros(d)
     for _ in range(n_updates):
         next_batch(batch_mode, rng, perm, cursor, idx)
-        potential, grad = potential_and_grad(fn, data, w, idx, scale)
-        v_new = (1.0 - friction) * v - h * apply_preconditioner(precond_kind, p_diag, p_full, grad)
+        grad = minibatch_gradient(grad_fn, data, w, idx, scale_arg)
+        precondition(precond_kind, p_diag, p_full, grad, work)
+        for i in range(d):
+            v_new[i] = (1.0 - friction) * v[i] - h * work[i]
         if inject:
-            v_new += noise_factor @ rng.standard_normal(d)
-        w_new = w + v_new
-        if is_diverged(potential, grad, w_new, bound):
-            return w, v, np.inf, potential, True
-        grad_norm = np.sqrt(np.sum(grad * grad))
-        w, v = w_new, v_new
-    return w, v, grad_norm, potential, False
+            matvec_into(noise_factor, standard_normal_into(rng, xi), work)
+            for i in range(d):
+                v_new[i] += work[i]
+        for i in range(d):
+            w_new[i] = w[i] + v_new[i]
+        if is_diverged(grad, w_new, bound):
+            return w, v, np.inf, np.nan, True
+        w, w_new = w_new, w
+        v, v_new = v_new, v
+    potential = minibatch_potential(fn, data, w, idx, scale)
+    return w, v, norm(grad), potential, not np.isfinite(potential)

@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from .batching import next_batch
-from .estimator import potential_and_grad
+from .estimator import minibatch_gradient, norm, minibatch_potential
 from .guards import is_diverged
 
 BAOAB = 0
@@ -24,32 +24,47 @@ OBABO = 1
 
 @njit
 def ou_step(v, c, temperature, rng):
-    return c * v + np.sqrt(temperature * (1.0 - c * c)) * rng.standard_normal(v.shape[0])
+    """v <- c v + sqrt(T (1 - c^2)) xi in place, fresh xi."""
+    sd = np.sqrt(temperature * (1.0 - c * c))
+    for i in range(v.shape[0]):
+        v[i] = c * v[i] + sd * rng.standard_normal()
 
 
 @njit
-def underdamped_updates(fn, data, x, v, rng, batch_mode, perm, cursor, idx, scale, n_updates,
+def axpy(a, x, y):
+    """y <- y + a x in place."""
+    for i in range(y.shape[0]):
+        y[i] += a * x[i]
+
+
+@njit
+def underdamped_updates(fn, grad_fn, data, x, v, rng, batch_mode, perm, cursor, idx, scale, n_updates,
                         h, gamma, temperature, scheme, bound):
     """Run n_updates BAOAB/OBABO steps. Returns (x, v, |grad U_hat|, U_hat, diverged)."""
+    scale_arg = np.asarray(scale)
+    x, v = x.copy(), v.copy()
+    x0, v0 = x.copy(), v.copy()
     next_batch(batch_mode, rng, perm, cursor, idx)
-    potential, grad = potential_and_grad(fn, data, x, idx, scale)
+    grad = minibatch_gradient(grad_fn, data, x, idx, scale_arg)
     c_full, c_half = np.exp(-gamma * h), np.exp(-0.5 * gamma * h)
     for _ in range(n_updates):
-        x0, v0 = x, v
+        x0[:] = x
+        v0[:] = v
         if scheme == BAOAB:
-            v = v - 0.5 * h * grad
-            x = x + 0.5 * h * v
-            v = ou_step(v, c_full, temperature, rng)
-            x = x + 0.5 * h * v
+            axpy(-0.5 * h, grad, v)
+            axpy(0.5 * h, v, x)
+            ou_step(v, c_full, temperature, rng)
+            axpy(0.5 * h, v, x)
         else:
-            v = ou_step(v, c_half, temperature, rng)
-            v = v - 0.5 * h * grad
-            x = x + h * v
+            ou_step(v, c_half, temperature, rng)
+            axpy(-0.5 * h, grad, v)
+            axpy(h, v, x)
         next_batch(batch_mode, rng, perm, cursor, idx)
-        potential, grad = potential_and_grad(fn, data, x, idx, scale)
-        v = v - 0.5 * h * grad
+        grad = minibatch_gradient(grad_fn, data, x, idx, scale_arg)
+        axpy(-0.5 * h, grad, v)
         if scheme == OBABO:
-            v = ou_step(v, c_half, temperature, rng)
-        if is_diverged(potential, grad, x, bound):
-            return x0, v0, np.inf, potential, True
-    return x, v, np.sqrt(np.sum(grad * grad)), potential, False
+            ou_step(v, c_half, temperature, rng)
+        if is_diverged(grad, x, bound):
+            return x0, v0, np.inf, np.nan, True
+    potential = minibatch_potential(fn, data, x, idx, scale)
+    return x, v, norm(grad), potential, not np.isfinite(potential)

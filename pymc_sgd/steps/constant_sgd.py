@@ -140,12 +140,12 @@ class ConstantSGD(StochasticGradientStep):
         h = 1.0 if kind != langevin.IDENTITY else self.h  # P already holds h when preconditioned
         if self.momentum > 0.0:
             w, self.velocity, grad_norm, potential, diverged = momentum_updates(
-                est.fn, est.data, w, self.velocity, self.rng, self.batch_mode, self.perm, self.cursor,
+                est.fn, est.grad_fn, est.data, w, self.velocity, self.rng, self.batch_mode, self.perm, self.cursor,
                 self.idx, self.scale, self.steps_per_draw, h, 1.0 - self.momentum, np.zeros((est.dim, est.dim)),
                 kind, self.p_diag, self.p_full, self.divergence_bound)
         else:
             w, self.t, _, grad_norm, potential, diverged = langevin.langevin_updates(
-                est.fn, est.data, w, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
+                est.fn, est.grad_fn, est.data, w, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
                 self.scale, self.t, self.steps_per_draw, schedules.CONSTANT, np.array([h, 0.0, 0.0]),
                 self.temperature, 0.0, kind, self.p_diag, self.p_full, self.p_full,
                 self.divergence_bound)

@@ -89,7 +89,7 @@ class SGHMC(StochasticGradientStep):
         est = self.estimator
         unit = np.ones(est.dim)
         w, self.velocity, grad_norm, potential, diverged = momentum_updates(
-            est.fn, est.data, w, self.velocity, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
+            est.fn, est.grad_fn, est.data, w, self.velocity, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
             self.scale, self.steps_per_draw, self.h, self.friction, self.noise_factor, langevin.IDENTITY, unit,
             np.zeros((0, 0)), self.divergence_bound)
         return w, {"step_size": self.h, "temperature": self.temperature, "grad_norm": grad_norm,

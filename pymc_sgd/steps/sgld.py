@@ -125,7 +125,7 @@ class SGLD(StochasticGradientStep):
     def _run_updates(self, w: np.ndarray) -> tuple[np.ndarray, dict]:
         est = self.estimator
         w, self.t, h, grad_norm, potential, diverged = langevin.langevin_updates(
-            est.fn, est.data, w, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
+            est.fn, est.grad_fn, est.data, w, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
             self.scale, self.t, self.steps_per_draw, self.schedule_kind, self.schedule,
             self.temperature, 1.0, langevin.FULL if self.correction else langevin.IDENTITY, self._unit,
             self._identity, self._noise_factor, self.divergence_bound)
