@@ -1,4 +1,4 @@
-"""Throughput of pymc_sgd's SGLD against a hand-written numba SGLD kernel, in one run.
+"""Throughput of pymc_sgd's samplers against a hand-written numba SGLD kernel, in one run.
 
 Workloads
 ---------
@@ -15,7 +15,15 @@ the same number of updates. Both are warmed up first (the first ``pm.sample`` ca
 builds and compiles the estimator and the update loop, is reported as "compile s") and
 timed as the best of 3 repetitions with ``time.perf_counter``.
 
-Run: ``.venv/bin/python benchmarks/throughput.py [--draws 300] [--workload {A,B,all}]``
+ConstantSGD, SGHMC and UnderdampedLangevin are timed the same way against the same SGLD
+kernel: every update of each costs one minibatch gradient plus O(d) (O(d^2) for a full
+preconditioner) arithmetic, so the hand-written gradient is the common yardstick.
+"gradient us" is the compiled pytensor gradient alone with its index draw, called from an
+njit loop: the floor for any sampler built on it, and the part of the ratio that the
+generated graph, not the update loop, is responsible for.
+
+Run: ``.venv/bin/python benchmarks/throughput.py [--draws 300] [--workload {A,B,all}]
+[--samplers SGLD ConstantSGD SGHMC UnderdampedLangevin]``
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,6 +40,8 @@ import numpy as np
 import pymc as pm
 
 import pymc_sgd
+from pymc_sgd.gradients import cached_estimator
+from pymc_sgd.kernels.estimator import minibatch_gradient
 
 STEPS_PER_DRAW = 1000
 REPEATS = 3
@@ -41,16 +52,16 @@ def sgld_logistic(X: np.ndarray, y: np.ndarray, beta: np.ndarray, rng: np.random
                   n_updates: int, batch_size: int, h: float) -> np.ndarray:
     """SGLD on U_hat = |beta|^2 / 2 - (n/B) sum_batch [y z - log(1 + e^z)], z = x . beta.
 
+    Indices come from one vectorised rng.integers call per batch (numba's scalar
+    rng.integers(0, n) is ~15x slower per index; pymc_sgd draws batches the same way).
     The batch is gathered before use (X[idx]): the random row reads then overlap in memory,
     which is ~2x faster on this 8 MB X than reading rows one by one inside the gradient loop.
     """
     n, d = X.shape
     scale = n / batch_size
     noise = np.sqrt(2.0 * h)
-    idx = np.empty(batch_size, dtype=np.int64)
     for _ in range(n_updates):
-        for b in range(batch_size):
-            idx[b] = rng.integers(0, n)
+        idx = rng.integers(0, n, size=batch_size)
         X_b = X[idx]
         residual = y[idx] - 1.0 / (1.0 + np.exp(-(X_b @ beta)))
         grad = beta - scale * (X_b.T @ residual)
@@ -70,8 +81,8 @@ def sgld_normal(x: np.ndarray, w: np.ndarray, rng: np.random.Generator,
         precision = np.exp(-2.0 * s)
         grad_a = 0.0
         grad_s = -1.0  # HalfFlat sigma = e^s: -log p(w) = -s
-        for _ in range(batch_size):
-            r = x[rng.integers(0, n)] - a
+        for i in rng.integers(0, n, size=batch_size):
+            r = x[i] - a
             grad_a -= scale * r * precision
             grad_s -= scale * (r * r * precision - 1.0)
         a += -h * grad_a + noise * rng.standard_normal()
@@ -129,13 +140,35 @@ def best_of(fn: Callable[[], object]) -> float:
     return min(times)
 
 
-def sample(workload: Workload, step: pymc_sgd.SGLD, draws: int) -> None:
+def make_step(workload: Workload, sampler: str) -> pm.step_methods.compound.BlockedStep:
+    """Each sampler at settings of the same scale as the SGLD step h (inside the model context).
+
+    SGHMC takes h on U with friction 0.1; the underdamped time step is sqrt(h) (ERRATA.md's
+    mapping h = sqrt(eta)) with friction 1 / sqrt(h); ConstantSGD uses its default
+    (preconditioned, measured at the start point since tune = 0).
+    """
+    common = dict(batch_size=workload.batch_size, steps_per_draw=STEPS_PER_DRAW)
+    h = workload.step_size
+    if sampler == "SGLD":
+        return pymc_sgd.SGLD(step_size=h, **common)
+    if sampler == "ConstantSGD":
+        return pymc_sgd.ConstantSGD(**common)
+    if sampler == "SGHMC":
+        return pymc_sgd.SGHMC(step_size=h, friction=0.1, **common)
+    return pymc_sgd.UnderdampedLangevin(step_size=np.sqrt(h), friction=1.0 / np.sqrt(h), **common)
+
+
+SAMPLERS = ("SGLD", "ConstantSGD", "SGHMC", "UnderdampedLangevin")
+
+
+def sample(workload: Workload, step: pm.step_methods.compound.BlockedStep, draws: int) -> None:
     """One pm.sample call; raises if the chain diverged."""
-    with workload.model:
+    with workload.model, warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # e.g. SGHMC's noise warning: speed only here
         idata = pm.sample(step=step, draws=draws, tune=0, chains=1, cores=1, progressbar=False,
                           random_seed=1, compute_convergence_checks=False)
     if idata.sample_stats["diverging"].any():
-        raise RuntimeError(f"{workload.name}: pymc_sgd SGLD diverged; reduce the step size.")
+        raise RuntimeError(f"{workload.name}: pymc_sgd {type(step).__name__} diverged; reduce the step size.")
 
 
 def run_baseline(workload: Workload, n_updates: int) -> None:
@@ -145,13 +178,32 @@ def run_baseline(workload: Workload, n_updates: int) -> None:
         raise RuntimeError(f"{workload.name}: hand-written SGLD diverged; reduce the step size.")
 
 
-def measure(workload: Workload, draws: int) -> tuple[float, float, float]:
-    """(pymc_sgd us/update, hand-written us/update, compile seconds)."""
+@numba.njit
+def gradient_only(grad_fn, data, w, rng, n_updates, n_rows, batch_size):
+    """The compiled model gradient alone, at fresh batches (what the samplers' loops call)."""
+    scale = np.asarray(n_rows / batch_size)
+    total = 0.0
+    for _ in range(n_updates):
+        total += minibatch_gradient(grad_fn, data, w, rng.integers(0, n_rows, size=batch_size), scale)[0]
+    return total
+
+
+def measure_gradient(workload: Workload, n_updates: int) -> float:
+    """us per call of the pytensor gradient with its index draw, at the model's initial point."""
+    est = cached_estimator(workload.model)
+    w = np.zeros(est.dim)
+    gradient_only(est.grad_fn, est.data, w, np.random.default_rng(1), 10, est.n_rows, workload.batch_size)
+    seconds = best_of(lambda: gradient_only(est.grad_fn, est.data, w, np.random.default_rng(1), n_updates,
+                                            est.n_rows, workload.batch_size))
+    return 1e6 * seconds / n_updates
+
+
+def measure(workload: Workload, draws: int, sampler: str = "SGLD") -> tuple[float, float, float]:
+    """(pymc_sgd us/update, hand-written SGLD us/update, compile seconds)."""
     n_updates = draws * STEPS_PER_DRAW
     start = time.perf_counter()
     with workload.model:
-        step = pymc_sgd.SGLD(batch_size=workload.batch_size, step_size=workload.step_size,
-                             steps_per_draw=STEPS_PER_DRAW)
+        step = make_step(workload, sampler)
     sample(workload, step, draws=2)
     compile_s = time.perf_counter() - start
     run_baseline(workload, STEPS_PER_DRAW)
@@ -165,16 +217,20 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=300,
                         help=f"recorded draws per pm.sample call ({STEPS_PER_DRAW} updates each)")
     parser.add_argument("--workload", choices=["A", "B", "all"], default="all")
+    parser.add_argument("--samplers", nargs="+", choices=SAMPLERS, default=list(SAMPLERS))
     args = parser.parse_args()
     logging.getLogger("pymc").setLevel(logging.ERROR)
 
     names = list(WORKLOADS) if args.workload == "all" else [args.workload]
-    print(f"{'workload':<30} {'pymc_sgd us/upd':>16} {'hand us/upd':>12} {'ratio':>7} {'compile s':>10}")
+    print(f"{'workload':<30} {'sampler':<20} {'pymc_sgd us/upd':>16} {'hand us/upd':>12} {'ratio':>7} "
+          f"{'gradient us':>12} {'compile s':>10}")
     for name in names:
         workload = WORKLOADS[name]()
-        pymc_us, hand_us, compile_s = measure(workload, args.draws)
-        print(f"{workload.name:<30} {pymc_us:>16.3f} {hand_us:>12.3f} "
-              f"{pymc_us / hand_us:>7.2f} {compile_s:>10.1f}", flush=True)
+        for sampler in args.samplers:
+            pymc_us, hand_us, compile_s = measure(workload, args.draws, sampler)
+            gradient_us = measure_gradient(workload, args.draws * STEPS_PER_DRAW)
+            print(f"{workload.name:<30} {sampler:<20} {pymc_us:>16.3f} {hand_us:>12.3f} "
+                  f"{pymc_us / hand_us:>7.2f} {gradient_us:>12.3f} {compile_s:>10.1f}", flush=True)
 
 
 if __name__ == "__main__":

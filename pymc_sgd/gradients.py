@@ -186,6 +186,16 @@ def _freeze_shared(graphs: list[Variable]) -> list[Variable]:
     return clone_replace(graphs, shared, rebuild_strict=False) if shared else graphs
 
 
+def _flat_gradient(cost: Variable, value_vars: Sequence[Variable]) -> Variable:
+    """Gradient w.r.t. each value variable, raveled and concatenated in join_nonshared_inputs' order.
+
+    Differentiating after joining the inputs instead scatters each piece into a zero vector
+    (one IncSubtensor per variable): about 10% slower per call on seed 000's model.
+    """
+    grads = pytensor.grad(cost, list(value_vars), disconnected_inputs="ignore")
+    return pt.concatenate([g.ravel() for g in grads])
+
+
 def build_estimator(model: pm.Model, data: Sequence[str | Variable] | None = None) -> ModelEstimator:
     """Compile the minibatch estimator of a PyMC model (see module docstring).
 
@@ -232,11 +242,11 @@ def build_estimator(model: pm.Model, data: Sequence[str | Variable] | None = Non
     loglik = _minibatched_loglik(model, replacements, idx) if row_tensors else pt.constant(0.0, dtype="float64")
 
     prior, loglik = _freeze_shared([prior, loglik])
-    [prior, loglik], w = join_nonshared_inputs(point, [prior, loglik], model.value_vars)
+    scale = pt.scalar("scale", dtype="float64")
+    grad_hat = _flat_gradient(-(prior + scale * loglik), model.value_vars)
+    [prior, loglik, grad_hat], w = join_nonshared_inputs(point, [prior, loglik, grad_hat], model.value_vars)
     outputs = [prior, pytensor.grad(prior, w), loglik, pytensor.grad(loglik, w, disconnected_inputs="ignore")]
     compiled = pytensor.function([w, idx, *inputs], outputs, mode="NUMBA", on_unused_input="ignore")
-    scale = pt.scalar("scale", dtype="float64")
-    grad_hat = pytensor.grad(-(prior + scale * loglik), w)
     compiled_grad = pytensor.function([w, idx, scale, *inputs], grad_hat, mode="NUMBA", on_unused_input="ignore")
     arrays = tuple(np.ascontiguousarray(_value_of(v)) for v in row_tensors)
     names = tuple(v.name or f"data_{i}" for i, v in enumerate(row_tensors))

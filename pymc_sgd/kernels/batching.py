@@ -29,7 +29,7 @@ MODES = {"with_replacement": WITH_REPLACEMENT, "without_replacement": WITHOUT_RE
          "epoch": EPOCH, "full": FULL}
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def next_batch(mode, rng, perm, cursor, idx):
     """Fill idx (length B) with the next batch of row indices."""
     n = perm.shape[0]

@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def is_diverged(grad, w, bound):
     for i in range(w.shape[0]):
         if not np.isfinite(grad[i]) or not np.isfinite(w[i]) or abs(w[i]) > bound:

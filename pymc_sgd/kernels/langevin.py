@@ -28,7 +28,7 @@ DIAGONAL = 1
 FULL = 2
 
 
-@njit
+@njit(inline="always")
 def matvec_into(a, v, out):
     """out = a v without allocating."""
     for i in range(a.shape[0]):
@@ -39,7 +39,7 @@ def matvec_into(a, v, out):
     return out
 
 
-@njit
+@njit(inline="always")
 def precondition(kind, p_diag, p_matrix, v, out):
     """out = P v for IDENTITY / DIAGONAL / FULL (p_matrix is P or its Cholesky factor)."""
     if kind == FULL:
@@ -52,14 +52,14 @@ def precondition(kind, p_diag, p_matrix, v, out):
     return out
 
 
-@njit
+@njit(inline="always")
 def standard_normal_into(rng, out):
     for i in range(out.shape[0]):
         out[i] = rng.standard_normal()
     return out
 
 
-@njit
+@njit(inline="always")
 def langevin_move(w, grad, rng, h, temperature, noise, kind, p_diag, p_full, p_chol, noise_diag,
                   work, xi, out):
     """out = w - h P grad + noise sqrt(2 h T) P^(1/2) xi; work and xi are scratch buffers.
