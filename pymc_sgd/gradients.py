@@ -60,6 +60,8 @@ class ModelEstimator:
     ----------
     fn : numba dispatcher ``fn(w, idx, *data) -> (log_prior, grad, log_lik_batch, grad)``.
     grad_fn : numba dispatcher ``grad_fn(w, idx, scale, *data) -> grad U_hat`` (scale 0-d).
+    full_fn : numba dispatcher ``full_fn(w, *data)``, the parts of ``fn`` over all rows
+        without gathering them (no copy of the data per call).
     data : per-row arrays in the order ``fn`` expects them (observed values first).
     data_names : their names, for messages and summaries.
     n_rows : number of rows n (the observed length; 1 for a model without observed data).
@@ -68,6 +70,7 @@ class ModelEstimator:
 
     fn: object
     grad_fn: object
+    full_fn: object
     data: tuple[np.ndarray, ...]
     data_names: tuple[str, ...]
     n_rows: int | None
@@ -157,10 +160,10 @@ def _detect_row_data(model: pm.Model, n: int) -> list[Variable]:
     return candidates
 
 
-def _minibatched_loglik(model: pm.Model, replacements: dict, idx: Variable) -> Variable:
-    """Sum over rows idx of the observed log-likelihood, in terms of the value variables.
+def _minibatched_loglik(model: pm.Model, replacements: dict, n_rows: Variable) -> Variable:
+    """Sum over the rows in ``replacements`` of the observed log-likelihood, in terms of the value variables.
 
-    Each observed variable is resized to len(idx) rows (PyMC's change_dist_size keeps
+    Each observed variable is resized to n_rows rows (PyMC's change_dist_size keeps
     mixtures and other symbolic distributions intact), its free random variables are
     replaced by value variables, its per-row parameters are sliced, and its logp is
     evaluated at the sliced observed values.
@@ -168,7 +171,7 @@ def _minibatched_loglik(model: pm.Model, replacements: dict, idx: Variable) -> V
     terms = []
     for rv in model.observed_RVs:
         batch_shape = tuple(rv.shape)[: rv.ndim - rv.owner.op.ndim_supp]
-        resized = change_dist_size(rv, (idx.shape[0], *batch_shape[1:]))
+        resized = change_dist_size(rv, (n_rows, *batch_shape[1:]))
         (resized,) = model.replace_rvs_by_values([resized])  # free RVs -> value variables
         sliced = clone_replace(resized, replacements, rebuild_strict=False)
         value = replacements[model.rvs_to_values[rv]]
@@ -238,20 +241,27 @@ def build_estimator(model: pm.Model, data: Sequence[str | Variable] | None = Non
         n, row_tensors = 1, []
     inputs = [pt.tensor(name=v.name or f"data_{i}", dtype=v.dtype, shape=(None,) * v.ndim)
               for i, v in enumerate(row_tensors)]
-    replacements = {v: inp[idx] for v, inp in zip(row_tensors, inputs)}
-    loglik = _minibatched_loglik(model, replacements, idx) if row_tensors else pt.constant(0.0, dtype="float64")
+    if row_tensors:
+        loglik = _minibatched_loglik(model, {v: inp[idx] for v, inp in zip(row_tensors, inputs)}, idx.shape[0])
+        full_loglik = _minibatched_loglik(model, dict(zip(row_tensors, inputs)), inputs[0].shape[0])
+    else:
+        loglik = full_loglik = pt.constant(0.0, dtype="float64")
 
-    prior, loglik = _freeze_shared([prior, loglik])
+    prior, loglik, full_loglik = _freeze_shared([prior, loglik, full_loglik])
     scale = pt.scalar("scale", dtype="float64")
     grad_hat = _flat_gradient(-(prior + scale * loglik), model.value_vars)
-    [prior, loglik, grad_hat], w = join_nonshared_inputs(point, [prior, loglik, grad_hat], model.value_vars)
-    outputs = [prior, pytensor.grad(prior, w), loglik, pytensor.grad(loglik, w, disconnected_inputs="ignore")]
-    compiled = pytensor.function([w, idx, *inputs], outputs, mode="NUMBA", on_unused_input="ignore")
+    [prior, loglik, full_loglik, grad_hat], w = join_nonshared_inputs(
+        point, [prior, loglik, full_loglik, grad_hat], model.value_vars)
+    grad_prior = pytensor.grad(prior, w)
+    parts = [prior, grad_prior, loglik, pytensor.grad(loglik, w, disconnected_inputs="ignore")]
+    full_parts = [prior, grad_prior, full_loglik, pytensor.grad(full_loglik, w, disconnected_inputs="ignore")]
+    compiled = pytensor.function([w, idx, *inputs], parts, mode="NUMBA", on_unused_input="ignore")
+    compiled_full = pytensor.function([w, *inputs], full_parts, mode="NUMBA", on_unused_input="ignore")
     compiled_grad = pytensor.function([w, idx, scale, *inputs], grad_hat, mode="NUMBA", on_unused_input="ignore")
     arrays = tuple(np.ascontiguousarray(_value_of(v)) for v in row_tensors)
     names = tuple(v.name or f"data_{i}" for i, v in enumerate(row_tensors))
     dim = int(sum(np.size(point[v.name]) for v in model.value_vars))
-    return ModelEstimator(compiled.vm.jit_fn, compiled_grad.vm.jit_fn, arrays, names, n, dim)
+    return ModelEstimator(compiled.vm.jit_fn, compiled_grad.vm.jit_fn, compiled_full.vm.jit_fn, arrays, names, n, dim)
 
 
 _ESTIMATORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -13,14 +13,13 @@ from scipy import optimize
 
 from . import theory
 from .gradients import ModelEstimator
-from .kernels.estimator import gradient_noise_covariance, potential_and_grad, potential_hessian
+from .kernels.estimator import gradient_noise_covariance, potential_hessian
 
 
 def full_potential_and_grad(est: ModelEstimator, w: np.ndarray) -> tuple[float, np.ndarray]:
-    """Exact U(w) and grad U(w) (all n rows)."""
-    rows = np.arange(est.n_rows, dtype=np.int64)
-    potential, grad = potential_and_grad(est.fn, est.data, np.asarray(w, dtype=np.float64), rows, 1.0)
-    return potential, grad
+    """Exact U(w) and grad U(w) (all n rows, read in place)."""
+    log_prior, grad_prior, log_lik, grad_lik = est.full_fn(np.asarray(w, dtype=np.float64), *est.data)
+    return -(float(log_prior) + float(log_lik)), -(grad_prior + grad_lik)
 
 
 def hessian(est: ModelEstimator, w: np.ndarray, eps: float = 1e-5) -> np.ndarray:
@@ -36,10 +35,20 @@ def per_example_gradient_covariance(est: ModelEstimator, w: np.ndarray) -> np.nd
 
 
 def mode(est: ModelEstimator, start: np.ndarray | None = None) -> np.ndarray:
-    """Minimiser of U (the MAP in the unconstrained space; the MLE under flat priors)."""
+    """Minimiser of U (the MAP in the unconstrained space; the MLE under flat priors).
+
+    BFGS on U / n: on the sum U its unit initial inverse Hessian makes the first step n times
+    too long and the line search loses precision before converging (seen at n = 1e6).
+    gtol = 1e-8 on the average gradient leaves the mode off by ~1e-8 n H^-1, far below a
+    posterior SD.
+    """
     start = np.zeros(est.dim) if start is None else np.asarray(start, dtype=np.float64)
-    result = optimize.minimize(lambda w: full_potential_and_grad(est, w), start, jac=True, method="BFGS",
-                               options={"gtol": 1e-8})
+
+    def average(w: np.ndarray) -> tuple[float, np.ndarray]:
+        potential, grad = full_potential_and_grad(est, w)
+        return potential / est.n_rows, grad / est.n_rows
+
+    result = optimize.minimize(average, start, jac=True, method="BFGS", options={"gtol": 1e-8})
     return result.x
 
 

@@ -4,6 +4,7 @@ import numpy as np
 import pymc as pm
 import pytest
 
+from pymc_sgd import noise
 from pymc_sgd.gradients import ModelSpecificationError, build_estimator
 from pymc_sgd.kernels.estimator import minibatch_gradient, per_example_loglik_grads, potential_and_grad
 
@@ -46,6 +47,9 @@ def test_full_batch_equals_model_logp(make):
     u_ref, grad_ref = model_u_and_grad(model, w)
     np.testing.assert_allclose(u, u_ref, rtol=1e-10)
     np.testing.assert_allclose(grad, grad_ref, rtol=1e-9, atol=1e-9)
+    u_full, grad_full = noise.full_potential_and_grad(est, w)  # all rows read in place, no gather
+    np.testing.assert_allclose(u_full, u_ref, rtol=1e-10)
+    np.testing.assert_allclose(grad_full, grad_ref, rtol=1e-9, atol=1e-9)
 
 
 def test_design_matrix_is_detected_and_subsampled_with_y():

@@ -19,13 +19,14 @@ import numpy as np
 from numba import njit
 
 from .batching import next_batch
-from .estimator import minibatch_gradient, norm, minibatch_potential
+from .estimator import centred_gradient, minibatch_potential, norm
 from .guards import is_diverged
 from .schedules import step_size_at
 
 IDENTITY = 0
 DIAGONAL = 1
 FULL = 2
+NO_CENTRE = np.zeros(0)  # centre / centre_grad of langevin_updates without a control variate
 
 
 @njit(inline="always")
@@ -80,8 +81,11 @@ def langevin_move(w, grad, rng, h, temperature, noise, kind, p_diag, p_full, p_c
 @njit
 def langevin_updates(fn, grad_fn, data, w, rng, batch_mode, perm, cursor, idx, scale,
                      t0, n_updates, schedule_kind, schedule, temperature, noise,
-                     precond_kind, p_diag, p_full, p_chol, bound):
+                     precond_kind, p_diag, p_full, p_chol, bound, centre, centre_grad):
     """Run n_updates updates from w; stop early (keeping the last finite w) on divergence.
+
+    A non-empty ``centre`` w* (with ``centre_grad`` = grad U(w*)) switches the gradient to the
+    control-variate estimator ``estimator.centred_gradient``.
 
     Returns (w, t, h, |grad U_hat|, U_hat, diverged): the last gradient's norm and U_hat at
     the returned w on the last minibatch.
@@ -90,14 +94,14 @@ def langevin_updates(fn, grad_fn, data, w, rng, batch_mode, perm, cursor, idx, s
     scale_arg = np.asarray(scale)
     noise_diag = np.sqrt(p_diag)
     w = w.copy()
-    proposal, work, xi = np.empty(d), np.empty(d), np.empty(d)
+    proposal, work, xi, centred = np.empty(d), np.empty(d), np.empty(d), np.empty(d)
     grad = np.zeros(d)
     h = step_size_at(schedule_kind, schedule, t0)
     t = t0
     for _ in range(n_updates):
         h = step_size_at(schedule_kind, schedule, t)
         next_batch(batch_mode, rng, perm, cursor, idx)
-        grad = minibatch_gradient(grad_fn, data, w, idx, scale_arg)
+        grad = centred_gradient(grad_fn, data, w, idx, scale_arg, centre, centre_grad, centred)
         langevin_move(w, grad, rng, h, temperature, noise, precond_kind, p_diag, p_full, p_chol,
                       noise_diag, work, xi, proposal)
         if is_diverged(grad, proposal, bound):

@@ -148,7 +148,7 @@ class ConstantSGD(StochasticGradientStep):
                 est.fn, est.grad_fn, est.data, w, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
                 self.scale, self.t, self.steps_per_draw, schedules.CONSTANT, np.array([h, 0.0, 0.0]),
                 self.temperature, 0.0, kind, self.p_diag, self.p_full, self.p_full,
-                self.divergence_bound)
+                self.divergence_bound, langevin.NO_CENTRE, langevin.NO_CENTRE)
         return w, {"step_size": self.h, "learning_rate": self.h * est.n_rows,
                    "temperature": self.temperature, "grad_norm": grad_norm,
                    "minibatch_potential": potential, "diverging": diverged}
