@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench bench-all clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,14 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py
+
+# Every benchmark of issue 5 (about an hour; time_to_accuracy caches its NUTS reference).
+bench-all: $(STAMP)
+	$(BIN)/pip install --quiet -e ".[bench]"
+	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/vs_blackjax.py
+	$(BIN)/python benchmarks/scaling.py
+	$(BIN)/python benchmarks/time_to_accuracy.py
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -101,18 +101,19 @@ class Workload:
     baseline: Callable[[np.random.Generator, int], np.ndarray]  # (rng, n_updates) -> final w
 
 
-def logistic_workload() -> Workload:
+def logistic_workload(n: int = 100_000, d: int = 10, batch_size: int = 100) -> Workload:
+    """Workload A (defaults) and its variants for benchmarks/scaling.py; h = 1 / n (1e-5 at n = 1e5)."""
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(100_000, 10))
-    beta_true = rng.normal(size=10)
+    X = rng.normal(size=(n, d))
+    beta_true = rng.normal(size=d)
     y = rng.binomial(1, 1.0 / (1.0 + np.exp(-X @ beta_true)))
     with pm.Model() as model:
-        beta = pm.Normal("beta", 0, 1, shape=10)
+        beta = pm.Normal("beta", 0, 1, shape=d)
         pm.Bernoulli("y", logit_p=pm.math.dot(X, beta), observed=y)
     y_float = y.astype(np.float64)
-    batch_size, h = 100, 1e-5
-    return Workload("A logistic n=1e5 d=10 B=100", model, batch_size, h,
-                    lambda g, k: sgld_logistic(X, y_float, np.zeros(10), g, k, batch_size, h))
+    h = 1.0 / n
+    return Workload(f"A logistic n={n:.0e} d={d} B={batch_size}".replace("e+0", "e"), model, batch_size, h,
+                    lambda g, k: sgld_logistic(X, y_float, np.zeros(d), g, k, batch_size, h))
 
 
 def normal_workload() -> Workload:
