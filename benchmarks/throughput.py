@@ -213,16 +213,25 @@ def measure(workload: Workload, draws: int, sampler: str = "SGLD") -> tuple[floa
     return 1e6 * pymc_s / n_updates, 1e6 * hand_s / n_updates, compile_s
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def workload_parser(description: str) -> argparse.ArgumentParser:
+    """Command line shared by the benchmarks on workloads A and B (--draws, --workload)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--draws", type=int, default=300,
                         help=f"recorded draws per pm.sample call ({STEPS_PER_DRAW} updates each)")
     parser.add_argument("--workload", choices=["A", "B", "all"], default="all")
+    return parser
+
+
+def selected_workloads(args: argparse.Namespace) -> list[str]:
+    logging.getLogger("pymc").setLevel(logging.ERROR)
+    return list(WORKLOADS) if args.workload == "all" else [args.workload]
+
+
+def main() -> None:
+    parser = workload_parser(__doc__.splitlines()[0])
     parser.add_argument("--samplers", nargs="+", choices=SAMPLERS, default=list(SAMPLERS))
     args = parser.parse_args()
-    logging.getLogger("pymc").setLevel(logging.ERROR)
-
-    names = list(WORKLOADS) if args.workload == "all" else [args.workload]
+    names = selected_workloads(args)
     print(f"{'workload':<30} {'sampler':<20} {'pymc_sgd us/upd':>16} {'hand us/upd':>12} {'ratio':>7} "
           f"{'gradient us':>12} {'compile s':>10}")
     for name in names:

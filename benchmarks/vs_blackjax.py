@@ -20,8 +20,6 @@ Run: ``.venv/bin/python benchmarks/vs_blackjax.py [--draws 300] [--workload {A,B
 
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
 import time
 from collections.abc import Callable
@@ -30,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pymc_sgd.gradients import cached_estimator
-from throughput import STEPS_PER_DRAW, WORKLOADS, Workload, best_of, measure
+from throughput import STEPS_PER_DRAW, WORKLOADS, Workload, best_of, measure, selected_workloads, workload_parser
 
 try:
     import blackjax
@@ -132,14 +130,8 @@ def measure_blackjax(workload: Workload, target: Target, draws: int) -> tuple[fl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--draws", type=int, default=300,
-                        help=f"recorded draws per pm.sample call / BlackJAX calls ({STEPS_PER_DRAW} updates each)")
-    parser.add_argument("--workload", choices=["A", "B", "all"], default="all")
-    args = parser.parse_args()
-    logging.getLogger("pymc").setLevel(logging.ERROR)
-
-    names = list(WORKLOADS) if args.workload == "all" else [args.workload]
+    args = workload_parser(__doc__.splitlines()[0]).parse_args()  # --draws: also BlackJAX calls
+    names = selected_workloads(args)
     print(f"{'workload':<30} {'pymc_sgd us/upd':>16} {'hand us/upd':>12} {'blackjax us/upd':>16} "
           f"{'pymc/bj':>8} {'hand/bj':>8} {'compile s':>10} {'bj compile s':>13}")
     for name in names:
