@@ -89,7 +89,7 @@ def control_variate_sgld_covariance(hessian: np.ndarray, per_example_hessians: n
     U = w^T H w / 2 with H = prior precision + sum_i K_i (K_i = per_example_hessians[i], n of
     them) and mode m; the control-variate gradient centred at c, on B rows drawn with
     replacement, is H delta + n (mean_batch K - K_bar)(w - c), delta = w - m (Baker et al.
-    2019, Eq. 5). Its noise is multiplicative, Cov = (n^2 / B) Cov_i[K_i (w - c)]; with
+    2019, their SGLD-CV estimator). Its noise is multiplicative, Cov = (n^2 / B) Cov_i[K_i (w - c)]; with
     e = m - c (``centre_offset``, default 0) and E[delta] = 0 the second moment obeys the linear
     recursion (derived here; with K_i = K_bar it is ULA's Lyapunov equation)
 

@@ -28,7 +28,8 @@ def minibatch_gradient(grad_fn, data, w, idx, scale_arg):
 
 @njit(inline="always")
 def centred_gradient(grad_fn, data, w, idx, scale_arg, centre, centre_grad, out):
-    """Control-variate estimate of grad U on rows idx (Baker, Fearnhead, Fox & Nemeth 2019, Eq. 5):
+    """Control-variate estimate of grad U on rows idx (SGLD-CV of Baker, Fearnhead, Fox & Nemeth 2019,
+    Statistics and Computing 29, 599-615):
 
         grad U_hat(w) - grad U_hat(w*) + grad U(w*),     w* = centre, grad U(w*) = centre_grad (all rows).
 
@@ -54,6 +55,7 @@ def minibatch_potential(fn, data, w, idx, scale):
 
 @njit
 def norm(v):
+    """Euclidean norm |v| (for the grad_norm stat)."""
     return np.sqrt(np.sum(v * v))
 
 
