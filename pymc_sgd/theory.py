@@ -328,3 +328,33 @@ def exact_injected_noise(hessian_U: np.ndarray, grad_noise_cov: np.ndarray, step
                          f"eigenvalue {smallest:.3g} < 0 (the gradient noise Lam C_grad Lam and the finite-step "
                          f"term exceed 2 (1 - mu) T Lam). Reduce the step size or the gradient noise.")
     return q
+
+
+def baoab_stationary_covariance(hessian: np.ndarray, step_size: float, friction: float, temperature: float = 1.0,
+                                grad_noise_cov: np.ndarray | None = None) -> np.ndarray:
+    """Exact stationary covariance of the position under BAOAB (unit mass) on a quadratic U.
+
+    One BAOAB step with the gradient reused between steps (``kernels.underdamped``) is, from the
+    state (x, v) just after a kick: A: x1 = x + (h/2) v; O: v2 = c v + s xi (c = exp(-gamma h),
+    s^2 = T (1 - c^2)); A: x2 = x1 + (h/2) v2; B+B: v3 = v2 - h (H x2 + e) with gradient noise
+    e ~ N(0, V). Hence (x2, v3) = A (x, v) + noise with
+        A = [[I, (h/2)(1 + c) I], [-h H, c I - (h^2/2)(1 + c) H]],
+        noise = [(h/2) s I; s (I - (h^2/2) H)] xi + [0; -h I] e,
+    and the covariance solves a discrete Lyapunov equation (derived here; for V = 0 its position
+    block is T H^-1 exactly at any stable h, Leimkuhler & Matthews 2013, which the tests check).
+    """
+    H = np.atleast_2d(hessian)
+    d = H.shape[0]
+    eye, h = np.eye(d), step_size
+    c = np.exp(-friction * h)
+    s = np.sqrt(temperature * (1.0 - c * c))
+    A = np.block([[eye, 0.5 * h * (1.0 + c) * eye], [-h * H, c * eye - 0.5 * h * h * (1.0 + c) * H]])
+    if np.max(np.abs(np.linalg.eigvals(A))) >= _UNIT_CIRCLE:
+        raise ValueError("BAOAB is unstable at this step size (need h < 2 / sqrt(largest curvature)).")
+    kick = np.vstack([0.5 * h * s * eye, s * (eye - 0.5 * h * h * H)])
+    Q = kick @ kick.T
+    if grad_noise_cov is not None:
+        noise = np.vstack([np.zeros((d, d)), -h * eye])
+        Q = Q + noise @ np.atleast_2d(grad_noise_cov) @ noise.T
+    Z = linalg.solve_discrete_lyapunov(A, Q)
+    return 0.5 * (Z[:d, :d] + Z[:d, :d].T)

@@ -98,7 +98,7 @@ def test_blow_up_is_a_divergence_that_halts_the_chain(model):
     (dict(batch_size=10, step_size=0.0), r"step_size must be a positive number, got 0.0"),
     (dict(batch_size=10, step_size=-1.0), r"step_size must be a positive number"),
     (dict(batch_size=10, step_size=1e-3, temperature=0), r"temperature must be a positive number"),
-    (dict(batch_size=10, step_size=1e-3, steps_per_draw=0), r"steps_per_draw must be >= 1"),
+    (dict(batch_size=10, step_size=1e-3, steps_per_draw=0), r"steps_per_draw must be an integer >= 1"),
     (dict(batch_size=10, step_size=1e-3, batching="random"), r"batching='random' is unknown; use one of"),
     (dict(batch_size=10, step_size=1e-3, data=["nope"]), r"data='nope' is not a data tensor"),
 ])

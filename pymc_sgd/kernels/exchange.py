@@ -20,7 +20,7 @@ from numba import njit
 from .batching import next_batch
 from .estimator import minibatch_gradient, norm, minibatch_potential
 from .guards import is_diverged
-from .langevin import IDENTITY, langevin_move
+from .langevin import langevin_move
 
 FULL = 0
 CORRECTED = 1
@@ -82,8 +82,9 @@ def track_round_trips(labels, direction, round_trips):
 @njit
 def exchange_updates(fn, grad_fn, data, states, rng, batch_mode, perm, cursor, idx, scale, n_updates,
                      h, temperatures, swap_every, t0, energy_mode, n_rows, swap_rows, labels,
-                     direction, round_trips, accepted, attempted, bound):
-    """n_updates SGLD updates of every replica, a swap round every swap_every updates.
+                     direction, round_trips, accepted, attempted, precond_kind, p_full, p_chol, bound):
+    """n_updates SGLD updates of every replica (in the metric p_full = p_chol p_chol^T), a swap
+    round every swap_every updates.
 
     states (K x d) are updated in place. Returns (t, |grad U_hat| of slot 0, U_hat of slot 0,
     diverged); each replica draws its own minibatch.
@@ -91,7 +92,6 @@ def exchange_updates(fn, grad_fn, data, states, rng, batch_mode, perm, cursor, i
     d = states.shape[1]
     scale_arg = np.asarray(scale)
     unit = np.ones(d)
-    unused = np.zeros((0, 0))
     proposal, work, xi = np.empty(d), np.empty(d), np.empty(d)
     grad_norm = 0.0
     t = t0
@@ -99,7 +99,7 @@ def exchange_updates(fn, grad_fn, data, states, rng, batch_mode, perm, cursor, i
         for k in range(states.shape[0]):
             next_batch(batch_mode, rng, perm, cursor, idx)
             grad = minibatch_gradient(grad_fn, data, states[k], idx, scale_arg)
-            langevin_move(states[k], grad, rng, h, temperatures[k], 1.0, IDENTITY, unit, unused, unused,
+            langevin_move(states[k], grad, rng, h, temperatures[k], 1.0, precond_kind, unit, p_full, p_chol,
                           unit, work, xi, proposal)
             if is_diverged(grad, proposal, bound):
                 return t, np.inf, np.nan, True

@@ -9,6 +9,9 @@
 The O step is v <- c v + sqrt(T (1 - c^2)) xi with c = exp(-gamma dt), exact for the OU part.
 Each kick uses the minibatch gradient at the current x; the gradient at the end of a step is
 reused for the first kick of the next (one gradient per step).
+
+In a metric M = L L^T (``pymc_sgd.warmup.metric``) the dynamics run on z = L^{-1} x with unit
+mass: kicks v <- v - (h/2) L^T grad U(x), drifts x <- x + (h/2) L v (v is z's velocity).
 """
 
 import numpy as np
@@ -30,17 +33,24 @@ def ou_step(v, c, temperature, rng):
         v[i] = c * v[i] + sd * rng.standard_normal()
 
 
-@njit
-def axpy(a, x, y):
-    """y <- y + a x in place."""
-    for i in range(y.shape[0]):
-        y[i] += a * x[i]
+@njit(inline="always")
+def factor_axpy(a, factor, transpose, x, y):
+    """y <- y + a F x (or a F^T x) in place, F a lower-triangular factor."""
+    d = y.shape[0]
+    for i in range(d):
+        acc = 0.0
+        for j in range(d):
+            acc += (factor[j, i] if transpose else factor[i, j]) * x[j]
+        y[i] += a * acc
 
 
 @njit
 def underdamped_updates(fn, grad_fn, data, x, v, rng, batch_mode, perm, cursor, idx, scale, n_updates,
-                        h, gamma, temperature, scheme, bound):
-    """Run n_updates BAOAB/OBABO steps. Returns (x, v, |grad U_hat|, U_hat, diverged)."""
+                        h, gamma, temperature, scheme, factor, bound):
+    """Run n_updates BAOAB/OBABO steps in the metric L L^T (``factor`` = L).
+
+    Returns (x, v, |grad U_hat|, U_hat, diverged).
+    """
     scale_arg = np.asarray(scale)
     x, v = x.copy(), v.copy()
     x0, v0 = x.copy(), v.copy()
@@ -51,17 +61,17 @@ def underdamped_updates(fn, grad_fn, data, x, v, rng, batch_mode, perm, cursor, 
         x0[:] = x
         v0[:] = v
         if scheme == BAOAB:
-            axpy(-0.5 * h, grad, v)
-            axpy(0.5 * h, v, x)
+            factor_axpy(-0.5 * h, factor, True, grad, v)
+            factor_axpy(0.5 * h, factor, False, v, x)
             ou_step(v, c_full, temperature, rng)
-            axpy(0.5 * h, v, x)
+            factor_axpy(0.5 * h, factor, False, v, x)
         else:
             ou_step(v, c_half, temperature, rng)
-            axpy(-0.5 * h, grad, v)
-            axpy(h, v, x)
+            factor_axpy(-0.5 * h, factor, True, grad, v)
+            factor_axpy(h, factor, False, v, x)
         next_batch(batch_mode, rng, perm, cursor, idx)
         grad = minibatch_gradient(grad_fn, data, x, idx, scale_arg)
-        axpy(-0.5 * h, grad, v)
+        factor_axpy(-0.5 * h, factor, True, grad, v)
         if scheme == OBABO:
             ou_step(v, c_half, temperature, rng)
         if is_diverged(grad, x, bound):

@@ -1,14 +1,20 @@
 """Shared PyMC BlockedStep adapter for stochastic-gradient samplers.
 
 A step owns the compiled model estimator (``pymc_sgd.gradients``), the chain's batch
-sampler state and update counter. One ``step`` call runs ``steps_per_draw`` updates inside
-one numba call (``_run_updates``, implemented by each sampler) and records the last state.
-PyMC calls ``set_rng`` and ``reset_tuning`` at the start of every chain, so per-chain state
-is (re)initialised there; compiled functions are dropped on pickling and rebuilt in workers.
+sampler state and update counter. At the first draw of every chain it runs the warm-up
+(``pymc_sgd.warmup``: bulk, metric, then the sampler's ``_tune_sampler`` hook for its step
+size), then each ``step`` call runs ``steps_per_draw`` updates inside one numba call
+(``_run_updates``, implemented by each sampler) and records the last state. A state that is
+non-finite, explodes, leaves the bulk the warm-up found by more than ``MAX_WHITENED_RMS``
+posterior SDs, or whose constrained values overflow halts the chain (flagged ``diverging``
+with a ``divergence_reason``). PyMC calls ``set_rng`` and ``reset_tuning`` at the start of
+every chain, so per-chain state is (re)initialised there; compiled functions are dropped on
+pickling and rebuilt in workers.
 """
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -19,9 +25,11 @@ from pymc.blocking import DictToArrayBijection, RaveledVars
 from pymc.step_methods.compound import BlockedStep
 from pytensor.graph.basic import Variable
 
+from .. import warmup
 from ..gradients import ModelEstimator, cached_estimator
 from ..kernels import batching as batch_sampling
 from ..kernels.estimator import gradient_noise_covariance
+from ..warmup.settle import settling_message
 
 BASE_STATS = {
     "step_size": (np.float64, []),
@@ -29,8 +37,33 @@ BASE_STATS = {
     "grad_norm": (np.float64, []),
     "minibatch_potential": (np.float64, []),
     "diverging": (bool, []),
+    "divergence_reason": (np.int64, []),
+    "steps_per_draw": (np.int64, []),
+    "warmup_time": (np.float64, []),
+    "warmup_grad_evals": (np.float64, []),
+    "grad_evals": (np.float64, []),
 }
 _BATCHING_NAMES = {k: v for k, v in batch_sampling.MODES.items() if k != "full"}
+METRICS = ("auto", "dense", "diag", "identity")
+MAX_WHITENED_RMS = 100.0  # posterior SDs (root mean square over coordinates) from the bulk's mode
+DIVERGENCE_REASONS = {
+    1: "a non-finite gradient or state, or |w_i| above divergence_bound",
+    2: f"the chain left the bulk the warm-up found (more than {MAX_WHITENED_RMS:g} posterior SDs from its mode)",
+    3: "a constrained value of the model overflowed (e.g. exp of a huge log-scale)",
+}
+
+
+def kinetic_energy(metric: warmup.Metric, velocity: np.ndarray) -> float:
+    """|L^{-1} v|^2 / 2: the kinetic energy v^T M^{-1} v / 2 of a velocity in the metric M = L L^T."""
+    z = warmup.whiten(metric, velocity, np.zeros_like(velocity))
+    return 0.5 * float(z @ z)
+
+
+def require_int(name: str, value: Any, low: int, hint: str = "") -> int:
+    """An integer >= low (bools and non-integral numbers are refused, not coerced)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}. {hint}".rstrip())
+    return int(value)
 
 
 def require_positive(name: str, value: float, hint: str) -> float:
@@ -43,8 +76,9 @@ def require_positive(name: str, value: float, hint: str) -> float:
 class StochasticGradientStep(BlockedStep):
     """Base class: minibatching, seeding, the per-draw compiled loop, stats, pickling.
 
-    Subclasses implement ``_run_updates(w) -> (w, stats)`` (one numba call) and may
-    override ``_start_chain``. Samplers that need the per-example gradient covariance C(w)
+    Subclasses implement ``_run_updates(w) -> (w, stats)`` (one numba call), may override
+    ``_start_chain``, and implement ``_tune_sampler(bulk)`` to choose their step size (and
+    ``self.steps_per_draw`` when it is None) in ``self.metric`` once the bulk is found. Samplers that need the per-example gradient covariance C(w)
     set ``measures_gradient_noise`` and implement ``_use_gradient_noise(C, w)``: C is measured
     at the start point, then at the mean of the tuning draws in windows ending at tuning
     draws 1, 2, 4, 8, ... and at the end of tuning; sampling uses the last measurement.
@@ -53,6 +87,7 @@ class StochasticGradientStep(BlockedStep):
     """
 
     measures_gradient_noise = False
+    auto_step_size = False  # subclasses set it before calling __init__ when step_size=None
 
     name = "stochastic_gradient"
     stats_dtypes_shapes = dict(BASE_STATS)
@@ -62,7 +97,10 @@ class StochasticGradientStep(BlockedStep):
         vars: Sequence[Variable] | None = None,
         *,
         batch_size: int | None,
-        steps_per_draw: int = 100,
+        steps_per_draw: int | None = None,
+        metric: str | None = None,
+        target_error: float = warmup.TARGET_ERROR,
+        max_steps_per_draw: int = warmup.tuning.MAX_UPDATES_PER_DRAW,
         batching: str = "with_replacement",
         data: Sequence[str | Variable] | None = None,
         temperature: float = 1.0,
@@ -87,21 +125,31 @@ class StochasticGradientStep(BlockedStep):
         self.rng = np.random.default_rng(rng)
         self.temperature = require_positive("temperature", temperature, "T = 1 is the posterior.")
         self.divergence_bound = require_positive("divergence_bound", divergence_bound, "")
-        self.steps_per_draw = int(steps_per_draw)
-        if self.steps_per_draw < 1:
-            raise ValueError(f"steps_per_draw must be >= 1, got {steps_per_draw}.")
+        self.auto_steps_per_draw = steps_per_draw is None
+        self.steps_per_draw = 1 if steps_per_draw is None else require_int(
+            "steps_per_draw", steps_per_draw, 1, "It is the number of updates per recorded draw; None chooses it.")
+        self.max_steps_per_draw = require_int("max_steps_per_draw", max_steps_per_draw, 1)
+        if metric is None:  # an explicit step size keeps its meaning in the parameters' own units
+            metric = "auto" if self.auto_step_size else "identity"
+        if metric not in METRICS:
+            raise ValueError(f"metric={metric!r} is unknown; use one of {list(METRICS)} "
+                             "('auto': the inverse Hessian at the bulk, dense up to 100 parameters).")
+        self.metric_choice = metric
+        self.target_error = require_positive("target_error", target_error,
+                                             "It is the largest predicted relative error of a posterior SD, e.g. 0.03.")
         if batching not in _BATCHING_NAMES:
             raise ValueError(f"batching={batching!r} is unknown; use one of {sorted(_BATCHING_NAMES)}.")
         self.data = data
         self.noise_rows = int(noise_rows)
         self._estimator: ModelEstimator | None = None
+        self._constrained_fn = None
         n = self.estimator.n_rows
         if batch_size is None:
             self.batch_size, self.batch_mode = n, batch_sampling.FULL
         else:
-            if int(batch_size) != batch_size or not 1 <= batch_size <= n:
+            if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or not 1 <= batch_size <= n:
                 raise ValueError(
-                    f"batch_size must be an integer in [1, n] with n = {n} rows, got {batch_size}. "
+                    f"batch_size must be an integer in [1, n] with n = {n} rows, got {batch_size!r}. "
                     "Use batch_size=None for full-batch gradients."
                 )
             self.batch_size = int(batch_size)
@@ -120,6 +168,7 @@ class StochasticGradientStep(BlockedStep):
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_estimator"] = None
+        state["_constrained_fn"] = None
         return state
 
     # -- PyMC protocol ----------------------------------------------------------------------
@@ -130,7 +179,11 @@ class StochasticGradientStep(BlockedStep):
         self.t = 0
         self.draw = 0
         self.halted = False
+        self.bulk: warmup.Bulk | None = None
+        self.metric = warmup.identity_metric(self.estimator.dim)
         self._window_sum, self._window_count = 0.0, 0
+        self._tuning_draws: list[np.ndarray] = []
+        self.warmup_time = 0.0
         self._start_chain()
 
     def set_rng(self, rng: Any) -> None:
@@ -140,6 +193,59 @@ class StochasticGradientStep(BlockedStep):
 
     def _start_chain(self) -> None:
         """Hook for sampler-specific per-chain state."""
+
+    # -- warm-up -----------------------------------------------------------------------------
+    def _choose_metric(self, bulk: warmup.Bulk) -> warmup.Metric:
+        if self.metric_choice == "identity":
+            return warmup.identity_metric(len(bulk.mode))
+        return warmup.metric_from_hessian(bulk.hessian, dense={"dense": True, "diag": False}.get(self.metric_choice))
+
+    def _warm_up(self, w: np.ndarray) -> np.ndarray:
+        """Find the bulk, set the metric, let the sampler tune; return a Laplace draw to start from."""
+        self.bulk = warmup.find_bulk(self.estimator, w, self.rng)
+        self.laplace = warmup.metric_from_hessian(self.bulk.hessian, dense=True)
+        self.metric = self._choose_metric(self.bulk)
+        self._tune_sampler(self.bulk)
+        return self.bulk.mode + self.laplace.factor @ self.rng.standard_normal(len(w))
+
+    def _tune_sampler(self, bulk: warmup.Bulk) -> None:
+        """Choose the step size (and steps_per_draw when auto) in self.metric."""
+
+    def _minibatch_noise(self, bulk: warmup.Bulk, centre: np.ndarray | None = None) -> np.ndarray:
+        """Cov(grad U_hat) of this step's batches at 4 Laplace draws (0 for full batch)."""
+        d = len(bulk.mode)
+        if self.batch_mode == batch_sampling.FULL:
+            return np.zeros((d, d))
+        points = warmup.laplace_draws(bulk, self.rng, 4)
+        return warmup.gradient_noise(self.estimator, points, self.rng, self.batch_size,
+                                     self.batch_mode == batch_sampling.WITH_REPLACEMENT, self.noise_rows, centre)
+
+    def _set_updates_per_draw(self, rate_per_update: float) -> None:
+        """steps_per_draw from the slowest relaxation rate, when the user left it to us."""
+        if self.auto_steps_per_draw:
+            self.steps_per_draw, ess_per_draw = warmup.tuning.updates_per_draw(rate_per_update, self.max_steps_per_draw)
+            if ess_per_draw < 0.5:
+                warnings.warn(
+                    f"{type(self).__name__}: {self.max_steps_per_draw} updates per draw (max_steps_per_draw) give a "
+                    f"predicted ESS of only {ess_per_draw:.2f} per draw; raise max_steps_per_draw or draw more.",
+                    RuntimeWarning, stacklevel=4)
+
+    # -- divergence checks beyond the kernel's ------------------------------------------------
+    def _constrained_values_finite(self, w: np.ndarray, point_map_info) -> bool:
+        if self._constrained_fn is None:
+            model = self.model
+            outputs = model.replace_rvs_by_values(list(model.free_RVs))
+            self._constrained_fn = model.compile_fn(outputs, inputs=model.value_vars, on_unused_input="ignore",
+                                                    point_fn=True)
+        point = DictToArrayBijection.rmap(RaveledVars(w, point_map_info))
+        return all(np.all(np.isfinite(value)) for value in self._constrained_fn(point))
+
+    def _divergence_reason(self, w: np.ndarray, point_map_info) -> int:
+        if self.bulk is not None and self.auto_step_size:  # a user's own step may mean a wider spread
+            z = warmup.whiten(self.laplace, w, self.bulk.mode)
+            if not np.sqrt(np.mean(z * z)) <= MAX_WHITENED_RMS:
+                return 2
+        return 0 if self._constrained_values_finite(w, point_map_info) else 3
 
     # -- gradient-noise measurement (for samplers that set measures_gradient_noise) ----------
     def _use_gradient_noise(self, per_example_cov: np.ndarray, w: np.ndarray) -> None:
@@ -166,34 +272,61 @@ class StochasticGradientStep(BlockedStep):
     def stop_tuning(self) -> None:
         if self.measures_gradient_noise:
             self._measure_window()
+        if not self.halted:
+            message = settling_message(self._tuning_draws, self.draw, self._coordinate_names())
+            if message:
+                warnings.warn(f"{type(self).__name__}: {message}", RuntimeWarning, stacklevel=2)
         super().stop_tuning()
+
+    def _coordinate_names(self) -> list[str]:
+        sizes = [int(np.size(self.model.initial_point()[name])) for name in self.var_names]
+        return [name if size == 1 else f"{name}[{i}]" for name, size in zip(self.var_names, sizes) for i in range(size)]
 
     def step(self, point: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[dict]]:
         q = DictToArrayBijection.map({name: point[name] for name in self.var_names})
+        w = q.data.astype(np.float64)
         if self.halted:
-            w, stats = q.data, self._halted_stats()
-        else:
-            if self.draw == 0 and self.measures_gradient_noise:
-                self._measure_noise_at(q.data.astype(np.float64))
-            w, stats = self._run_updates(q.data.astype(np.float64))
-            if stats["diverging"]:
-                self.halted = True
-                warnings.warn(
-                    f"{type(self).__name__}: non-finite or exploding state at draw {self.draw} "
-                    f"(update {self.t}); the chain is halted and repeats its last finite state, "
-                    "flagged as diverging. Reduce the step size.",
-                    RuntimeWarning, stacklevel=2,
-                )
-            elif self.tune and self.measures_gradient_noise:
-                self._after_tuning_draw(w)
+            return point, [self._halted_stats()]
+        if self.bulk is None:
+            started = time.perf_counter()
+            w = self._warm_up(w)
+            self.warmup_time = time.perf_counter() - started
+        if self.draw == 0 and self.measures_gradient_noise:
+            self._measure_noise_at(w)
+        new_w, stats = self._run_updates(w)
+        reason = 1 if stats["diverging"] else self._divergence_reason(new_w, q.point_map_info)
+        if reason:
+            self._halt(reason)
+            new_w = w if reason > 1 else new_w  # the kernel already returned its last finite state
+        elif self.tune:
+            self._tuning_draws.append(warmup.whiten(self.laplace, new_w, self.bulk.mode))
+            if self.measures_gradient_noise:
+                self._after_tuning_draw(new_w)
+        stats.update(diverging=bool(reason), divergence_reason=reason, steps_per_draw=self.steps_per_draw,
+                     warmup_time=self.warmup_time, warmup_grad_evals=self.bulk.data_passes,
+                     grad_evals=self._grad_evals_per_draw())
         self.draw += 1
-        new = RaveledVars(w, q.point_map_info)
-        return DictToArrayBijection.rmap(new, start_point=point), [stats]
+        return DictToArrayBijection.rmap(RaveledVars(new_w, q.point_map_info), start_point=point), [stats]
+
+    def _grad_evals_per_draw(self) -> float:
+        """Gradient evaluations of one draw, in units of a full-data gradient."""
+        return self.steps_per_draw * self.batch_size / self.estimator.n_rows
+
+    def _halt(self, reason: int) -> None:
+        self.halted, self.halt_reason = True, reason
+        warnings.warn(
+            f"{type(self).__name__}: {DIVERGENCE_REASONS[reason]} at draw {self.draw} (update {self.t}); the "
+            "chain is halted and repeats its last finite state, flagged as diverging. Pass a smaller "
+            "step_size (or leave it to the warm-up: step_size=None), or a smaller target_error.",
+            RuntimeWarning, stacklevel=3,
+        )
 
     def _halted_stats(self) -> dict:
         stats = {name: np.nan if np.issubdtype(dtype, np.floating) else 0
                  for name, (dtype, _) in self.stats_dtypes_shapes.items()}
-        stats.update(temperature=self.temperature, diverging=True)
+        stats.update(temperature=self.temperature, diverging=True, divergence_reason=self.halt_reason,
+                     steps_per_draw=0, warmup_time=self.warmup_time, warmup_grad_evals=self.bulk.data_passes,
+                     grad_evals=0.0)
         return stats
 
     def _run_updates(self, w: np.ndarray) -> tuple[np.ndarray, dict]:

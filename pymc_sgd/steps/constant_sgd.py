@@ -84,7 +84,7 @@ class ConstantSGD(StochasticGradientStep):
 
     def __init__(self, vars=None, *, batch_size: int, learning_rate: float | None = None,
                  step_size: float | None = None, preconditioner: str | None = "full",
-                 momentum: float = 0.0, steps_per_draw: int = 100, **kwargs: Any) -> None:
+                 momentum: float = 0.0, steps_per_draw: int | None = None, **kwargs: Any) -> None:
         if batch_size is None:
             raise ValueError("ConstantSGD needs minibatch noise: give batch_size < n (full-batch "
                              "gradient descent just converges to the mode).")
@@ -97,6 +97,7 @@ class ConstantSGD(StochasticGradientStep):
             raise ValueError(f"momentum must be in [0, 1), got {momentum}; 0 is plain SGD.")
         self.preconditioner = preconditioner
         self.momentum = float(momentum)
+        self.auto_step_size = learning_rate is None and step_size is None
         self._learning_rate, self._step_size = learning_rate, step_size
         super().__init__(vars, batch_size=batch_size, steps_per_draw=steps_per_draw, **kwargs)
         n, b = self.estimator.n_rows, self.batch_size
@@ -132,6 +133,20 @@ class ConstantSGD(StochasticGradientStep):
         self.p_full = self.h * np.linalg.inv(noise)
         self.p_full = 0.5 * (self.p_full + self.p_full.T)
         self.p_diag = self.h / np.diag(noise)
+
+    def _tune_sampler(self, bulk) -> None:
+        """The preconditioner from the noise at the bulk's mode; thinning from the slowest
+        eigenvalue of P H (the relaxation rate per update of w <- w - P grad U, times 1 - beta
+        for heavy-ball, whose effective step is P / (1 - beta))."""
+        if not self.auto_steps_per_draw:
+            return
+        if self.measures_gradient_noise:
+            self._measure_noise_at(bulk.mode)
+        kind = PRECONDITIONERS[self.preconditioner]
+        P = {langevin.IDENTITY: self.h * np.eye(len(bulk.mode)), langevin.DIAGONAL: np.diag(self.p_diag)}.get(
+            kind, self.p_full)
+        rate = np.linalg.eigvals(P @ bulk.hessian).real.min() / (1.0 - self.momentum)
+        self._set_updates_per_draw(max(rate, 1e-12))
 
     # -- updates ----------------------------------------------------------------------------
     def _run_updates(self, w: np.ndarray) -> tuple[np.ndarray, dict]:

@@ -7,7 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from ..kernels import exchange
+from .. import warmup
+from ..kernels import exchange, langevin
+from ..warmup.tuning import curvature_range, langevin_step_size
 from .base import BASE_STATS, StochasticGradientStep, require_positive
 
 SWAP_ENERGIES = {"corrected": exchange.CORRECTED, "full": exchange.FULL, "naive": exchange.NAIVE}
@@ -54,13 +56,16 @@ class ReplicaExchangeSGLD(StochasticGradientStep):
     """
 
     name = "replica_exchange_sgld"
-    stats_dtypes_shapes = {**BASE_STATS, "round_trips": (np.int64, []), "cold_replica": (np.int64, [])}
+    stats_dtypes_shapes = {**BASE_STATS, "round_trips": (np.int64, []), "cold_replica": (np.int64, []),
+                           "predicted_sd_error": (np.float64, [])}
 
-    def __init__(self, vars=None, *, batch_size: int | None, step_size: float,
+    def __init__(self, vars=None, *, batch_size: int | None, step_size: float | None = None,
                  temperatures: Sequence[float] | None = None, n_replicas: int = 8,
                  max_temperature: float = 100.0, swap_every: int = 100, swap_energy: str = "corrected",
-                 swap_batch_size: int | None = None, steps_per_draw: int = 100, **kwargs: Any) -> None:
-        self.h = require_positive("step_size", step_size, "It is h on U for every replica.")
+                 swap_batch_size: int | None = None, steps_per_draw: int | None = None, **kwargs: Any) -> None:
+        self.auto_step_size = step_size is None
+        self.h = np.nan if step_size is None else require_positive(
+            "step_size", step_size, "It is h on U for every replica; None chooses it.")
         if temperatures is None:
             if n_replicas < 2:
                 raise ValueError(f"n_replicas must be >= 2, got {n_replicas}.")
@@ -89,6 +94,19 @@ class ReplicaExchangeSGLD(StochasticGradientStep):
         self.labels = np.arange(k, dtype=np.int64)
         self.direction = np.zeros(k, dtype=np.int64)
         self.round_trips = np.zeros(1, dtype=np.int64)
+        self.predicted_error = np.nan
+
+    def _tune_sampler(self, bulk: warmup.Bulk) -> None:
+        """Every replica's step is SGLD's at T = 1 (``warmup.tuning.langevin_step_size``): the
+        discretisation error is relative to each replica's own spread, and the gradient noise
+        matters least at the hottest. Thinning for the T = 1 replica."""
+        if self.auto_step_size:
+            self.h, self.predicted_error = langevin_step_size(bulk.hessian, self._minibatch_noise(bulk), self.metric,
+                                                              1.0, self.target_error)
+        self._set_updates_per_draw(self.h * curvature_range(self.metric, bulk.hessian)[0])
+
+    def _grad_evals_per_draw(self) -> float:
+        return super()._grad_evals_per_draw() * len(self.temperatures)
 
     def _run_updates(self, w: np.ndarray) -> tuple[np.ndarray, dict]:
         est = self.estimator
@@ -101,10 +119,13 @@ class ReplicaExchangeSGLD(StochasticGradientStep):
             est.fn, est.grad_fn, est.data, self.replica_states, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
             self.scale, self.steps_per_draw, self.h, self.temperatures, self.swap_every, self.t,
             SWAP_ENERGIES[self.swap_energy], est.n_rows, self.swap_batch_size, self.labels, self.direction,
-            self.round_trips, accepted, attempted, self.divergence_bound)
+            self.round_trips, accepted, attempted,
+            langevin.IDENTITY if self.metric.kind == "identity" else langevin.FULL, self.metric.matrix,
+            self.metric.factor, self.divergence_bound)
         with np.errstate(invalid="ignore", divide="ignore"):
             swap_rate = np.where(attempted > 0, accepted / attempted, np.nan)
         return self.replica_states[0].copy(), {
             "step_size": self.h, "temperature": 1.0, "grad_norm": grad_norm, "minibatch_potential": potential,
             "diverging": diverged, **dict(zip(self.swap_stat_names, swap_rate)), "round_trips": int(self.round_trips[0]),
+            "predicted_sd_error": self.predicted_error,
             "cold_replica": int(self.labels[0])}

@@ -7,9 +7,11 @@ from typing import Any
 
 import numpy as np
 
+from .. import warmup
 from ..kernels import langevin
 from ..kernels.momentum import momentum_updates
-from .base import BASE_STATS, StochasticGradientStep, require_positive
+from ..warmup.tuning import curvature_range, relaxation_rate, sghmc_parameters, whitened, whitened_injection
+from .base import BASE_STATS, StochasticGradientStep, kinetic_energy, require_positive
 
 
 class SGHMC(StochasticGradientStep):
@@ -52,14 +54,20 @@ class SGHMC(StochasticGradientStep):
     """
 
     name = "sghmc"
-    stats_dtypes_shapes = {**BASE_STATS, "kinetic_energy": (np.float64, []), "friction": (np.float64, [])}
+    stats_dtypes_shapes = {**BASE_STATS, "kinetic_energy": (np.float64, []), "friction": (np.float64, []),
+                           "predicted_sd_error": (np.float64, [])}
 
-    def __init__(self, vars=None, *, batch_size: int | None, step_size: float, friction: float = 0.1,
-                 noise_correction: str | None = "full", steps_per_draw: int = 100, **kwargs: Any) -> None:
-        self.h = require_positive("step_size", step_size, "It is h on U; try h ~ 0.01 friction / (largest curvature).")
-        if not 0.0 < friction <= 1.0:
-            raise ValueError(f"friction must be in (0, 1], got {friction}; 1 - friction is the momentum.")
-        self.friction = float(friction)
+    def __init__(self, vars=None, *, batch_size: int | None, step_size: float | None = None,
+                 friction: float | None = None, noise_correction: str | None = "full",
+                 steps_per_draw: int | None = None, **kwargs: Any) -> None:
+        self.auto_step_size = step_size is None
+        self.h = np.nan if step_size is None else require_positive(
+            "step_size", step_size, "It is h on U; try h ~ 0.01 friction / (largest curvature), or None.")
+        if friction is not None and not 0.0 < friction <= 1.0:
+            raise ValueError(f"friction must be in (0, 1], got {friction}; 1 - friction is the momentum. "
+                             "None chooses it.")
+        self.user_friction = None if friction is None else float(friction)
+        self.friction = 0.1 if friction is None else float(friction)
         if noise_correction not in ("full", "diag", None):
             raise ValueError(f"noise_correction={noise_correction!r} is unknown; use 'full', 'diag' or None.")
         self.noise_correction = noise_correction
@@ -70,28 +78,42 @@ class SGHMC(StochasticGradientStep):
         d = self.estimator.dim
         self.velocity = np.zeros(d)
         self.noise_factor = np.sqrt(2.0 * self.friction * self.h * self.temperature) * np.eye(d)
+        self.predicted_error = np.nan
+
+    def _tune_sampler(self, bulk: warmup.Bulk) -> None:
+        """(h, alpha) from ``warmup.tuning.sghmc_parameters``; thinning from the slowest mode's
+        relaxation (time step sqrt(h), gamma = alpha / sqrt(h))."""
+        if self.auto_step_size:
+            self.h, self.friction, self.predicted_error = sghmc_parameters(
+                bulk.hessian, self._minibatch_noise(bulk), self.metric, self.temperature, self.target_error,
+                self.user_friction)
+        self.noise_factor = np.sqrt(2.0 * self.friction * self.h * self.temperature) * self.metric.factor
+        dt = np.sqrt(self.h)
+        self._set_updates_per_draw(relaxation_rate(self.friction / dt, curvature_range(self.metric, bulk.hessian)[0]) * dt)
 
     def _use_gradient_noise(self, per_example_cov: np.ndarray, w: np.ndarray) -> None:
-        """L L^T = 2 alpha h T I - h^2 V (V = Cov(grad U_hat)), negative eigenvalues clipped at 0."""
+        """Injected noise L N_z with N_z N_z^T = 2 alpha h T I - h^2 L^T V L (V = Cov(grad U_hat)),
+        negative eigenvalues clipped at 0 (``warmup.tuning.whitened_injection``)."""
         V = self.scale * self.estimator.n_rows * per_example_cov
         if self.noise_correction == "diag":
             V = np.diag(np.diag(V))
-        injected = 2.0 * self.friction * self.h * self.temperature * np.eye(len(V)) - self.h**2 * V
-        eigenvalues, eigenvectors = np.linalg.eigh(injected)
-        if eigenvalues.min() < 0:
-            beta_hat = 0.5 * self.h * np.linalg.eigvalsh(V).max()
+        V_z = whitened(np.zeros_like(V), V, self.metric)[1]
+        factor, clipped = whitened_injection(V_z, self.h, self.friction, self.temperature)
+        if clipped:
+            beta_hat = 0.5 * self.h * np.linalg.eigvalsh(V_z).max()
             warnings.warn(f"SGHMC: the gradient noise alone exceeds the target temperature (beta_hat up to "
                           f"{beta_hat:.3g} > friction {self.friction}); lower step_size or raise friction.",
                           RuntimeWarning, stacklevel=3)
-        self.noise_factor = eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))
+        self.noise_factor = self.metric.factor @ factor
 
     def _run_updates(self, w: np.ndarray) -> tuple[np.ndarray, dict]:
         est = self.estimator
-        unit = np.ones(est.dim)
+        kind = langevin.IDENTITY if self.metric.kind == "identity" else langevin.FULL
         w, self.velocity, grad_norm, potential, diverged = momentum_updates(
             est.fn, est.grad_fn, est.data, w, self.velocity, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
-            self.scale, self.steps_per_draw, self.h, self.friction, self.noise_factor, langevin.IDENTITY, unit,
-            np.zeros((0, 0)), self.divergence_bound)
+            self.scale, self.steps_per_draw, self.h, self.friction, self.noise_factor, kind, np.ones(est.dim),
+            self.metric.matrix, self.divergence_bound)
         return w, {"step_size": self.h, "temperature": self.temperature, "grad_norm": grad_norm,
                    "minibatch_potential": potential, "diverging": diverged, "friction": self.friction,
-                   "kinetic_energy": float(self.velocity @ self.velocity) / (2.0 * self.h)}
+                   "predicted_sd_error": self.predicted_error,
+                   "kinetic_energy": kinetic_energy(self.metric, self.velocity) / self.h}

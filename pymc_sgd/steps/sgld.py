@@ -9,10 +9,13 @@ from typing import Any
 import numpy as np
 from pymc.blocking import DictToArrayBijection
 
-from .. import noise, theory
+from .. import noise, theory, warmup
 from ..kernels import batching, langevin, schedules
 from ..kernels.estimator import potential_hessian
-from .base import StochasticGradientStep, require_positive
+from ..warmup.tuning import curvature_range, langevin_step_size
+from .base import BASE_STATS, StochasticGradientStep, require_positive
+
+CONTROL_VARIATES = ("auto", "mode", None)
 
 
 @dataclass(frozen=True)
@@ -64,19 +67,32 @@ class SGLD(StochasticGradientStep):
     ``theory.exact_injected_noise``); where it is not, the nearest PSD matrix is used and a
     warning says to reduce the step size.
 
+    Defaults: give only ``batch_size``. At the first draw of each chain the warm-up
+    (``pymc_sgd.warmup``) finds the bulk by damped Newton, sets the metric M = H^{-1} (the
+    update becomes w <- w - h M grad U_hat + sqrt(2 h T) M^{1/2} xi), measures the gradient
+    noise at Laplace draws, and chooses the largest h whose predicted error of every
+    posterior SD is below ``target_error`` (exact discrete Lyapunov oracle, ``theory``), with
+    or without the control variate, whichever reads fewer rows per effective draw; then
+    ``steps_per_draw`` for about one effective draw per two recorded draws. The choices are
+    in sample_stats (``pymc_sgd.tuning_report``).
+
     Parameters
     ----------
     batch_size : rows per update; None for full-batch gradients (unadjusted Langevin).
-    step_size : h (on U, not on the average loss) or a :class:`PolynomialDecay` schedule.
-    steps_per_draw : updates per recorded draw, all inside one numba call.
-    control_variate : None, "mode", or a point (dict of value-variable arrays, e.g. a MAP
+    step_size : None (default: chosen by the warm-up), h (on U, not on the average loss) or
+        a :class:`PolynomialDecay` schedule. An explicit h is in the parameters' own units
+        (metric "identity" unless ``metric`` says otherwise).
+    steps_per_draw : updates per recorded draw, all inside one numba call (None: chosen).
+    control_variate : "auto" (default: the centred estimator when the theory says it is
+        cheaper), "mode", None, or a point (dict of value-variable arrays, e.g. a MAP
         estimate from ``pm.find_MAP``): centre the gradient estimator at w* (SGLD-CV, Baker,
         Fearnhead, Fox & Nemeth 2019): grad U_hat(w) - grad U_hat(w*) + grad U(w*). Its noise
         shrinks from O(n^2 / B) to O(n d / B) near w*, so on large n the step can approach
-        the stability limit 2 / k_max with a small minibatch-noise bias. "mode" finds w* by
-        BFGS on the full-data U from the chain's start point when the chain begins (inside
-        pm.sample's timing) and moves the chain there; the cost is two gradient evaluations
-        per update.
+        the stability limit with a small minibatch-noise bias. "mode" centres at the mode the
+        warm-up found; the cost is two gradient evaluations per update.
+    metric : "auto" (default with step_size=None), "dense", "diag" or "identity".
+    target_error : largest predicted relative error of a posterior SD (default 0.03).
+    max_steps_per_draw : the compute budget of the automatic thinning (default 10000).
     batching : "with_replacement" (default), "without_replacement" or "epoch".
     data : per-row data tensors to subsample, when automatic detection is ambiguous.
     temperature : T; 1 samples the posterior.
@@ -89,34 +105,40 @@ class SGLD(StochasticGradientStep):
     >>> with pm.Model():
     ...     mu = pm.Normal("mu", 0, 10)
     ...     y = pm.Normal("y", mu, 1, observed=x)
-    ...     idata = pm.sample(draws=200, tune=50, chains=1, random_seed=1, progressbar=False,
+    ...     idata = pm.sample(draws=400, tune=100, chains=1, random_seed=1, progressbar=False,
+    ...                       step=pymc_sgd.SGLD(batch_size=50))
+    ...     fixed = pm.sample(draws=200, tune=50, chains=1, random_seed=1, progressbar=False,
     ...                       step=pymc_sgd.SGLD(batch_size=50, step_size=1e-4, steps_per_draw=50))
-    ...     centred = pm.sample(draws=200, tune=50, chains=1, random_seed=1, progressbar=False,
-    ...                         step=pymc_sgd.SGLD(batch_size=50, step_size=2e-4, control_variate="mode"))
-    >>> bool(abs(idata.posterior["mu"].mean() - x.mean()) < 0.1)
-    True
-    >>> # ULA's SD at h k = 0.2 is 0.0316 / sqrt(1 - 0.1) = 0.0333 (the centred noise is exactly 0
-    >>> # here); 200 near-independent draws give SE(SD) ~ 0.0333 / sqrt(400) = 0.0017: 4 SE range
-    >>> sd = float(centred.posterior["mu"].std())
-    >>> 0.027 < sd < 0.04
+    >>> # posterior SD 1 / sqrt(1000 + 0.01) = 0.0316; 400 draws at >= 1/2 effective draw each give
+    >>> # SE(mean) <= 0.0316 / sqrt(200) = 0.0022 and SE(SD) <= 0.0316 / sqrt(400) = 0.0016 (4.5 SE ranges
+    >>> # around the posterior SD times the predicted 3% error bound)
+    >>> post = idata.posterior["mu"]
+    >>> bool(abs(post.mean() - x.mean()) < 0.01), bool(0.0316 * 0.97 - 0.0072 < post.std() < 0.0316 * 1.03 + 0.0072)
+    (True, True)
+    >>> bool(abs(fixed.posterior["mu"].mean() - x.mean()) < 0.1)
     True
     """
 
     name = "sgld"
+    stats_dtypes_shapes = {**BASE_STATS, "control_variate": (bool, []), "predicted_sd_error": (np.float64, [])}
 
-    def __init__(self, vars=None, *, batch_size: int | None, step_size: float | PolynomialDecay,
-                 correction: str | None = None, control_variate: str | dict | None = None,
-                 steps_per_draw: int = 100, **kwargs: Any) -> None:
-        self.schedule_kind, self.schedule = schedule_arrays(step_size)
+    def __init__(self, vars=None, *, batch_size: int | None, step_size: float | PolynomialDecay | None = None,
+                 correction: str | None = None, control_variate: str | dict | None = "auto",
+                 steps_per_draw: int | None = None, **kwargs: Any) -> None:
+        self.auto_step_size = step_size is None
+        self.schedule_kind, self.schedule = (schedules.CONSTANT, np.full(3, np.nan)) if step_size is None \
+            else schedule_arrays(step_size)
         if correction not in (None, "exact"):
             raise ValueError(f"correction={correction!r} is unknown; use None or 'exact'.")
         if correction == "exact" and self.schedule_kind != schedules.CONSTANT:
             raise ValueError("correction='exact' needs a constant step_size (the correction depends on h).")
         self.correction = correction
         self.measures_gradient_noise = correction == "exact"
-        if not (control_variate is None or control_variate == "mode" or isinstance(control_variate, dict)):
-            raise ValueError(f"control_variate={control_variate!r} is unknown; use None, 'mode' or a point "
+        if not (isinstance(control_variate, dict) or control_variate in CONTROL_VARIATES):
+            raise ValueError(f"control_variate={control_variate!r} is unknown; use 'auto', 'mode', None or a point "
                              "(dict of value-variable arrays, e.g. from pm.find_MAP).")
+        if correction is not None and control_variate == "auto":
+            control_variate = None
         if control_variate is not None and correction is not None:
             raise ValueError("correction='exact' models the plain minibatch noise; it cannot be combined "
                              "with control_variate.")
@@ -133,24 +155,53 @@ class SGLD(StochasticGradientStep):
                              f"({list(self.var_names)}), e.g. pm.find_MAP(include_transformed=True).")
         return DictToArrayBijection.map({name: np.asarray(point[name]) for name in self.var_names}).data.astype(np.float64)
 
-    def _centre_at(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(w*, grad U(w*)) for the control variate; w* found once per step object for "mode"."""
-        if self.control_variate is None:
-            return langevin.NO_CENTRE, langevin.NO_CENTRE
+    def _tune_sampler(self, bulk: warmup.Bulk) -> None:
+        """Step size, control variate and thinning from the bulk's curvature and measured noise.
+
+        With step_size=None: the largest h whose predicted SD error is below target_error
+        (``warmup.tuning.langevin_step_size``), for the plain and, when allowed, the centred
+        estimator (centre: the bulk's mode); "auto" keeps the one with fewer rows read per
+        effective draw (B per update plain, 2B centred; the mixing time is 1 / (h k_min)).
+        """
+        H, T = bulk.hessian, self.temperature
+        use_centre = self.control_variate == "mode" or (
+            self.control_variate == "auto" and self.auto_step_size and self.batch_mode != batching.FULL)
+        if self.auto_step_size:
+            h, self.predicted_error = langevin_step_size(H, self._minibatch_noise(bulk), self.metric, T,
+                                                         self.target_error)
+            if use_centre:
+                h_cv, error_cv = langevin_step_size(H, self._minibatch_noise(bulk, bulk.mode), self.metric, T,
+                                                    self.target_error)
+                use_centre = self.control_variate == "mode" or h_cv > 2.0 * h
+                if use_centre:
+                    h, self.predicted_error = h_cv, error_cv
+            self.schedule = np.array([h, 0.0, 0.0])
+        if use_centre and self._centre is None:
+            self._centre = bulk.mode
+        self.uses_control_variate = self._centre is not None
+        self._set_updates_per_draw(self.schedule[0] * curvature_range(self.metric, H)[0])
+
+    def _grad_evals_per_draw(self) -> float:
+        return super()._grad_evals_per_draw() * (2 if self.uses_control_variate else 1)
+
+    def _centre_at(self) -> tuple[np.ndarray, np.ndarray]:
+        """(w*, grad U(w*)) for the control variate (empty arrays without one)."""
         if self._centre is None:
-            self._centre = noise.mode(self.estimator, start=w)
+            return langevin.NO_CENTRE, langevin.NO_CENTRE
         return self._centre, noise.full_potential_and_grad(self.estimator, self._centre)[1]
 
     def _start_chain(self) -> None:
         d = self.estimator.dim
-        self._unit = np.ones(d)
-        self._identity = np.eye(d)
         self._noise_factor = np.eye(d) if self.correction == "exact" else np.zeros((0, 0))
         self._control: tuple[np.ndarray, np.ndarray] | None = None  # set at the chain's first draw
+        self.predicted_error = np.nan
+        self.uses_control_variate = False
 
     def _use_gradient_noise(self, per_example_cov: np.ndarray, w: np.ndarray) -> None:
-        """Noise factor L with L L^T = Q / (2 h T) (the kernel scales it by sqrt(2 h T))."""
-        est, h, T = self.estimator, self.schedule[0], self.temperature
+        """Noise factor L with L L^T = Q / (2 h T) (the kernel scales it by sqrt(2 h T)), Q for the
+        step matrix h M of the metric."""
+        est, T = self.estimator, self.temperature
+        h = self.schedule[0] * self.metric.matrix
         rows = np.arange(est.n_rows, dtype=np.int64)
         H = potential_hessian(est.fn, est.data, w, rows, 1.0, 1e-5)
         V = (np.zeros_like(H) if self.batch_mode == batching.FULL else theory.minibatch_gradient_covariance(
@@ -162,19 +213,20 @@ class SGLD(StochasticGradientStep):
                 warnings.warn(f"SGLD(correction='exact'): {error} Using the nearest feasible noise.",
                               RuntimeWarning, stacklevel=3)
             Q = theory.exact_injected_noise(H, V, h, temperature=T, clip=True)
-        eigenvalues, eigenvectors = np.linalg.eigh(Q / (2.0 * h * T))
+        eigenvalues, eigenvectors = np.linalg.eigh(Q / (2.0 * self.schedule[0] * T))
         self._noise_factor = eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))
 
     def _run_updates(self, w: np.ndarray) -> tuple[np.ndarray, dict]:
         est = self.estimator
         if self._control is None:
-            self._control = self._centre_at(w)
-            if self.control_variate == "mode":  # start where the estimator's noise is smallest
-                w = self._centre.copy()
+            self._control = self._centre_at()
+        kind = langevin.FULL if self.correction or self.metric.kind != "identity" else langevin.IDENTITY
+        noise_root = self._noise_factor if self.correction else self.metric.factor
         w, self.t, h, grad_norm, potential, diverged = langevin.langevin_updates(
             est.fn, est.grad_fn, est.data, w, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
             self.scale, self.t, self.steps_per_draw, self.schedule_kind, self.schedule,
-            self.temperature, 1.0, langevin.FULL if self.correction else langevin.IDENTITY, self._unit,
-            self._identity, self._noise_factor, self.divergence_bound, *self._control)
+            self.temperature, 1.0, kind, np.ones(est.dim), self.metric.matrix, noise_root,
+            self.divergence_bound, *self._control)
         return w, {"step_size": h, "temperature": self.temperature, "grad_norm": grad_norm,
-                   "minibatch_potential": potential, "diverging": diverged}
+                   "minibatch_potential": potential, "diverging": diverged,
+                   "control_variate": self.uses_control_variate, "predicted_sd_error": self.predicted_error}

@@ -6,7 +6,9 @@ from typing import Any
 
 import numpy as np
 
+from .. import warmup
 from ..kernels import underdamped
+from ..warmup.tuning import baoab_parameters, curvature_range, relaxation_rate
 from .base import BASE_STATS, StochasticGradientStep, require_positive
 
 SCHEMES = {"BAOAB": underdamped.BAOAB, "OBABO": underdamped.OBABO}
@@ -40,13 +42,18 @@ class UnderdampedLangevin(StochasticGradientStep):
     """
 
     name = "underdamped_langevin"
-    stats_dtypes_shapes = {**BASE_STATS, "kinetic_energy": (np.float64, []),
-                           "kinetic_temperature": (np.float64, [])}
+    stats_dtypes_shapes = {**BASE_STATS, "kinetic_energy": (np.float64, []), "kinetic_temperature": (np.float64, []),
+                           "friction": (np.float64, []), "predicted_sd_error": (np.float64, [])}
 
-    def __init__(self, vars=None, *, step_size: float, friction: float = 1.0, batch_size: int | None = None,
-                 scheme: str = "BAOAB", steps_per_draw: int = 100, **kwargs: Any) -> None:
-        self.h = require_positive("step_size", step_size, "It is the time step; stability needs h < 2 / sqrt(k_max).")
-        self.gamma = require_positive("friction", friction, "It is gamma in dv = ... - gamma v dt.")
+    def __init__(self, vars=None, *, step_size: float | None = None, friction: float | None = None,
+                 batch_size: int | None = None, scheme: str = "BAOAB", steps_per_draw: int | None = None,
+                 **kwargs: Any) -> None:
+        self.auto_step_size = step_size is None
+        self.h = np.nan if step_size is None else require_positive(
+            "step_size", step_size, "It is the time step; stability needs h < 2 / sqrt(k_max). None chooses it.")
+        self.user_friction = None if friction is None else require_positive(
+            "friction", friction, "It is gamma in dv = ... - gamma v dt; None chooses it.")
+        self.gamma = 1.0 if friction is None else self.user_friction
         if scheme not in SCHEMES:
             raise ValueError(f"scheme={scheme!r} is unknown; use 'BAOAB' or 'OBABO'.")
         self.scheme = scheme
@@ -55,14 +62,24 @@ class UnderdampedLangevin(StochasticGradientStep):
     def _start_chain(self) -> None:
         d = self.estimator.dim
         self.velocity = np.sqrt(self.temperature) * self.rng.standard_normal(d)
+        self.predicted_error = np.nan
+
+    def _tune_sampler(self, bulk: warmup.Bulk) -> None:
+        """(h, gamma) from ``warmup.tuning.baoab_parameters``; thinning from the slowest mode's relaxation."""
+        if self.auto_step_size:
+            self.h, self.gamma, self.predicted_error = baoab_parameters(
+                bulk.hessian, self._minibatch_noise(bulk), self.metric, self.temperature, self.target_error,
+                self.user_friction)
+        self._set_updates_per_draw(relaxation_rate(self.gamma, curvature_range(self.metric, bulk.hessian)[0]) * self.h)
 
     def _run_updates(self, w: np.ndarray) -> tuple[np.ndarray, dict]:
         est = self.estimator
         w, self.velocity, grad_norm, potential, diverged = underdamped.underdamped_updates(
             est.fn, est.grad_fn, est.data, w, self.velocity, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
             self.scale, self.steps_per_draw, self.h, self.gamma, self.temperature, SCHEMES[self.scheme],
-            self.divergence_bound)
+            self.metric.factor, self.divergence_bound)
         v2 = float(self.velocity @ self.velocity)
         return w, {"step_size": self.h, "temperature": self.temperature, "grad_norm": grad_norm,
-                   "minibatch_potential": potential, "diverging": diverged,
+                   "minibatch_potential": potential, "diverging": diverged, "friction": self.gamma,
+                   "predicted_sd_error": self.predicted_error,
                    "kinetic_energy": 0.5 * v2, "kinetic_temperature": v2 / est.dim}

@@ -1,0 +1,47 @@
+"""The warm-up layer: reach the bulk, choose the metric, the step size and the thinning.
+
+Pure numpy/scipy/numba on the compiled estimator (no PyMC). A step (``pymc_sgd.steps``) runs
+it at the first draw of each chain, inside pm.sample's tuning:
+
+1. ``bulk.find_bulk``: damped Newton from PyMC's initial point to the mode of U;
+2. ``metric.metric_from_hessian``: M = H^{-1} (the Laplace covariance) at the bulk;
+3. ``gradient_noise``: Cov(grad U_hat) measured at draws from that Laplace approximation;
+4. ``tuning``: the largest step whose predicted error of every posterior SD is below
+   ``target_error`` (exact discrete-time oracles of ``theory``), and the updates per draw
+   for an ESS of at least half a draw on a Gaussian target.
+The chain then starts at a draw from the Laplace approximation (overdispersed across chains).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import theory
+from .bulk import Bulk, find_bulk
+from .geometry import per_example_gradient_covariance, subsample_rows
+from .metric import Metric, identity_metric, metric_from_hessian, whiten
+from .tuning import TARGET_ERROR
+
+__all__ = ["Bulk", "Metric", "find_bulk", "metric_from_hessian", "identity_metric", "whiten",
+           "laplace_draws", "gradient_noise", "TARGET_ERROR"]
+
+
+def laplace_draws(bulk: Bulk, rng: np.random.Generator, size: int) -> np.ndarray:
+    """size x d draws from N(mode, H^{-1}) (H made positive definite as for the metric)."""
+    factor = metric_from_hessian(bulk.hessian, dense=True).factor
+    return bulk.mode + rng.standard_normal((size, len(bulk.mode))) @ factor.T
+
+
+def gradient_noise(est, points: np.ndarray, rng: np.random.Generator, batch_size: int, replacement: bool,
+                   rows: int = 2000, centre: np.ndarray | None = None) -> np.ndarray:
+    """V = Cov(grad U_hat) on batches of ``batch_size`` rows, averaged over ``points``.
+
+    Per-example covariances C(w) on min(n, rows) random rows, scaled by (n^2 / B) (times the
+    finite-population factor without replacement, ``theory.minibatch_gradient_covariance``). With a
+    ``centre`` w* the control-variate estimator's noise: Cov_i[grad log p(x_i|w) - grad log p(x_i|w*)].
+    Averaging over Laplace draws matters: C varies over the posterior (e.g. as sigma^-4 for a
+    normal mean), and the sampler meets the average.
+    """
+    sample = subsample_rows(est.n_rows, rows, rng)
+    C = np.mean([per_example_gradient_covariance(est, w, sample, centre) for w in points], axis=0)
+    return theory.minibatch_gradient_covariance(C, est.n_rows, batch_size, replacement)

@@ -1,0 +1,166 @@
+"""The automatic warm-up: every sampler on defaults (only batch_size) against exact posteriors.
+
+The target is a linear regression with known noise, covariates on scales 1e-2 .. 1e2 and an
+intercept 200 posterior SDs from PyMC's initial point, so its posterior is Gaussian with a
+closed form (theory.linear_regression_posterior). The warm-up promises every posterior SD
+within ``target_error`` = 3% (predicted by the exact discrete-time oracles) and unbiased
+means. Tolerances: a mean within Z = 4.5 Monte Carlo SEs (tests/mc.py); a variance within
+4.5 SEs plus the promised bias, (1.03)^2 - 1 = 6.1% of the exact variance. A sampler that
+ignores its metric, takes the wrong step or never leaves the start fails by far more.
+"""
+
+import warnings
+
+import numpy as np
+import pymc as pm
+import pytest
+
+import pymc_sgd
+from mc import assert_close, cov_and_se, mean_and_se
+from pymc_sgd import theory, warmup
+from pymc_sgd.gradients import cached_estimator
+from pymc_sgd.warmup import settle, tuning
+
+N, NOISE_SD, PRIOR_SD = 2000, 1.0, 1e4
+SCALES = np.array([1.0, 1e-2, 1.0, 1e2])  # the first column is the intercept
+_rng = np.random.default_rng(21)
+X = np.column_stack([np.ones(N), _rng.normal(size=(N, 3))]) * SCALES
+Y = X @ np.array([5.0, 300.0, -2.0, 0.03]) + NOISE_SD * _rng.normal(size=N)
+EXACT_MEAN, EXACT_COV = theory.linear_regression_posterior(X, Y, NOISE_SD, PRIOR_SD)
+VARIANCE_BIAS = (1.0 + warmup.TARGET_ERROR) ** 2 - 1.0
+
+
+@pytest.fixture(scope="module")
+def regression():
+    with pm.Model() as model:
+        beta = pm.Normal("beta", 0.0, PRIOR_SD, shape=4)
+        pm.Normal("y", pm.math.dot(X, beta), NOISE_SD, observed=Y)
+    return model
+
+
+def test_start_is_far_from_the_posterior():
+    """PyMC starts at beta = 0: the intercept is (5 - 0) / SD = ~200 posterior SDs away."""
+    assert EXACT_MEAN[0] / np.sqrt(EXACT_COV[0, 0]) > 150
+
+
+def test_bulk_and_metric_recover_the_exact_posterior(regression):
+    """On a Gaussian posterior the mode is the mean and H^-1 the covariance, exactly: damped
+    Newton from beta = 0 must land within 1e-3 SD and the metric within 1e-5 of each entry's scale."""
+    est = cached_estimator(regression)
+    bulk = warmup.find_bulk(est, np.zeros(4), np.random.default_rng(0))
+    sd = np.sqrt(np.diag(EXACT_COV))
+    assert bulk.converged, bulk.message
+    np.testing.assert_allclose((bulk.mode - EXACT_MEAN) / sd, 0.0, atol=1e-3)
+    metric = warmup.metric_from_hessian(bulk.hessian)
+    np.testing.assert_allclose(metric.matrix / np.outer(sd, sd), EXACT_COV / np.outer(sd, sd), atol=1e-5)
+    np.testing.assert_allclose(tuning.curvature_range(metric, bulk.hessian), (1.0, 1.0), rtol=1e-6)
+
+
+def test_full_batch_langevin_step_is_the_ula_closed_form():
+    """In the metric H^-1 every curvature is 1; ULA's SD ratio 1 / sqrt(1 - h / 2) (ERRATA.md)
+    equals 1.03 at h = 2 (1 - 1.03^-2) = 0.1148."""
+    H = np.diag([1e4, 1.0, 1e-2])
+    metric = warmup.metric_from_hessian(H)
+    h, error = tuning.langevin_step_size(H, np.zeros((3, 3)), metric)
+    np.testing.assert_allclose(h, 2 * (1 - 1.03**-2), rtol=1e-6)
+    np.testing.assert_allclose(error, 0.03, rtol=1e-6)
+
+
+def test_baoab_oracle_is_exact_without_noise_and_matches_simulation_with_it():
+    """Full batch: BAOAB's positions have covariance exactly T H^-1 (Leimkuhler & Matthews 2013).
+    With gradient noise V the Lyapunov oracle must match a direct simulation of 4000 independent
+    1-D chains: the variance over chains has SE var * sqrt(2 / 4000) = 2.2%; 4.5 SE is 10%, and the
+    noise here adds 26% to the variance."""
+    H = np.array([[2.0, 0.5], [0.5, 1.0]])
+    np.testing.assert_allclose(theory.baoab_stationary_covariance(H, 0.7, 1.5), np.linalg.inv(H), rtol=1e-10)
+    rng, k, h, gamma, V, chains = np.random.default_rng(0), 2.0, 0.4, 1.5, 3.0, 4000
+    c = np.exp(-gamma * h)
+    x, v = np.zeros(chains), rng.standard_normal(chains)
+    grad = k * x + np.sqrt(V) * rng.standard_normal(chains)
+    for _ in range(400):
+        v -= 0.5 * h * grad
+        x += 0.5 * h * v
+        v = c * v + np.sqrt(1 - c * c) * rng.standard_normal(chains)
+        x += 0.5 * h * v
+        grad = k * x + np.sqrt(V) * rng.standard_normal(chains)
+        v -= 0.5 * h * grad
+    exact = theory.baoab_stationary_covariance(np.array([[k]]), h, gamma, grad_noise_cov=np.array([[V]]))[0, 0]
+    assert exact > 1.2 / k
+    assert abs(x.var() - exact) <= 4.5 * exact * np.sqrt(2 / chains)
+
+
+SAMPLERS = {
+    "SGLD": lambda model: pymc_sgd.SGLD(batch_size=100, model=model),
+    "SGHMC": lambda model: pymc_sgd.SGHMC(batch_size=100, model=model),
+    "UnderdampedLangevin": lambda model: pymc_sgd.UnderdampedLangevin(model=model),
+    "UnderdampedLangevin-minibatch": lambda model: pymc_sgd.UnderdampedLangevin(batch_size=100, model=model),
+    "ReplicaExchangeSGLD": lambda model: pymc_sgd.ReplicaExchangeSGLD(batch_size=100, n_replicas=3,
+                                                                      max_temperature=4.0, model=model),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_every_sampler_on_defaults_matches_the_exact_posterior(regression, name):
+    """2 chains x 600 draws at >= 1/2 effective draw each: SE of a variance ~ sqrt(2 / 600) = 6%
+    of it, so 4.5 SE + 6.1% bias is about 30%: an unwhitened or mis-stepped sampler (SD ratios
+    of 1e2 or more before this warm-up existed) or one stuck at the start fails by orders of magnitude."""
+    with regression:
+        idata = pm.sample(draws=600, tune=100, chains=2, cores=1, random_seed=4, progressbar=False,
+                          compute_convergence_checks=False, step=SAMPLERS[name](regression))
+    draws = idata.posterior["beta"].values
+    assert not idata.sample_stats["diverging"].values.any()
+    report = pymc_sgd.tuning_report(idata)
+    assert (report["predicted_sd_error"] <= warmup.TARGET_ERROR + 1e-9).all()
+    for j in range(4):
+        assert_close(*mean_and_se(draws[..., j]), EXACT_MEAN[j], f"{name} mean of beta[{j}]")
+        assert_close(*cov_and_se(draws[..., j], draws[..., j]), EXACT_COV[j, j], f"{name} variance of beta[{j}]",
+                     slack=VARIANCE_BIAS * EXACT_COV[j, j])
+
+
+def test_sgld_chooses_the_control_variate_when_n_is_large(regression):
+    """n / B = 20: plain SGLD's noise excess h V / 2 (V ~ n / B in the metric) forces h ~ 0.003,
+    the centred estimator allows h ~ 0.1 at twice the cost per update: "auto" must centre."""
+    step = pymc_sgd.SGLD(batch_size=100, model=regression)
+    with regression:
+        idata = pm.sample(draws=5, tune=5, chains=1, random_seed=1, progressbar=False,
+                          compute_convergence_checks=False, step=step)
+    assert bool(idata.sample_stats["control_variate"].values.all())
+    assert idata.sample_stats["step_size"].values.min() > 0.05
+
+
+def test_posterior_never_holds_inf_when_sigma_overflows():
+    """A step far beyond stability sends log sigma to +inf within a few updates: the chain must be
+    halted at its last finite state, flagged with a reason, and leave nothing non-finite."""
+    y = np.random.default_rng(1).normal(0.0, 1.0, size=200)
+    with pm.Model():
+        mu = pm.Normal("mu", 0, 10)
+        sigma = pm.HalfNormal("sigma", 10)
+        pm.Normal("y", mu, sigma, observed=y)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            idata = pm.sample(draws=20, tune=5, chains=1, random_seed=1, progressbar=False,
+                              compute_convergence_checks=False,
+                              step=pymc_sgd.SGLD(batch_size=20, step_size=0.5, steps_per_draw=50))
+    for name in ("mu", "sigma"):
+        assert np.all(np.isfinite(idata.posterior[name].values))
+    stats = idata.sample_stats
+    assert stats["diverging"].values.all()
+    assert set(np.unique(stats["divergence_reason"].values)) <= {1, 3}
+
+
+def test_too_short_tuning_is_reported(regression):
+    with regression, pytest.warns(RuntimeWarning, match="too few tuning draws"):
+        pm.sample(draws=5, tune=3, chains=1, random_seed=1, progressbar=False, compute_convergence_checks=False,
+                  step=pymc_sgd.SGLD(batch_size=100, model=regression))
+
+
+def test_drift_statistic_flags_a_trend_and_not_a_stationary_chain():
+    """iid N(0, 1) draws: max |z| over 4 coordinates exceeds 4.5 with probability ~3e-5. A trend of
+    8 SDs over 400 draws puts the last two quarters' means 2 apart with window variances ~1.33:
+    z ~ 2 / sqrt(2 * 1.33 / 50) = 8.7, so the check must fire (on the drifting coordinate)."""
+    rng = np.random.default_rng(3)
+    stationary = rng.standard_normal((400, 4))
+    assert settle.drift_statistic(stationary)[0] < settle.DRIFT_Z
+    drifting = stationary + np.linspace(0.0, 8.0, 400)[:, None] * np.array([0, 0, 1, 0])
+    z, coordinate = settle.drift_statistic(drifting)
+    assert z > settle.DRIFT_Z and coordinate == 2
