@@ -51,13 +51,14 @@ Comparison: the posterior group's free variables (constrained space, Determinist
 flattened into columns as pymc_sgd.compare.flat_draws does. Per (model, sampler) row:
 ``mean_err`` = max |mean - reference mean| / reference SD, ``sd_min`` / ``sd_max`` = smallest /
 largest sampler SD / reference SD, ``ess`` = smallest bulk ESS, ``wall_s`` = time.perf_counter
-around pm.sample, ``setup_s`` = building the step, ``warmup`` = the warm-up's share of wall_s
+around pm.sample (the first run of a sampler in a process also pays numba's compile, a few
+seconds), ``setup_s`` = building the step, ``warmup`` = the warm-up's share of wall_s
 (``warmup_share``: sample_stats ``warmup_time``), ``warmup_grad_evals`` and ``grad_evals`` (the
 steps' stats, in full-data gradients: finding the bulk, and the recorded draws; NaN for a step
 that does not record them), ``divergences``, ``nonfinite`` (any inf/NaN in the posterior) and
 PASS = mean_err < 0.2 and every SD ratio in [0.9, 1.1]. A run that raises is a row with the
 exception's type as its status. The table is printed and written to benchmarks/outputs/defaults.csv
-(this run's rows only), errors and warnings listed below it.
+(this run's rows, rewritten after every run), errors and warnings listed below it.
 
 Run: ``.venv/bin/python benchmarks/defaults.py [--samplers SGLD,SGHMC] [--models far_start,small_n]
 [--large] [--refresh] [--only-references]``
@@ -71,6 +72,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import arviz as az
 import numpy as np
@@ -313,8 +315,9 @@ class Reference:
     diagnostics: dict[str, float]
 
 
-ReferenceFn = Callable[[pm.Model], tuple[np.ndarray, np.ndarray, list[str], dict[str, float]]]
-"""model -> (mean, sd, labels, diagnostics)."""
+ReferenceResult = tuple[np.ndarray, np.ndarray, list[str], dict[str, float]]
+"""(mean, sd, labels, diagnostics) of the flattened free variables."""
+ReferenceFn = Callable[[pm.Model], ReferenceResult]
 
 
 def _labels(name: str, size: int) -> list[str]:
@@ -324,7 +327,7 @@ def _labels(name: str, size: int) -> list[str]:
 
 def exact(moments_fn: Callable[[], Moments]) -> ReferenceFn:
     """A reference from exact moments, flattened in the model's free-variable order."""
-    def reference(model: pm.Model):
+    def reference(model: pm.Model) -> ReferenceResult:
         moments = moments_fn()
         names = [rv.name for rv in model.free_RVs]
         if set(names) != set(moments):
@@ -347,7 +350,7 @@ def _min_ess(draws: np.ndarray) -> float:
     return float(az.ess(az.convert_to_dataset({"x": draws}))["x"].min())
 
 
-def nuts(model: pm.Model):
+def nuts(model: pm.Model) -> ReferenceResult:
     """The NUTS reference: REFERENCE_CHAINS x REFERENCE_DRAWS on one core."""
     with model:
         idata = pm.sample(draws=REFERENCE_DRAWS, tune=REFERENCE_TUNE, chains=REFERENCE_CHAINS, cores=1,
@@ -359,7 +362,7 @@ def nuts(model: pm.Model):
                               "divergences": float(idata.sample_stats["diverging"].sum())}
 
 
-def laplace(model: pm.Model, max_iterations: int = 50):
+def laplace(model: pm.Model, max_iterations: int = 50) -> ReferenceResult:
     """N(mode, H^-1): Newton's method on log p from the initial point, H = -Hessian of log p at the
     mode. Only for models whose free variables are untransformed (value space = constrained space)."""
     transformed = [rv.name for rv in model.free_RVs if model.rvs_to_transforms[rv] is not None]
@@ -387,7 +390,7 @@ def _logp_signature(model: pm.Model) -> float:
     return float(model.compile_logp()(model.initial_point()))
 
 
-def reference_path(name: str):
+def reference_path(name: str) -> Path:
     return OUTPUTS / f"defaults_reference_{name}.npz"
 
 
@@ -409,7 +412,6 @@ def reference(name: str, model: pm.Model, refresh: bool = False) -> Reference:
     OUTPUTS.mkdir(exist_ok=True)
     np.savez(path, labels=np.array(labels), mean=mean, sd=sd, source=case.source, seconds=seconds,
              signature=signature, **{f"diag_{k}": v for k, v in diagnostics.items()})
-    print(f"{name}: reference in {seconds:.1f} s {diagnostics}", flush=True)
     return Reference(labels, mean, sd, case.source, seconds, diagnostics)
 
 
@@ -541,18 +543,24 @@ COLUMNS = ["model", "sampler", "intended", "B", "status", "mean_err", "sd_min", 
            "setup_s", "warmup", "warmup_grad_evals", "grad_evals", "divergences", "nonfinite", "PASS"]
 
 
-def report(rows: list[dict]) -> pd.DataFrame:
-    table = pd.DataFrame(rows).reindex(columns=COLUMNS + ["reference", "error", "warnings"])
+def table(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(rows).reindex(columns=COLUMNS + ["reference", "error", "warnings"])
+
+
+def save(rows: list[dict]) -> None:
+    """Write the rows so far to CSV (after every run: a killed suite keeps what it measured)."""
+    OUTPUTS.mkdir(exist_ok=True)
+    table(rows).to_csv(CSV, index=False)
+
+
+def report(rows: list[dict]) -> None:
     with pd.option_context("display.width", 250, "display.max_columns", None, "display.max_rows", None):
-        print(table[COLUMNS].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        print(table(rows)[COLUMNS].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     for row in rows:
         for key in ("error", "warnings"):
             if row.get(key):
                 print(f"  {row['model']} / {row['sampler']} {key}: {row[key]}")
-    OUTPUTS.mkdir(exist_ok=True)
-    table.to_csv(CSV, index=False)
     print(f"written to {CSV}")
-    return table
 
 
 def _selection(text: str | None, known: dict, what: str) -> list[str] | None:
@@ -582,13 +590,17 @@ def main() -> None:
     for name in cases:
         model = CASES[name].build()
         ref = reference(name, model, refresh=args.refresh)
+        print(f"{name}: reference {ref.source}, computed in {ref.seconds:.1f} s {ref.diagnostics}", flush=True)
         if args.only_references:
             continue
         batch = batch_size(model)
         for sampler in samplers:
-            print(f"{name} / {sampler} (B = {batch}) ...", flush=True)
+            print(f"{name} / {sampler} (B = {batch}) ...", end=" ", flush=True)
+            row = run(model, ref, sampler, batch)
+            print(f"{row['status']}, {row.get('wall_s', np.nan):.1f} s, PASS = {row['PASS']}", flush=True)
             rows.append({"model": name, "sampler": sampler, "intended": CASES[name].intended(sampler), "B": batch,
-                         "reference": ref.source, **run(model, ref, sampler, batch)})
+                         "reference": ref.source, **row})
+            save(rows)
     if rows:
         report(rows)
     print(f"total {time.perf_counter() - start:.0f} s")

@@ -17,7 +17,7 @@ import pytest
 
 import pymc_sgd
 from mc import assert_close, cov_and_se, mean_and_se
-from pymc_sgd import theory, warmup
+from pymc_sgd import models, theory, warmup
 from pymc_sgd.gradients import cached_estimator
 from pymc_sgd.warmup import settle, tuning
 
@@ -164,3 +164,15 @@ def test_drift_statistic_flags_a_trend_and_not_a_stationary_chain():
     drifting = stationary + np.linspace(0.0, 8.0, 400)[:, None] * np.array([0, 0, 1, 0])
     z, coordinate = settle.drift_statistic(drifting)
     assert z > settle.DRIFT_Z and coordinate == 2
+
+
+def test_bulk_search_leaves_the_saddle_of_a_symmetric_start():
+    """PyMC starts the label-switching mixture at mu = (0, 0), on its symmetry line, where the
+    gradient has no component off the line: plain Newton converges to the saddle between the
+    modes. The search must step off along the negative curvature and end at a mode, where the
+    Hessian is positive definite and the two means differ by about the data's 5 units."""
+    model, _ = models.two_component_mixture_model(n=100)
+    bulk = warmup.find_bulk(cached_estimator(model), np.zeros(2), np.random.default_rng(0))
+    assert bulk.converged, bulk.message
+    assert np.linalg.eigvalsh(bulk.hessian).min() > 0
+    assert abs(bulk.mode[0] - bulk.mode[1]) > 3.0

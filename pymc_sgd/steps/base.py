@@ -206,7 +206,22 @@ class StochasticGradientStep(BlockedStep):
         self.laplace = warmup.metric_from_hessian(self.bulk.hessian, dense=True)
         self.metric = self._choose_metric(self.bulk)
         self._tune_sampler(self.bulk)
+        self._warn_if_untrustworthy()
         return self.bulk.mode + self.laplace.factor @ self.rng.standard_normal(len(w))
+
+    def _warn_if_untrustworthy(self) -> None:
+        """Say so when the warm-up could not deliver its promise (no mode, or no step meets target_error)."""
+        problems = []
+        if not self.bulk.converged:
+            problems.append(f"the search for the posterior's bulk did not converge ({self.bulk.message})")
+        predicted = getattr(self, "predicted_error", None)  # samplers whose step the warm-up chooses
+        if predicted is not None and self.auto_step_size and not predicted <= self.target_error:
+            problems.append(f"no step size has a predicted SD error below target_error={self.target_error} "
+                            f"(predicted {predicted:.3g}; the curvature at the bulk is not that of a mode)")
+        if problems:
+            warnings.warn(f"{type(self).__name__}: {'; '.join(problems)}. The draws may be wrong: check them "
+                          "against NUTS, reparameterise the model, or pass step_size explicitly.",
+                          RuntimeWarning, stacklevel=4)
 
     def _tune_sampler(self, bulk: warmup.Bulk) -> None:
         """Choose the step size (and steps_per_draw when auto) in self.metric."""
@@ -234,7 +249,7 @@ class StochasticGradientStep(BlockedStep):
     def _constrained_values_finite(self, w: np.ndarray, point_map_info) -> bool:
         if self._constrained_fn is None:
             model = self.model
-            outputs = model.replace_rvs_by_values(list(model.free_RVs))
+            outputs = model.replace_rvs_by_values(list(model.free_RVs) + list(model.deterministics))
             self._constrained_fn = model.compile_fn(outputs, inputs=model.value_vars, on_unused_input="ignore",
                                                     point_fn=True)
         point = DictToArrayBijection.rmap(RaveledVars(w, point_map_info))
@@ -297,7 +312,7 @@ class StochasticGradientStep(BlockedStep):
         reason = 1 if stats["diverging"] else self._divergence_reason(new_w, q.point_map_info)
         if reason:
             self._halt(reason)
-            new_w = w if reason > 1 else new_w  # the kernel already returned its last finite state
+            new_w = w  # the state this draw started from passed every check
         elif self.tune:
             self._tuning_draws.append(warmup.whiten(self.laplace, new_w, self.bulk.mode))
             if self.measures_gradient_noise:
@@ -316,7 +331,7 @@ class StochasticGradientStep(BlockedStep):
         self.halted, self.halt_reason = True, reason
         warnings.warn(
             f"{type(self).__name__}: {DIVERGENCE_REASONS[reason]} at draw {self.draw} (update {self.t}); the "
-            "chain is halted and repeats its last finite state, flagged as diverging. Pass a smaller "
+            "chain is halted and repeats the last state that passed every check, flagged as diverging. Pass a smaller "
             "step_size (or leave it to the warm-up: step_size=None), or a smaller target_error.",
             RuntimeWarning, stacklevel=3,
         )

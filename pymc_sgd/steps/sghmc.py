@@ -79,6 +79,7 @@ class SGHMC(StochasticGradientStep):
         self.velocity = np.zeros(d)
         self.noise_factor = np.sqrt(2.0 * self.friction * self.h * self.temperature) * np.eye(d)
         self.predicted_error = np.nan
+        self._warned_hot = False
 
     def _tune_sampler(self, bulk: warmup.Bulk) -> None:
         """(h, alpha) from ``warmup.tuning.sghmc_parameters``; thinning from the slowest mode's
@@ -99,7 +100,8 @@ class SGHMC(StochasticGradientStep):
             V = np.diag(np.diag(V))
         V_z = whitened(np.zeros_like(V), V, self.metric)[1]
         factor, clipped = whitened_injection(V_z, self.h, self.friction, self.temperature)
-        if clipped:
+        if clipped and not self._warned_hot:  # once per chain: tuning windows measure again
+            self._warned_hot = True
             beta_hat = 0.5 * self.h * np.linalg.eigvalsh(V_z).max()
             warnings.warn(f"SGHMC: the gradient noise alone exceeds the target temperature (beta_hat up to "
                           f"{beta_hat:.3g} > friction {self.friction}); lower step_size or raise friction.",

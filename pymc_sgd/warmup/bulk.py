@@ -8,6 +8,13 @@ damping keeps the iterates finite when the start point overflows an exp() (a log
 too long is simply rejected). The Hessian comes from central differences of the exact
 gradient with a step of 1e-3 of each coordinate's current posterior scale.
 
+Saddles: started on a symmetry line (a label-switching mixture at mu = (0, 0)) the gradient
+never leaves the line and Newton converges to the saddle between the modes. Where H has a
+negative eigenvalue and the gradient is small in the |H| metric (g^T |H|^{-1} g < d), the
+search steps along the most negative curvature direction instead (Nocedal & Wright 2006,
+Sec. 4.3 on negative-curvature directions), by 1, 2, 4, ... of its own |H| length, either
+sign, until U falls.
+
 Stopping rule: the Newton decrement g^T H^{-1} g is the squared Mahalanobis distance to the
 mode of the local quadratic; at a draw from the Laplace posterior it is chi^2_d (mean d).
 The search stops when it is below ``tolerance * d``, far inside the bulk.
@@ -83,6 +90,31 @@ def _damped_step(H: np.ndarray, g: np.ndarray, lam: float) -> np.ndarray | None:
     return -np.linalg.solve(chol.T, np.linalg.solve(chol, g))
 
 
+def _negative_curvature(H: np.ndarray, g: np.ndarray) -> tuple[np.ndarray | None, float]:
+    """(unit |H|-length direction of most negative curvature or None, g^T |H|^{-1} g), Jacobi-scaled."""
+    D = 1.0 / np.sqrt(np.maximum(np.abs(np.diag(H)), 1e-300))
+    eigenvalues, eigenvectors = np.linalg.eigh(D[:, None] * H * D[None, :])
+    magnitude = np.maximum(np.abs(eigenvalues), 1e-12 * np.abs(eigenvalues).max())
+    pseudo_decrement = float(np.sum((eigenvectors.T @ (D * g)) ** 2 / magnitude))
+    if eigenvalues[0] >= 0:
+        return None, pseudo_decrement
+    return D * eigenvectors[:, 0] / np.sqrt(magnitude[0]), pseudo_decrement
+
+
+def _escape_saddle(potential: PotentialAndGrad, w: np.ndarray, U: float, direction: np.ndarray
+                   ) -> tuple[np.ndarray, float, np.ndarray, int] | None:
+    """First of w +- 2^k direction (k = 0..5) that lowers U, with its (U, grad) and the calls spent."""
+    calls = 0
+    for length in 2.0 ** np.arange(6):
+        for sign in (1.0, -1.0):
+            trial = w + sign * length * direction
+            U_new, g_new = potential(trial)
+            calls += 1
+            if _finite(U_new, g_new) and U_new < U:
+                return trial, U_new, g_new, calls
+    return None
+
+
 def _finite(potential: float, grad: np.ndarray) -> bool:
     return bool(np.isfinite(potential) and np.all(np.isfinite(grad)))
 
@@ -102,6 +134,12 @@ def levenberg_marquardt(potential: PotentialAndGrad, w: np.ndarray, tolerance: f
         decrement = newton_decrement(H, g)
         if decrement <= tolerance * d:
             return w, H, decrement, calls, True, f"converged after {iteration} Newton steps"
+        direction, pseudo_decrement = _negative_curvature(H, g)
+        escaped = None if direction is None or pseudo_decrement > d else _escape_saddle(potential, w, U, direction)
+        if escaped is not None:
+            w, U, g, spent = escaped
+            calls += spent
+            continue
         for _ in range(40):  # raise the damping until a step lowers U
             step = _damped_step(H, g, lam)
             if step is not None:
