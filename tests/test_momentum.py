@@ -128,3 +128,18 @@ def test_baoab_exact_positions_and_predicted_velocity_bias(regression, h):
     measured = idata.sample_stats["kinetic_temperature"].values
     assert_close(*mean_and_se(measured), kinetic_temperature, "kinetic temperature")
     assert 1 - kinetic_temperature == pytest.approx(h**2 * np.trace(H_REG) / (4 * D_REG), rel=0.2)
+
+
+def test_momentum_default_preconditioner_keeps_the_temperature(normal_mean):
+    """ConstantSGD(momentum=0.9) with the default P = (1 - beta) 2 T Cov^-1 must have T_eff = T
+    (ERRATA.md: T_eff = P sigma^2 / (2 (1 - beta))). On this normal mean C does not depend on mu and
+    noise_rows covers every row, so P is exact and the stationary variance is ERRATA.md's heavy-ball
+    formula (within 1% of the posterior's here). 2 x 1000 draws, thinned by the warm-up for ESS/draw
+    >= 1/2: 4.5 SE is about 14% of the variance; counting beta twice shrinks it by 1 - beta = 90%."""
+    step = pymc_sgd.ConstantSGD(batch_size=100, momentum=0.9, noise_rows=N_MEAN, model=normal_mean)
+    mu = posterior_draws(sample(normal_mean, step, draws=1000, tune=200), "mu")
+    k = 1 / PRIOR_SD**2 + N_MEAN / SIGMA**2
+    est = cached_estimator(normal_mean)
+    V = theory.minibatch_gradient_covariance(per_example_gradient_covariance(est, np.array([0.0])), N_MEAN, 100)[0, 0]
+    P = 0.1 * 2.0 / V
+    assert_close(*cov_and_se(mu, mu), theory.heavy_ball_variance(P, k, 0.9, P**2 * V), "heavy-ball variance at T = 1")
