@@ -14,6 +14,7 @@ pickling and rebuilt in workers.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from collections.abc import Sequence
@@ -45,6 +46,8 @@ BASE_STATS = {
 }
 _BATCHING_NAMES = {k: v for k, v in batch_sampling.MODES.items() if k != "full"}
 METRICS = ("auto", "dense", "diag", "identity")
+REFITS = (75, 175, 375, 775, 1575)  # tuning draws after the warm-up at which the metric is re-estimated
+WINDOW_STARTS = dict(zip(REFITS, (25,) + REFITS[:-1]))  # each from the draws since the previous refit
 MAX_WHITENED_RMS = 100.0  # posterior SDs (root mean square over coordinates) from the bulk's mode
 DIVERGENCE_REASONS = {
     1: "a non-finite gradient or state, or |w_i| above divergence_bound",
@@ -88,6 +91,7 @@ class StochasticGradientStep(BlockedStep):
 
     measures_gradient_noise = False
     auto_step_size = False  # subclasses set it before calling __init__ when step_size=None
+    refines_metric = True  # re-estimate the metric from tuning draws (see _maybe_refine_metric)
 
     name = "stochastic_gradient"
     stats_dtypes_shapes = dict(BASE_STATS)
@@ -209,6 +213,26 @@ class StochasticGradientStep(BlockedStep):
         self._warn_if_untrustworthy()
         return self.bulk.mode + self.laplace.factor @ self.rng.standard_normal(len(w))
 
+    def _maybe_refine_metric(self) -> None:
+        """At tuning draws REFITS after the warm-up, re-estimate the metric from the covariance of
+        the window of draws since the previous refit and let the sampler re-tune in it, with the
+        Hessian replaced by the inverse of that covariance: the Gaussian that fits the draws
+        rather than the curvature at the mode (doubling windows, as Stan and PyMC adapt NUTS's
+        mass matrix). Only when the warm-up chose the step and the metric."""
+        count = len(self._tuning_draws)
+        if not (self.refines_metric and self.auto_step_size and self.metric_choice == "auto" and count in REFITS):
+            return
+        window = np.array(self._tuning_draws[WINDOW_STARTS[count]:count])
+        covariance = warmup.metric.covariance_from_draws(self.laplace, window)
+        centre = self.bulk.mode + self.laplace.factor @ window.mean(axis=0)
+        fitted = dataclasses.replace(self.bulk, mode=centre, hessian=warmup.metric.jacobi_inverse(covariance))
+        self.metric = self._choose_metric(fitted)
+        self._tune_sampler(fitted)
+        self._metric_changed()
+
+    def _metric_changed(self) -> None:
+        """Hook: sampler state tied to the old metric (e.g. a velocity in its coordinates)."""
+
     def _warn_if_untrustworthy(self) -> None:
         """Say so when the warm-up could not deliver its promise (no mode, or no step meets target_error)."""
         problems = []
@@ -315,6 +339,7 @@ class StochasticGradientStep(BlockedStep):
             new_w = w  # the state this draw started from passed every check
         elif self.tune:
             self._tuning_draws.append(warmup.whiten(self.laplace, new_w, self.bulk.mode))
+            self._maybe_refine_metric()
             if self.measures_gradient_noise:
                 self._after_tuning_draw(new_w)
         stats.update(diverging=bool(reason), divergence_reason=reason, steps_per_draw=self.steps_per_draw,

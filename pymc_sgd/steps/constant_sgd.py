@@ -80,6 +80,7 @@ class ConstantSGD(StochasticGradientStep):
     """
 
     name = "constant_sgd"
+    refines_metric = False  # its preconditioner comes from the gradient noise, not a metric
     stats_dtypes_shapes = {**BASE_STATS, "learning_rate": (np.float64, [])}
 
     def __init__(self, vars=None, *, batch_size: int, learning_rate: float | None = None,

@@ -177,7 +177,7 @@ class SGLD(StochasticGradientStep):
                     h, self.predicted_error = h_cv, error_cv
             self.schedule = np.array([h, 0.0, 0.0])
         if use_centre and self._centre is None:
-            self._centre = bulk.mode
+            self._centre, self._control = bulk.mode, None
         self.uses_control_variate = self._centre is not None
         self._set_updates_per_draw(self.schedule[0] * curvature_range(self.metric, H)[0])
 

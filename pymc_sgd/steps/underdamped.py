@@ -64,6 +64,10 @@ class UnderdampedLangevin(StochasticGradientStep):
         self.velocity = np.sqrt(self.temperature) * self.rng.standard_normal(d)
         self.predicted_error = np.nan
 
+    def _metric_changed(self) -> None:
+        """The velocity lives in the old metric's coordinates: draw it afresh (its law is N(0, T I))."""
+        self.velocity = np.sqrt(self.temperature) * self.rng.standard_normal(self.estimator.dim)
+
     def _tune_sampler(self, bulk: warmup.Bulk) -> None:
         """(h, gamma) from ``warmup.tuning.baoab_parameters``; thinning from the slowest mode's relaxation."""
         if self.auto_step_size:

@@ -82,3 +82,15 @@ def whitened_curvature(metric: Metric, H: np.ndarray) -> np.ndarray:
     """K = L^T H L, the Hessian of U in the metric's coordinates."""
     K = metric.factor.T @ H @ metric.factor
     return 0.5 * (K + K.T)
+
+
+def covariance_from_draws(laplace: Metric, whitened_draws: np.ndarray) -> np.ndarray:
+    """Posterior covariance estimated from draws z = L^{-1}(w - mode) in the Laplace coordinates:
+    L S_z L^T with S_z the sample covariance shrunk toward its diagonal, (m S + 5 diag S) / (m + 5) for
+    m draws (Stan's regularisation of its adapted metric, here toward the diagonal), and to the
+    diagonal alone when m < 10 d."""
+    z = np.asarray(whitened_draws)
+    m, d = z.shape
+    S = np.cov(z, rowvar=False).reshape(d, d)
+    S = np.diag(np.diag(S)) if m < 10 * d else (m * S + 5.0 * np.diag(np.diag(S))) / (m + 5.0)
+    return laplace.factor @ S @ laplace.factor.T
