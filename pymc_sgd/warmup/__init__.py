@@ -10,6 +10,9 @@ it at the first draw of each chain, inside pm.sample's tuning:
    ``target_error`` (exact discrete-time oracles of ``theory``), and the updates per draw
    for an ESS of at least half a draw on a Gaussian target.
 The chain then starts at a draw from the Laplace approximation (overdispersed across chains).
+During tuning the step re-estimates the metric from the covariance of its tuning draws in
+doubling windows (``metric.covariance_from_draws``) and re-runs 4 in it; ``settle`` checks
+that the chain stopped drifting before tuning ends.
 """
 
 from __future__ import annotations
