@@ -178,6 +178,8 @@ class SGLD(StochasticGradientStep):
             self.schedule = np.array([h, 0.0, 0.0])
         if use_centre and self._centre is None:
             self._centre, self._control = bulk.mode, None
+        elif not use_centre and self.control_variate == "auto":  # a metric refit may undo the choice
+            self._centre, self._control = None, None
         self.uses_control_variate = self._centre is not None
         self._set_updates_per_draw(self.schedule[0] * curvature_range(self.metric, H)[0])
 

@@ -35,6 +35,9 @@ from .geometry import PotentialAndGrad, finite_difference_hessian, potential_on,
 from .metric import jacobi_inverse
 
 
+ROUNDING_DECREMENT = 1e-10  # per coordinate: a Newton step this small that leaves U unchanged is at rounding error
+
+
 @dataclass(frozen=True)
 class Bulk:
     """Where the search ended and the curvature there.
@@ -145,6 +148,8 @@ def levenberg_marquardt(potential: PotentialAndGrad, w: np.ndarray, tolerance: f
             if step is not None:
                 U_new, g_new = potential(w + step)
                 calls += 1
+                if _finite(U_new, g_new) and U_new == U and decrement <= ROUNDING_DECREMENT * d:
+                    return w, H, decrement, calls, True, f"converged to rounding error after {iteration} Newton steps"
                 if _finite(U_new, g_new) and U_new <= U:
                     w, U, g = w + step, U_new, g_new
                     lam = lam / 10.0 if lam > 1e-8 else 0.0
