@@ -9,7 +9,8 @@ Seed 000 ("SGD distribution versus posterior", shared/seeds/000_c35aa16086ff4942
   gradient-descent "MLE".
 
 Further test targets, each returned with its exact posterior: conjugate Gaussian models
-(normal mean, linear regression), a two-component mixture whose posterior is exactly
+(normal mean, linear regression), a non-centred hierarchical normal model (exact by quadrature
+over its group scale), a two-component mixture whose posterior is exactly
 symmetric under label swap, and a 2-D Gaussian mixture with three well separated modes.
 """
 
@@ -226,6 +227,70 @@ def conjugate_normal_mean_model(n: int = 100, sigma: float = 1.0, prior_sd: floa
         pm.Normal("x", mu, sigma, observed=x)
     mean, var = theory.normal_mean_posterior(x, sigma, 0.0, prior_sd)
     return model, GaussianPosterior("mu", np.array(mean), np.array(var))
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Exact posterior means and SDs of named coordinates (unconstrained, in the model's order)."""
+
+    labels: tuple[str, ...]
+    mean: np.ndarray
+    sd: np.ndarray
+
+
+def noncentred_hierarchical_model(groups: int = 12, n: int = 1000, sigma: float = 1.0, mu_sd: float = 5.0,
+                                  tau_sd: float = 1.0, seed: int = 7, grid_size: int = 4001) -> tuple[pm.Model, Moments]:
+    """y_i ~ N(mu + tau z_{g_i}, sigma^2), z_g ~ N(0, 1), mu ~ N(0, mu_sd^2), tau ~ HalfNormal(tau_sd), sigma
+    known, and the exact posterior moments of (mu, log tau, z). Data: group g_i uniform on ``groups``,
+    group means drawn from N(1, 0.5^2), with np.random.default_rng(seed).
+
+    Data this informative make the non-centred parameterisation curved (z_g ~ (alpha_g - mu) / tau)
+    and its per-example gradient noise vary over the posterior, which is what the model is for.
+    Exact answer: given tau the model is linear-Gaussian in theta = (mu, z), so theta | tau, y ~
+    N(P^-1 b, P^-1) with P = A^T A / sigma^2 + diag(1 / mu_sd^2, 1, ..., 1), b = A^T y / sigma^2 (A's
+    rows are (1, tau e_{g_i})), and log p(y | tau) = b^T P^-1 b / 2 - log det P / 2 + const. The
+    posterior of u = log tau is that times the HalfNormal prior and the Jacobian tau, on a grid of
+    ``grid_size`` points over u +- 12 (Laplace) SDs; theta's moments mix the conditional ones over it.
+    """
+    rng = np.random.default_rng(seed)
+    g = rng.integers(groups, size=n)
+    y = rng.normal(1.0, 0.5, groups)[g] + sigma * rng.normal(size=n)
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0.0, mu_sd)
+        tau = pm.HalfNormal("tau", tau_sd)
+        z = pm.Normal("z", 0.0, 1.0, shape=groups)
+        pm.Normal("y", mu + tau * z[g], sigma, observed=y)
+    counts, sums = np.bincount(g, minlength=groups), np.bincount(g, weights=y, minlength=groups)
+
+    def conditional(u: float) -> tuple[float, np.ndarray, np.ndarray]:
+        tau = np.exp(u)
+        P = np.diag(np.concatenate([[1.0 / mu_sd**2], np.ones(groups)]))
+        P[0, 0] += n / sigma**2
+        P[0, 1:] = P[1:, 0] = tau * counts / sigma**2
+        P[1:, 1:] += np.diag(tau**2 * counts / sigma**2)
+        b = np.concatenate([[sums.sum()], tau * sums]) / sigma**2
+        cov = np.linalg.inv(P)
+        mean = cov @ b
+        log_density = 0.5 * b @ mean - 0.5 * np.linalg.slogdet(P)[1] - tau**2 / (2.0 * tau_sd**2) + u
+        return log_density, mean, cov
+
+    def log_density(u: float) -> float:
+        return conditional(u)[0]
+
+    centre = optimize.minimize_scalar(lambda u: -log_density(u), bounds=(-10.0, 5.0), method="bounded").x
+    curvature = -(log_density(centre + 1e-3) - 2 * log_density(centre) + log_density(centre - 1e-3)) / 1e-6
+    u_grid = centre + np.linspace(-12.0, 12.0, grid_size) / np.sqrt(curvature)
+    parts = [conditional(u) for u in u_grid]
+    weights = _normalise(np.array([part[0] for part in parts]))
+    means = np.array([part[1] for part in parts])
+    second = np.array([np.diag(part[2]) for part in parts]) + means**2
+    theta_mean = weights @ means
+    theta_sd = np.sqrt(weights @ second - theta_mean**2)
+    u_mean = weights @ u_grid
+    u_sd = np.sqrt(weights @ (u_grid - u_mean) ** 2)
+    labels = ("mu", "tau_log__", *(f"z[{j}]" for j in range(groups)))
+    return model, Moments(labels, np.concatenate([[theta_mean[0], u_mean], theta_mean[1:]]),
+                          np.concatenate([[theta_sd[0], u_sd], theta_sd[1:]]))
 
 
 def conjugate_linear_regression_model(n: int = 200, d: int = 3, noise_sd: float = 1.0, prior_sd: float = 10.0,

@@ -48,12 +48,19 @@ _BATCHING_NAMES = {k: v for k, v in batch_sampling.MODES.items() if k != "full"}
 METRICS = ("auto", "dense", "diag", "identity")
 REFITS = (75, 175, 375, 775, 1575)  # tuning draws after the warm-up at which the metric is re-estimated
 WINDOW_STARTS = dict(zip(REFITS, (25,) + REFITS[:-1]))  # each from the draws since the previous refit
+NOISE_POINTS = 4  # draws at which the gradient noise is measured and averaged
 MAX_WHITENED_RMS = 100.0  # posterior SDs (root mean square over coordinates) from the bulk's mode
 DIVERGENCE_REASONS = {
     1: "a non-finite gradient or state, or |w_i| above divergence_bound",
     2: f"the chain left the bulk the warm-up found (more than {MAX_WHITENED_RMS:g} posterior SDs from its mode)",
     3: "a constrained value of the model overflowed (e.g. exp of a huge log-scale)",
 }
+
+
+def spread_out(points: np.ndarray, count: int) -> np.ndarray:
+    """At most ``count`` rows of ``points``, evenly spaced (the last included): draws of a window
+    that stand for all of it."""
+    return points[np.unique(np.linspace(0, len(points) - 1, min(count, len(points))).round().astype(int))]
 
 
 def kinetic_energy(metric: warmup.Metric, velocity: np.ndarray) -> float:
@@ -83,10 +90,11 @@ class StochasticGradientStep(BlockedStep):
     ``_start_chain``, and implement ``_tune_sampler(bulk)`` to choose their step size (and
     ``self.steps_per_draw`` when it is None) in ``self.metric`` once the bulk is found. Samplers that need the per-example gradient covariance C(w)
     set ``measures_gradient_noise`` and implement ``_use_gradient_noise(C, w)``: C is measured
-    at the start point, then at the mean of the tuning draws in windows ending at tuning
-    draws 1, 2, 4, 8, ... and at the end of tuning; sampling uses the last measurement.
-    (A window mean, not a single draw: C(w) varies over the posterior, e.g. as sigma^-4 for
-    a normal mean, and one random draw would put an error of several percent into C.)
+    at the start point, then averaged over NOISE_POINTS tuning draws of each window ending at
+    tuning draws 1, 2, 4, 8, ... and at the end of tuning (w: the window's mean); sampling uses
+    the last measurement. (An average over draws: C(w) varies over the posterior, e.g. as
+    sigma^-4 for a normal mean. Not C at the mean draw: on a non-centred hierarchical model
+    C at the mode is 60 times smaller than its posterior average, measured.)
     """
 
     measures_gradient_noise = False
@@ -185,9 +193,10 @@ class StochasticGradientStep(BlockedStep):
         self.halted = False
         self.bulk: warmup.Bulk | None = None
         self.metric = warmup.identity_metric(self.estimator.dim)
-        self._window_sum, self._window_count = 0.0, 0
+        self._window: list[np.ndarray] = []  # tuning draws since the last noise measurement
         self._tuning_draws: list[np.ndarray] = []
         self.warmup_time = 0.0
+        self.predicted_ess_per_draw = np.nan
         self._start_chain()
 
     def set_rng(self, rng: Any) -> None:
@@ -224,8 +233,9 @@ class StochasticGradientStep(BlockedStep):
             return
         window = np.array(self._tuning_draws[WINDOW_STARTS[count]:count])
         covariance = warmup.metric.covariance_from_draws(self.laplace, window)
-        centre = self.bulk.mode + self.laplace.factor @ window.mean(axis=0)
-        fitted = dataclasses.replace(self.bulk, mode=centre, hessian=warmup.metric.jacobi_inverse(covariance))
+        draws = self.bulk.mode + window @ self.laplace.factor.T
+        fitted = dataclasses.replace(self.bulk, mode=draws.mean(axis=0), draws=spread_out(draws, NOISE_POINTS),
+                                     hessian=warmup.metric.jacobi_inverse(covariance), gradient=None)
         self.metric = self._choose_metric(fitted)
         self._tune_sampler(fitted)
         self._metric_changed()
@@ -250,24 +260,32 @@ class StochasticGradientStep(BlockedStep):
     def _tune_sampler(self, bulk: warmup.Bulk) -> None:
         """Choose the step size (and steps_per_draw when auto) in self.metric."""
 
+    def _noise_points(self, bulk: warmup.Bulk) -> np.ndarray:
+        """Where to measure the gradient noise: the bulk's tuning draws, else NOISE_POINTS Laplace draws."""
+        return bulk.draws if bulk.draws is not None else warmup.laplace_draws(bulk, self.rng, NOISE_POINTS)
+
     def _minibatch_noise(self, bulk: warmup.Bulk, centre: np.ndarray | None = None) -> np.ndarray:
-        """Cov(grad U_hat) of this step's batches at 4 Laplace draws (0 for full batch)."""
+        """Cov(grad U_hat) of this step's batches averaged over ``_noise_points`` (0 for full batch)."""
         d = len(bulk.mode)
         if self.batch_mode == batch_sampling.FULL:
             return np.zeros((d, d))
-        points = warmup.laplace_draws(bulk, self.rng, 4)
-        return warmup.gradient_noise(self.estimator, points, self.rng, self.batch_size,
+        return warmup.gradient_noise(self.estimator, self._noise_points(bulk), self.rng, self.batch_size,
                                      self.batch_mode == batch_sampling.WITH_REPLACEMENT, self.noise_rows, centre)
 
     def _set_updates_per_draw(self, rate_per_update: float) -> None:
         """steps_per_draw from the slowest relaxation rate, when the user left it to us."""
         if self.auto_steps_per_draw:
-            self.steps_per_draw, ess_per_draw = warmup.tuning.updates_per_draw(rate_per_update, self.max_steps_per_draw)
-            if ess_per_draw < 0.5:
-                warnings.warn(
-                    f"{type(self).__name__}: {self.max_steps_per_draw} updates per draw (max_steps_per_draw) give a "
-                    f"predicted ESS of only {ess_per_draw:.2f} per draw; raise max_steps_per_draw or draw more.",
-                    RuntimeWarning, stacklevel=4)
+            self.steps_per_draw, self.predicted_ess_per_draw = warmup.tuning.updates_per_draw(
+                rate_per_update, self.max_steps_per_draw)
+
+    def _warn_if_undersampled(self) -> None:
+        """Say so when max_steps_per_draw caps the thinning below half an effective draw per draw
+        (for the choice sampling uses: after the last metric refit)."""
+        if self.auto_steps_per_draw and self.predicted_ess_per_draw < 0.5:
+            warnings.warn(
+                f"{type(self).__name__}: {self.max_steps_per_draw} updates per draw (max_steps_per_draw) give a "
+                f"predicted ESS of only {self.predicted_ess_per_draw:.2f} per draw; raise max_steps_per_draw or "
+                "draw more.", RuntimeWarning, stacklevel=3)
 
     # -- divergence checks beyond the kernel's ------------------------------------------------
     def _constrained_values_finite(self, w: np.ndarray, point_map_info) -> bool:
@@ -290,27 +308,31 @@ class StochasticGradientStep(BlockedStep):
     def _use_gradient_noise(self, per_example_cov: np.ndarray, w: np.ndarray) -> None:
         raise NotImplementedError
 
-    def _measure_noise_at(self, w: np.ndarray) -> None:
-        """Measure C(w) from per-example gradients on min(n, noise_rows) random rows."""
+    def _measure_noise_at(self, points: np.ndarray) -> None:
+        """C averaged over up to NOISE_POINTS of the given points (rows of a k x d array, or one
+        point), each from per-example gradients on the same min(n, noise_rows) random rows."""
         est = self.estimator
-        rows = self.rng.choice(est.n_rows, size=min(est.n_rows, self.noise_rows), replace=False)
-        self._use_gradient_noise(gradient_noise_covariance(est.fn, est.data, w, np.sort(rows).astype(np.int64)), w)
+        points = spread_out(np.atleast_2d(points), NOISE_POINTS)
+        rows = np.sort(self.rng.choice(est.n_rows, size=min(est.n_rows, self.noise_rows), replace=False))
+        C = np.mean([gradient_noise_covariance(est.fn, est.data, w, rows.astype(np.int64)) for w in points], axis=0)
+        self._use_gradient_noise(C, points.mean(axis=0))
 
     def _after_tuning_draw(self, w: np.ndarray) -> None:
-        self._window_sum = self._window_sum + w
-        self._window_count += 1
+        self._window.append(w)
         done = self.draw + 1
         if done & (done - 1) == 0:  # tuning draws 1, 2, 4, 8, ...
             self._measure_window()
 
     def _measure_window(self) -> None:
-        if self._window_count:
-            self._measure_noise_at(self._window_sum / self._window_count)
-        self._window_sum, self._window_count = 0.0, 0
+        if self._window:
+            self._measure_noise_at(np.array(self._window))
+        self._window = []
 
     def stop_tuning(self) -> None:
         if self.measures_gradient_noise:
             self._measure_window()
+        if self.bulk is not None:
+            self._warn_if_undersampled()
         if not self.halted:
             message = settling_message(self._tuning_draws, self.draw, self._coordinate_names())
             if message:
@@ -330,8 +352,10 @@ class StochasticGradientStep(BlockedStep):
             started = time.perf_counter()
             w = self._warm_up(w)
             self.warmup_time = time.perf_counter() - started
+            if not self.tune:  # tune=0: no stop_tuning will follow
+                self._warn_if_undersampled()
         if self.draw == 0 and self.measures_gradient_noise:
-            self._measure_noise_at(w)
+            self._measure_noise_at(self._noise_points(self.bulk))
         new_w, stats = self._run_updates(w)
         reason = 1 if stats["diverging"] else self._divergence_reason(new_w, q.point_map_info)
         if reason:

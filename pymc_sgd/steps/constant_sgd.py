@@ -10,8 +10,10 @@ from .. import theory
 from ..kernels import batching, langevin, schedules
 from ..kernels.estimator import potential_hessian
 from ..kernels.momentum import momentum_updates
+from ..warmup.metric import jacobi_inverse
 from .base import BASE_STATS, StochasticGradientStep, require_positive
 
+NOISE_RANK_TOLERANCE = 1e-10  # smallest eigenvalue of the per-example gradient correlation matrix
 PRECONDITIONERS = {"full": langevin.FULL, "diag": langevin.DIAGONAL, "exact": langevin.FULL, None: langevin.IDENTITY}
 
 
@@ -47,9 +49,10 @@ class ConstantSGD(StochasticGradientStep):
     so every default step above is multiplied by (1 - beta) to keep T_eff = T: Mandt et al.
     (2017, Sec. 4.3)'s damping adjustment of the momentum sampler.
 
-    Singular models (e.g. seed 000's mixture) have a nearly singular C along their ridge; P ~ C^{-1}
-    then exceeds the stability limit (eigenvalues of P H above 2) and the chain halts as
-    diverging: use ``preconditioner=None`` or SGLD there.
+    A model whose C is singular (a parameter no row informs, or linearly dependent per-example
+    gradients, e.g. a non-centred hierarchical model) is refused with a ValueError: minibatch
+    noise never moves those directions. Nearly singular models (seed 000's mixture, along its
+    ridge) make P ~ C^{-1} exceed the stability limit and the chain halts as diverging: use SGLD there.
 
     At a finite step the exact discrete-time covariance is larger by about 1 / (1 - h_k k / 2)
     along a curvature-k direction (seed 003, Thm. 1); for P = (2B/n) H^{-1} that is
@@ -118,34 +121,50 @@ class ConstantSGD(StochasticGradientStep):
         self.velocity = np.zeros(d)
 
     def _use_gradient_noise(self, per_example_cov: np.ndarray, w: np.ndarray) -> None:
-        """P = h (f C)^{-1} (a tiny ridge keeps directions without likelihood information finite),
-        or for "exact" theory.exact_preconditioner(H, V)."""
-        d = per_example_cov.shape[0]
+        """P = h (f C)^{-1} (Jacobi-scaled inverse: unscaled covariates put C's diagonal over many
+        decades), its diagonal version, or for "exact" theory.exact_preconditioner(H, V)."""
+        noise = self.finite_population * per_example_cov
+        self._require_noise_in_every_direction(noise)
         if self.preconditioner == "exact":
             est = self.estimator
             H = potential_hessian(est.fn, est.data, w, np.arange(est.n_rows, dtype=np.int64), 1.0, 1e-5)
             V = theory.minibatch_gradient_covariance(per_example_cov, est.n_rows, self.batch_size,
                                                      replacement=self.batch_mode == batching.WITH_REPLACEMENT)
-            V += 1e-9 * np.trace(V) / d * np.eye(d)  # the same ridge as below: C may be singular
             self.p_full = theory.exact_preconditioner(H, V, self.momentum, self.temperature)
             return
         # self.h = 2 B T (1 - beta) / n^2 already holds heavy-ball's (1 - beta): P = (1 - beta) 2 T V^-1
         # (ERRATA.md: T_eff = P sigma^2 / (2 (1 - beta))). Dividing C by (1 - beta) again made the SDs
         # sqrt(1 - beta) too small (0.71 at beta = 0.5, 0.32 at 0.9, measured).
-        noise = self.finite_population * per_example_cov
-        noise += 1e-9 * np.trace(noise) / d * np.eye(d)
-        self.p_full = self.h * np.linalg.inv(noise)
-        self.p_full = 0.5 * (self.p_full + self.p_full.T)
         self.p_diag = self.h / np.diag(noise)
+        if self.preconditioner == "full":
+            self.p_full = self.h * jacobi_inverse(noise)
+
+    def _require_noise_in_every_direction(self, noise: np.ndarray) -> None:
+        """Only minibatch noise moves this chain: a direction with no per-example gradient variance
+        (a parameter outside the likelihood, or gradients that are linearly dependent, e.g. group
+        effects summing to the common mean's gradient) is never sampled, and P ~ C^{-1} blows up there."""
+        if self.preconditioner is None:
+            return
+        scale = np.sqrt(np.clip(np.diag(noise), 0.0, None))
+        degenerate = scale.min() == 0.0
+        if not degenerate and self.preconditioner != "diag":
+            degenerate = np.linalg.eigvalsh(noise / np.outer(scale, scale)).min() < NOISE_RANK_TOLERANCE
+        if degenerate:
+            raise ValueError(
+                "ConstantSGD: the per-example gradients of this model do not vary in every direction of the "
+                f"parameters {list(self.var_names)} (their covariance is singular: a parameter that no data row "
+                "informs, or gradients that are linearly dependent, as in a non-centred hierarchical model). "
+                "Constant-rate SGD is moved only by that variation, so it cannot sample those directions. "
+                "Use pymc_sgd.SGLD(batch_size=...), which injects its own noise.")
 
     def _tune_sampler(self, bulk) -> None:
-        """The preconditioner from the noise at the bulk's mode; thinning from the slowest
-        eigenvalue of P H (the relaxation rate per update of w <- w - P grad U, times 1 - beta
+        """The preconditioner from the noise averaged over the bulk's noise points (Laplace or tuning
+        draws); thinning from the slowest eigenvalue of P H (the relaxation rate per update of w <- w - P grad U, times 1 - beta
         for heavy-ball, whose effective step is P / (1 - beta))."""
         if not self.auto_steps_per_draw:
             return
         if self.measures_gradient_noise:
-            self._measure_noise_at(bulk.mode)
+            self._measure_noise_at(self._noise_points(bulk))
         kind = PRECONDITIONERS[self.preconditioner]
         P = {langevin.IDENTITY: self.h * np.eye(len(bulk.mode)), langevin.DIAGONAL: np.diag(self.p_diag)}.get(
             kind, self.p_full)

@@ -177,7 +177,8 @@ class SGLD(StochasticGradientStep):
                     h, self.predicted_error = h_cv, error_cv
             self.schedule = np.array([h, 0.0, 0.0])
         if use_centre and self._centre is None:
-            self._centre, self._control = bulk.mode, None
+            self._centre = bulk.mode
+            self._control = None if bulk.gradient is None else (bulk.mode, bulk.gradient)
         elif not use_centre and self.control_variate == "auto":  # a metric refit may undo the choice
             self._centre, self._control = None, None
         self.uses_control_variate = self._centre is not None

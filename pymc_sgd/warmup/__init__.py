@@ -37,14 +37,14 @@ def laplace_draws(bulk: Bulk, rng: np.random.Generator, size: int) -> np.ndarray
 
 def gradient_noise(est, points: np.ndarray, rng: np.random.Generator, batch_size: int, replacement: bool,
                    rows: int = 2000, centre: np.ndarray | None = None) -> np.ndarray:
-    """V = Cov(grad U_hat) on batches of ``batch_size`` rows, averaged over ``points``.
+    """V_p = Cov(grad U_hat) on batches of ``batch_size`` rows at each of ``points`` (k x d x d).
 
-    Per-example covariances C(w) on min(n, rows) random rows, scaled by (n^2 / B) (times the
-    finite-population factor without replacement, ``theory.minibatch_gradient_covariance``). With a
-    ``centre`` w* the control-variate estimator's noise: Cov_i[grad log p(x_i|w) - grad log p(x_i|w*)].
-    Averaging over Laplace draws matters: C varies over the posterior (e.g. as sigma^-4 for a
-    normal mean), and the sampler meets the average.
+    Per-example covariances C(w) on the same min(n, rows) random rows, scaled by (n^2 / B) (times
+    the finite-population factor without replacement, ``theory.minibatch_gradient_covariance``).
+    With a ``centre`` w* the control-variate estimator's noise: Cov_i[grad log p(x_i|w) - grad log p(x_i|w*)].
+    One matrix per point, not their average: C varies over the posterior (e.g. as sigma^-4 for a
+    normal mean), and ``tuning`` keeps the error small at the worst point.
     """
     sample = subsample_rows(est.n_rows, rows, rng)
-    C = np.mean([per_example_gradient_covariance(est, w, sample, centre) for w in points], axis=0)
-    return theory.minibatch_gradient_covariance(C, est.n_rows, batch_size, replacement)
+    return np.array([theory.minibatch_gradient_covariance(per_example_gradient_covariance(est, w, sample, centre),
+                                                          est.n_rows, batch_size, replacement) for w in points])

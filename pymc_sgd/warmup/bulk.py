@@ -50,6 +50,10 @@ class Bulk:
     data_passes : gradient evaluations in units of one full-data gradient.
     converged : whether the decrement fell below tolerance * d.
     message : why the search stopped, for the tuning report.
+    draws : points that stand for the posterior where the gradient noise is measured (a window of
+        tuning draws, set when the metric is refitted from them); None: draws from N(mode, H^-1).
+    gradient : the full-data grad U at ``mode`` when the search computed it (a control variate's
+        centre needs it), else None.
     """
 
     mode: np.ndarray
@@ -58,6 +62,8 @@ class Bulk:
     data_passes: float
     converged: bool
     message: str
+    draws: np.ndarray | None = None
+    gradient: np.ndarray | None = None
 
 
 def _difference_steps(w: np.ndarray, H: np.ndarray | None) -> np.ndarray:
@@ -161,14 +167,15 @@ def levenberg_marquardt(potential: PotentialAndGrad, w: np.ndarray, tolerance: f
 
 
 def _refine_on_full_data(potential: PotentialAndGrad, w: np.ndarray, H: np.ndarray, tolerance: float,
-                         max_iterations: int) -> tuple[np.ndarray, float, int, bool]:
-    """Newton steps on the exact U with a fixed (subsample) Hessian and step halving."""
+                         max_iterations: int) -> tuple[np.ndarray, np.ndarray, float, int, bool]:
+    """Newton steps on the exact U with a fixed (subsample) Hessian and step halving.
+    Returns (w, grad U(w), decrement, gradient calls, converged)."""
     U, g = potential(w)
     calls = 1
     for _ in range(max_iterations):
         decrement = newton_decrement(H, g)
         if decrement <= tolerance * len(w) or not np.isfinite(decrement):
-            return w, decrement, calls, bool(np.isfinite(decrement))
+            return w, g, decrement, calls, bool(np.isfinite(decrement))
         step = -np.linalg.solve(H, g)
         for _ in range(20):
             U_new, g_new = potential(w + step)
@@ -177,9 +184,9 @@ def _refine_on_full_data(potential: PotentialAndGrad, w: np.ndarray, H: np.ndarr
                 break
             step = step / 2.0
         else:
-            return w, decrement, calls, False
+            return w, g, decrement, calls, False
         w, U, g = w + step, U_new, g_new
-    return w, newton_decrement(H, g), calls, False
+    return w, g, newton_decrement(H, g), calls, False
 
 
 def find_bulk(est, start: np.ndarray, rng: np.random.Generator, subsample_size: int = 10_000,
@@ -194,10 +201,10 @@ def find_bulk(est, start: np.ndarray, rng: np.random.Generator, subsample_size: 
     except FloatingPointError as error:
         raise FloatingPointError(
             f"The warm-up cannot start: {error}. Pass a finite start point (pm.sample(initvals=...)).") from None
-    passes = calls * m / n
+    passes, gradient = calls * m / n, None
     if m < n and converged:
-        w, decrement, full_calls, converged = _refine_on_full_data(
+        w, gradient, decrement, full_calls, converged = _refine_on_full_data(
             potential_on(est, np.arange(n, dtype=np.int64)), w, H, 1e-2, 20)
         passes += full_calls
         message += f" on {m} rows, then {full_calls} full-data gradients"
-    return Bulk(w, H, decrement, passes, converged, message)
+    return Bulk(w, H, decrement, passes, converged, message, gradient=gradient)

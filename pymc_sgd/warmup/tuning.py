@@ -1,11 +1,14 @@
 """Step sizes, frictions and thinning chosen from measured curvature and gradient noise.
 
 Every choice uses the project's exact oracles on the quadratic model at the bulk (``theory``):
-H the Hessian of U, V = Cov(grad U_hat) the measured minibatch-gradient noise, M the metric.
-The *predicted SD error* of a configuration is max_j |sqrt(S_jj / (T H^-1)_jj) - 1| with S the
-sampler's exact stationary covariance; the step is the largest one whose predicted error is
-below ``target_error``, at most half the stability limit (a margin for curvature that varies
-over the posterior).
+H the Hessian of U, V_p = Cov(grad U_hat) the minibatch-gradient noise measured at points p
+that stand for the posterior (a k x d x d stack), M the metric. The *predicted SD error* of a
+configuration is max_j |sqrt(S_jj / (T H^-1)_jj) - 1| with S the sampler's exact stationary
+covariance, taken at the worst point: the noise varies over the posterior (on a non-centred
+hierarchical model by 2x between posterior draws), and a chain whose heat varies with its
+position is biased away from where it runs hot, so the local error must be small everywhere,
+not on average. The step is the largest one whose predicted error is below ``target_error``,
+at most half the stability limit (a margin for curvature that varies over the posterior).
 
 Thinning: a mode relaxing at rate r per update has lag-s autocorrelation exp(-r s); an AR(1)
 chain thinned to correlation rho has ESS per draw (1 - rho) / (1 + rho), which is 1/2 at
@@ -37,9 +40,15 @@ def sd_error(whitened_covariance: np.ndarray, K: np.ndarray, metric: Metric, tem
 
 
 def whitened(H: np.ndarray, V: np.ndarray, metric: Metric) -> tuple[np.ndarray, np.ndarray]:
-    """(K, V_z) = (L^T H L, L^T V L): curvature and gradient noise in the metric's coordinates."""
+    """(K, V_z) = (L^T H L, L^T V L): curvature and gradient noise in the metric's coordinates
+    (V and V_z a d x d matrix or a k x d x d stack of them, one per point)."""
     V_z = metric.factor.T @ V @ metric.factor
-    return whitened_curvature(metric, H), 0.5 * (V_z + V_z.T)
+    return whitened_curvature(metric, H), 0.5 * (V_z + np.swapaxes(V_z, -1, -2))
+
+
+def worst_point(error_at: Callable[[np.ndarray], float], V_z: np.ndarray) -> float:
+    """max over the noise stack's points p of error_at(V_z[p]) (a single d x d matrix is one point)."""
+    return max(error_at(V_p) for V_p in V_z.reshape(-1, *V_z.shape[-2:]))
 
 
 def largest_step(error_of: Callable[[float], float], h_max: float, target: float) -> float:
@@ -78,14 +87,14 @@ def langevin_step_size(H: np.ndarray, V: np.ndarray, metric: Metric, temperature
     """(h, predicted SD error) for w <- w - h M grad U_hat + sqrt(2 h T) L xi (SGLD in the metric).
 
     Oracle: ``theory.langevin_stationary_covariance`` (ULA's T / (k (1 - h k / 2)) plus the
-    minibatch excess h^2 M V M through the discrete Lyapunov equation).
+    minibatch excess h^2 M V M through the discrete Lyapunov equation), at the worst noise point.
     """
     k_max = curvature_range(metric, H)[1]
     K, V_z = whitened(H, V, metric)
 
     def error_of(h: float) -> float:
-        return _guarded(lambda: sd_error(theory.langevin_stationary_covariance(K, h, temperature, V_z), K, metric,
-                                         temperature))
+        return worst_point(lambda V_p: _guarded(lambda: sd_error(
+            theory.langevin_stationary_covariance(K, h, temperature, V_p), K, metric, temperature)), V_z)
 
     h = largest_step(error_of, 1.0 / k_max, target)
     return h, error_of(h)
@@ -100,13 +109,16 @@ def whitened_injection(V_z: np.ndarray, h: float, friction: float, temperature: 
     return eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None)), bool(eigenvalues.min() < 0)
 
 
-def sghmc_covariance(K: np.ndarray, V_z: np.ndarray, h: float, friction: float, temperature: float) -> np.ndarray:
+def sghmc_covariance(K: np.ndarray, V_z: np.ndarray, h: float, friction: float, temperature: float,
+                     corrected_for: np.ndarray | None = None) -> np.ndarray:
     """Exact stationary covariance of SGHMC on the quadratic model, in the metric's coordinates.
 
     v <- (1 - alpha) v - h grad U_hat + N_z xi, w <- w + v is seed 003's heavy-ball recursion with
-    step h, momentum 1 - alpha and total gradient noise V_z + N_z N_z^T / h^2.
+    step h, momentum 1 - alpha and total gradient noise V_z + N_z N_z^T / h^2, the injection N_z
+    computed for the noise ``corrected_for`` (default V_z; the measured average when V_z is the
+    noise at one point of the posterior).
     """
-    N_z = whitened_injection(V_z, h, friction, temperature)[0]
+    N_z = whitened_injection(V_z if corrected_for is None else corrected_for, h, friction, temperature)[0]
     return theory.sgd_stationary_covariance(K, V_z + N_z @ N_z.T / (h * h), h, 1.0 - friction)
 
 
@@ -116,13 +128,15 @@ def sghmc_parameters(H: np.ndarray, V: np.ndarray, metric: Metric, temperature: 
 
     The friction is the critical damping of the slowest whitened mode, alpha = 2 sqrt(h k_min)
     (underdamped mapping: time step sqrt(h), gamma = alpha / sqrt(h), critical at gamma = 2 sqrt(k)),
-    raised so that the gradient noise is at most half the total heat (alpha >= h lambda_max(L^T V L) / T:
-    a 10% error in the measured V then moves the variance by at most 5%), and at most 1.
-    Steps needing alpha > 1 are infeasible.
+    raised so that the average gradient noise is at most half the total heat
+    (alpha >= h lambda_max(L^T V L) / T), and at most 1. Steps needing alpha > 1 are infeasible.
+    The injection corrects for the average noise over the points; the error is the worst
+    point's, whose own noise the correction misses.
     """
     k_min, k_max = curvature_range(metric, H)
     K, V_z = whitened(H, V, metric)
-    noise_max = float(np.linalg.eigvalsh(V_z).max()) if np.any(V) else 0.0
+    V_mean = V_z.reshape(-1, *K.shape).mean(axis=0)
+    noise_max = float(np.linalg.eigvalsh(V_mean).max()) if np.any(V) else 0.0
 
     def alpha_at(h: float) -> float:
         if friction is not None:
@@ -132,8 +146,8 @@ def sghmc_parameters(H: np.ndarray, V: np.ndarray, metric: Metric, temperature: 
     def error_of(h: float) -> float:
         if friction is None and h * noise_max / temperature > 1.0:
             return np.inf
-        return _guarded(lambda: sd_error(sghmc_covariance(K, V_z, h, alpha_at(h), temperature), K, metric,
-                                         temperature))
+        return worst_point(lambda V_p: _guarded(lambda: sd_error(
+            sghmc_covariance(K, V_p, h, alpha_at(h), temperature, V_mean), K, metric, temperature)), V_z)
 
     h = largest_step(error_of, 1.0 / k_max, target)
     return h, alpha_at(h), error_of(h)
@@ -153,8 +167,8 @@ def baoab_parameters(H: np.ndarray, V: np.ndarray, metric: Metric, temperature: 
     K, V_z = whitened(H, V, metric)
 
     def error_of(h: float) -> float:
-        return _guarded(lambda: sd_error(theory.baoab_stationary_covariance(K, h, gamma, temperature, V_z), K,
-                                         metric, temperature))
+        return worst_point(lambda V_p: _guarded(lambda: sd_error(
+            theory.baoab_stationary_covariance(K, h, gamma, temperature, V_p), K, metric, temperature)), V_z)
 
     h = largest_step(error_of, min(1.0 / np.sqrt(k_max), np.sqrt(8.0 * target / k_max)), target)
     return h, gamma, error_of(h)
