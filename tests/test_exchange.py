@@ -6,12 +6,15 @@ likelihood unchanged, so the two labelled modes (mu[0] < mu[1] and mu[0] > mu[1]
 exactly half the posterior mass each. The barrier between them is hundreds of nats.
 """
 
+import warnings
+
 import numpy as np
 import pymc as pm
 import pytest
 
 import pymc_sgd
 from pymc_sgd import models
+from pymc_sgd.warmup.ladder import equalised_ladder
 from mc import Z, batch_means_se
 
 X_MIX = np.concatenate([np.random.default_rng(21).normal(-2, 1, 50), np.random.default_rng(22).normal(3, 1, 50)])
@@ -85,3 +88,37 @@ def test_replica_exchange_recovers_mode_weights_of_a_2d_mixture_target():
         se = batch_means_se(resp[..., k])
         assert se < 0.05, (k, se)
         assert abs(resp[..., k].mean() - weight) <= Z * se, (k, resp[..., k].mean(), weight, se)
+
+
+
+def test_equalised_ladder_equalises_a_known_barrier():
+    """With exact rejection rates r_k = Lambda(beta_k) - Lambda(beta_{k+1}) of a known barrier
+    (Lambda(beta) = log(1 + 50 (1 - beta)) / 4, steep near beta = 1 like a posterior that sharpens
+    fast; rates up to 0.8), the relative spread max r / min r - 1 of the rejection rates must fall
+    at least 5-fold per update (measured: 347, 3.6, 0.44, 0.02, 4e-4) to below 1e-3 after four,
+    with the end points fixed."""
+    def barrier(beta):
+        return 0.25 * np.log1p(50.0 * (1.0 - beta))
+
+    temperatures = pymc_sgd.steps.exchange.geometric_ladder(8, 100.0)
+    spreads = []
+    for _ in range(5):
+        rejection = np.diff(barrier(1.0 / temperatures))
+        spreads.append(rejection.max() / rejection.min() - 1.0)
+        temperatures = equalised_ladder(temperatures, rejection)
+    assert all(later < earlier / 5.0 for earlier, later in zip(spreads, spreads[1:])), spreads
+    assert spreads[-1] < 1e-3, spreads
+    assert temperatures[0] == 1.0 and temperatures[-1] == pytest.approx(100.0)
+
+
+def test_default_ladder_adapts_during_tuning_only(mixture):
+    """The default ladder moves at the refits (tuning draws 75, 175, 375) and is then fixed;
+    an explicit ladder never moves."""
+    with mixture, warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        idata = pm.sample(draws=50, tune=400, chains=1, random_seed=3, progressbar=False, discard_tuned_samples=False,
+                          compute_convergence_checks=False, step=pymc_sgd.ReplicaExchangeSGLD(batch_size=20))
+    tuning, sampling = idata.warmup_sample_stats["temperature_3"].values[0], idata.sample_stats["temperature_3"].values[0]
+    assert len(np.unique(tuning)) == 4  # the geometric start and three refits
+    assert len(np.unique(sampling)) == 1 and sampling[0] == tuning[-1]
+    np.testing.assert_allclose(idata.sample_stats["temperature_7"].values, 100.0)

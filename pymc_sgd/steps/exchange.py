@@ -9,9 +9,11 @@ import numpy as np
 
 from .. import warmup
 from ..kernels import exchange, langevin
+from ..warmup.ladder import equalised_ladder
 from ..warmup.tuning import curvature_range, langevin_step_size
-from .base import BASE_STATS, StochasticGradientStep, require_positive
+from .base import BASE_STATS, REFITS, StochasticGradientStep, require_int, require_positive
 
+SWAP_ROUNDS_PER_DRAW = 10
 SWAP_ENERGIES = {"corrected": exchange.CORRECTED, "full": exchange.FULL, "naive": exchange.NAIVE}
 
 
@@ -31,14 +33,21 @@ class ReplicaExchangeSGLD(StochasticGradientStep):
     ``"naive"`` the biased rule. The recorded draw is the T = 1 slot; all replica states live
     in the step (``replica_states``).
 
-    Stats: ``swap_rate_k`` (acceptance of pair (k, k+1) in this draw, NaN without attempts), ``round_trips`` (cold -> hot -> cold
-    journeys completed so far), ``cold_replica`` (label of the replica now at T = 1).
+    The default ladder starts geometric and adapts during tuning: at the metric refits (tuning
+    draws 75, 175, 375, ... after the warm-up) the temperatures between 1 and ``max_temperature``
+    move so that the swap rejection rates measured since the previous refit become equal
+    (``warmup.ladder.equalised_ladder``, Syed et al. 2022). An explicit ``temperatures`` is kept.
+
+    Stats: ``swap_rate_k`` (acceptance of pair (k, k+1) in this draw, NaN without attempts),
+    ``temperature_k`` (the ladder, k >= 1), ``round_trips`` (cold -> hot -> cold journeys
+    completed so far), ``cold_replica`` (label of the replica now at T = 1).
 
     Parameters
     ----------
-    temperatures : explicit ladder starting at 1; default geometric with ``n_replicas`` up to
-        ``max_temperature``.
-    swap_every : updates between swap rounds.
+    temperatures : explicit ladder starting at 1, kept as given; default geometric with
+        ``n_replicas`` up to ``max_temperature``, then adapted.
+    swap_every : updates between swap rounds; default ``steps_per_draw // SWAP_ROUNDS_PER_DRAW``
+        (at least 1), i.e. about 10 swap rounds per recorded draw.
     swap_batch_size : rows for the minibatch swap energies (default ``batch_size``).
 
     Examples
@@ -56,16 +65,20 @@ class ReplicaExchangeSGLD(StochasticGradientStep):
     """
 
     name = "replica_exchange_sgld"
+    # The draws of a multimodal posterior span its modes: their covariance is no metric for the moves
+    # within one, so the metric stays the Laplace one at the mode the warm-up found.
+    refines_metric = False
     stats_dtypes_shapes = {**BASE_STATS, "round_trips": (np.int64, []), "cold_replica": (np.int64, []),
                            "predicted_sd_error": (np.float64, [])}
 
     def __init__(self, vars=None, *, batch_size: int | None, step_size: float | None = None,
                  temperatures: Sequence[float] | None = None, n_replicas: int = 8,
-                 max_temperature: float = 100.0, swap_every: int = 100, swap_energy: str = "corrected",
+                 max_temperature: float = 100.0, swap_every: int | None = None, swap_energy: str = "corrected",
                  swap_batch_size: int | None = None, steps_per_draw: int | None = None, **kwargs: Any) -> None:
         self.auto_step_size = step_size is None
         self.h = np.nan if step_size is None else require_positive(
             "step_size", step_size, "It is h on U for every replica; None chooses it.")
+        self.adapts_ladder = temperatures is None
         if temperatures is None:
             if n_replicas < 2:
                 raise ValueError(f"n_replicas must be >= 2, got {n_replicas}.")
@@ -75,13 +88,15 @@ class ReplicaExchangeSGLD(StochasticGradientStep):
             raise ValueError(f"temperatures must increase strictly from 1 (the posterior), got {list(temperatures)}.")
         if swap_energy not in SWAP_ENERGIES:
             raise ValueError(f"swap_energy={swap_energy!r} is unknown; use one of {sorted(SWAP_ENERGIES)}.")
-        if int(swap_every) < 1:
-            raise ValueError(f"swap_every must be >= 1, got {swap_every}.")
-        self.swap_energy, self.swap_every = swap_energy, int(swap_every)
+        self.user_swap_every = None if swap_every is None else require_int(
+            "swap_every", swap_every, 1, "It is the number of updates between swap rounds; None chooses it.")
+        self.swap_energy = swap_energy
         # PyMC's NDArray trace stores scalar stats only: one swap-rate stat per adjacent pair.
         self.swap_stat_names = [f"swap_rate_{k}" for k in range(len(self.temperatures) - 1)]
-        self.stats_dtypes_shapes = {**self.stats_dtypes_shapes,
-                                    **{name: (np.float64, []) for name in self.swap_stat_names}}
+        self.ladder_stat_names = [f"temperature_{k}" for k in range(1, len(self.temperatures))]
+        self.stats_dtypes_shapes = {**self.stats_dtypes_shapes, **{
+            name: (np.float64, []) for name in self.swap_stat_names + self.ladder_stat_names}}
+        self.initial_temperatures = self.temperatures.copy()
         self.stats_dtypes = [{name: dtype for name, (dtype, _) in self.stats_dtypes_shapes.items()}]
         super().__init__(vars, batch_size=batch_size, steps_per_draw=steps_per_draw, **kwargs)
         self.swap_batch_size = self.batch_size if swap_batch_size is None else int(swap_batch_size)
@@ -95,6 +110,16 @@ class ReplicaExchangeSGLD(StochasticGradientStep):
         self.direction = np.zeros(k, dtype=np.int64)
         self.round_trips = np.zeros(1, dtype=np.int64)
         self.predicted_error = np.nan
+        self.temperatures = self.initial_temperatures.copy()
+        self._swaps = np.zeros((2, k - 1), dtype=np.int64)  # accepted, attempted since the last ladder change
+
+    def _maybe_refine_metric(self) -> None:
+        """At the refits, also move the ladder to equalise the rejection rates measured since the last one."""
+        if self.adapts_ladder and len(self._tuning_draws) in REFITS and self._swaps[1].all():
+            accepted, attempted = self._swaps
+            self.temperatures = equalised_ladder(self.temperatures, 1.0 - accepted / attempted)
+            self._swaps[:] = 0
+        super()._maybe_refine_metric()
 
     def _tune_sampler(self, bulk: warmup.Bulk) -> None:
         """Every replica's step is SGLD's at T = 1 (``warmup.tuning.langevin_step_size``): the
@@ -104,6 +129,11 @@ class ReplicaExchangeSGLD(StochasticGradientStep):
             self.h, self.predicted_error = langevin_step_size(bulk.hessian, self._minibatch_noise(bulk), self.metric,
                                                               1.0, self.target_error)
         self._set_updates_per_draw(self.h * curvature_range(self.metric, bulk.hessian)[0])
+
+    def _swap_every(self) -> int:
+        if self.user_swap_every is not None:
+            return self.user_swap_every
+        return max(1, self.steps_per_draw // SWAP_ROUNDS_PER_DRAW)
 
     def _grad_evals_per_draw(self) -> float:
         return super()._grad_evals_per_draw() * len(self.temperatures)
@@ -117,15 +147,17 @@ class ReplicaExchangeSGLD(StochasticGradientStep):
         attempted = np.zeros_like(accepted)
         self.t, grad_norm, potential, diverged = exchange.exchange_updates(
             est.fn, est.grad_fn, est.data, self.replica_states, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
-            self.scale, self.steps_per_draw, self.h, self.temperatures, self.swap_every, self.t,
+            self.scale, self.steps_per_draw, self.h, self.temperatures, self._swap_every(), self.t,
             SWAP_ENERGIES[self.swap_energy], est.n_rows, self.swap_batch_size, self.labels, self.direction,
             self.round_trips, accepted, attempted,
             langevin.IDENTITY if self.metric.kind == "identity" else langevin.FULL, self.metric.matrix,
             self.metric.factor, self.divergence_bound)
+        if self.tune:
+            self._swaps += np.array([accepted, attempted])
         with np.errstate(invalid="ignore", divide="ignore"):
             swap_rate = np.where(attempted > 0, accepted / attempted, np.nan)
         return self.replica_states[0].copy(), {
             "step_size": self.h, "temperature": 1.0, "grad_norm": grad_norm, "minibatch_potential": potential,
             "diverging": diverged, **dict(zip(self.swap_stat_names, swap_rate)), "round_trips": int(self.round_trips[0]),
-            "predicted_sd_error": self.predicted_error,
+            "predicted_sd_error": self.predicted_error, **dict(zip(self.ladder_stat_names, self.temperatures[1:])),
             "cold_replica": int(self.labels[0])}
