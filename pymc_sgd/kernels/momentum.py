@@ -18,15 +18,16 @@ import numpy as np
 from numba import njit
 
 from .batching import next_batch
-from .estimator import minibatch_gradient, norm, minibatch_potential
+from .estimator import centred_gradient, minibatch_potential, norm
 from .guards import is_diverged
 from .langevin import matvec_into, precondition, standard_normal_into
 
 
 @njit
 def momentum_updates(fn, grad_fn, data, w, v, rng, batch_mode, perm, cursor, idx, scale, n_updates,
-                     h, friction, noise_factor, precond_kind, p_diag, p_full, bound):
+                     h, friction, noise_factor, precond_kind, p_diag, p_full, bound, centre, centre_grad):
     """Run n_updates heavy-ball/SGHMC updates; stop early (keeping the last finite state).
+    A non-empty ``centre`` switches to the control-variate gradient (``estimator.centred_gradient``).
 
     Returns (w, v, |grad U_hat|, U_hat, diverged) (see ``langevin_updates`` for the stats).
     """
@@ -34,11 +35,11 @@ def momentum_updates(fn, grad_fn, data, w, v, rng, batch_mode, perm, cursor, idx
     scale_arg = np.asarray(scale)
     inject = np.any(noise_factor != 0.0)
     w, v = w.copy(), v.copy()
-    w_new, v_new, work, xi = np.empty(d), np.empty(d), np.empty(d), np.empty(d)
+    w_new, v_new, work, xi, centred = np.empty(d), np.empty(d), np.empty(d), np.empty(d), np.empty(d)
     grad = np.zeros(d)
     for _ in range(n_updates):
         next_batch(batch_mode, rng, perm, cursor, idx)
-        grad = minibatch_gradient(grad_fn, data, w, idx, scale_arg)
+        grad = centred_gradient(grad_fn, data, w, idx, scale_arg, centre, centre_grad, centred)
         precondition(precond_kind, p_diag, p_full, grad, work)
         for i in range(d):
             v_new[i] = (1.0 - friction) * v[i] - h * work[i]

@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit
 
 from .batching import next_batch
-from .estimator import minibatch_gradient, norm, minibatch_potential
+from .estimator import centred_gradient, minibatch_potential, norm
 from .guards import is_diverged
 
 BAOAB = 0
@@ -46,16 +46,17 @@ def factor_axpy(a, factor, transpose, x, y):
 
 @njit
 def underdamped_updates(fn, grad_fn, data, x, v, rng, batch_mode, perm, cursor, idx, scale, n_updates,
-                        h, gamma, temperature, scheme, factor, bound):
-    """Run n_updates BAOAB/OBABO steps in the metric L L^T (``factor`` = L).
+                        h, gamma, temperature, scheme, factor, bound, centre, centre_grad):
+    """Run n_updates BAOAB/OBABO steps in the metric L L^T (``factor`` = L); a non-empty ``centre``
+    switches to the control-variate gradient (``estimator.centred_gradient``).
 
     Returns (x, v, |grad U_hat|, U_hat, diverged).
     """
     scale_arg = np.asarray(scale)
     x, v = x.copy(), v.copy()
-    x0, v0 = x.copy(), v.copy()
+    x0, v0, centred = x.copy(), v.copy(), np.empty(x.shape[0])
     next_batch(batch_mode, rng, perm, cursor, idx)
-    grad = minibatch_gradient(grad_fn, data, x, idx, scale_arg)
+    grad = centred_gradient(grad_fn, data, x, idx, scale_arg, centre, centre_grad, centred)
     c_full, c_half = np.exp(-gamma * h), np.exp(-0.5 * gamma * h)
     for _ in range(n_updates):
         x0[:] = x
@@ -70,7 +71,7 @@ def underdamped_updates(fn, grad_fn, data, x, v, rng, batch_mode, perm, cursor, 
             factor_axpy(-0.5 * h, factor, True, grad, v)
             factor_axpy(h, factor, False, v, x)
         next_batch(batch_mode, rng, perm, cursor, idx)
-        grad = minibatch_gradient(grad_fn, data, x, idx, scale_arg)
+        grad = centred_gradient(grad_fn, data, x, idx, scale_arg, centre, centre_grad, centred)
         factor_axpy(-0.5 * h, factor, True, grad, v)
         if scheme == OBABO:
             ou_step(v, c_half, temperature, rng)

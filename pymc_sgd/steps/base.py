@@ -29,8 +29,8 @@ from pytensor.graph.basic import Variable
 from .. import warmup
 from ..gradients import ModelEstimator, cached_estimator
 from ..kernels import batching as batch_sampling
-from ..kernels.estimator import gradient_noise_covariance
 from ..warmup.settle import settling_message
+from .centring import Centring
 
 BASE_STATS = {
     "step_size": (np.float64, []),
@@ -98,6 +98,7 @@ class StochasticGradientStep(BlockedStep):
     """
 
     measures_gradient_noise = False
+    centring: Centring | None = None  # samplers whose kernel takes a control variate's centre set one
     auto_step_size = False  # subclasses set it before calling __init__ when step_size=None
     refines_metric = True  # re-estimate the metric from tuning draws (see _maybe_refine_metric)
 
@@ -197,6 +198,8 @@ class StochasticGradientStep(BlockedStep):
         self._tuning_draws: list[np.ndarray] = []
         self.warmup_time = 0.0
         self.predicted_ess_per_draw = np.nan
+        if self.centring is not None:
+            self.centring.reset()
         self._start_chain()
 
     def set_rng(self, rng: Any) -> None:
@@ -314,7 +317,9 @@ class StochasticGradientStep(BlockedStep):
         est = self.estimator
         points = spread_out(np.atleast_2d(points), NOISE_POINTS)
         rows = np.sort(self.rng.choice(est.n_rows, size=min(est.n_rows, self.noise_rows), replace=False))
-        C = np.mean([gradient_noise_covariance(est.fn, est.data, w, rows.astype(np.int64)) for w in points], axis=0)
+        centre = None if self.centring is None else self.centring.centre  # the noise of the estimator in use
+        C = np.mean([warmup.per_example_gradient_covariance(est, w, rows.astype(np.int64), centre) for w in points],
+                    axis=0)
         self._use_gradient_noise(C, points.mean(axis=0))
 
     def _after_tuning_draw(self, w: np.ndarray) -> None:
@@ -374,7 +379,8 @@ class StochasticGradientStep(BlockedStep):
 
     def _grad_evals_per_draw(self) -> float:
         """Gradient evaluations of one draw, in units of a full-data gradient."""
-        return self.steps_per_draw * self.batch_size / self.estimator.n_rows
+        cost = 1.0 if self.centring is None else self.centring.cost
+        return cost * self.steps_per_draw * self.batch_size / self.estimator.n_rows
 
     def _halt(self, reason: int) -> None:
         self.halted, self.halt_reason = True, reason

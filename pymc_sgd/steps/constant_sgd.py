@@ -180,7 +180,7 @@ class ConstantSGD(StochasticGradientStep):
             w, self.velocity, grad_norm, potential, diverged = momentum_updates(
                 est.fn, est.grad_fn, est.data, w, self.velocity, self.rng, self.batch_mode, self.perm, self.cursor,
                 self.idx, self.scale, self.steps_per_draw, h, 1.0 - self.momentum, np.zeros((est.dim, est.dim)),
-                kind, self.p_diag, self.p_full, self.divergence_bound)
+                kind, self.p_diag, self.p_full, self.divergence_bound, langevin.NO_CENTRE, langevin.NO_CENTRE)
         else:
             w, self.t, _, grad_norm, potential, diverged = langevin.langevin_updates(
                 est.fn, est.grad_fn, est.data, w, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,

@@ -8,10 +8,11 @@ from typing import Any
 import numpy as np
 
 from .. import warmup
-from ..kernels import langevin
+from ..kernels import batching, langevin
 from ..kernels.momentum import momentum_updates
 from ..warmup.tuning import curvature_range, relaxation_rate, sghmc_parameters, whitened, whitened_injection
 from .base import BASE_STATS, StochasticGradientStep, kinetic_energy, require_positive
+from .centring import Centring, check_control_variate
 
 
 class SGHMC(StochasticGradientStep):
@@ -39,6 +40,8 @@ class SGHMC(StochasticGradientStep):
         mu = 1 - alpha); the O(h) bias is small when h k_max << alpha.
     friction : alpha in (0, 1], i.e. momentum 1 - alpha.
     noise_correction : "full", "diag" or None (see above).
+    control_variate : "auto" (default), "mode", None or a point: centre the gradient estimator
+        as SGLD's does (``steps.centring``); the noise correction then measures the centred noise.
 
     Examples
     --------
@@ -55,11 +58,12 @@ class SGHMC(StochasticGradientStep):
 
     name = "sghmc"
     stats_dtypes_shapes = {**BASE_STATS, "kinetic_energy": (np.float64, []), "friction": (np.float64, []),
-                           "predicted_sd_error": (np.float64, [])}
+                           "predicted_sd_error": (np.float64, []), "control_variate": (bool, [])}
 
     def __init__(self, vars=None, *, batch_size: int | None, step_size: float | None = None,
                  friction: float | None = None, noise_correction: str | None = "full",
-                 steps_per_draw: int | None = None, **kwargs: Any) -> None:
+                 steps_per_draw: int | None = None, control_variate: str | dict | None = "auto",
+                 **kwargs: Any) -> None:
         self.auto_step_size = step_size is None
         self.h = np.nan if step_size is None else require_positive(
             "step_size", step_size, "It is h on U; try h ~ 0.01 friction / (largest curvature), or None.")
@@ -72,7 +76,9 @@ class SGHMC(StochasticGradientStep):
             raise ValueError(f"noise_correction={noise_correction!r} is unknown; use 'full', 'diag' or None.")
         self.noise_correction = noise_correction
         self.measures_gradient_noise = noise_correction is not None and batch_size is not None
+        check_control_variate(control_variate)
         super().__init__(vars, batch_size=batch_size, steps_per_draw=steps_per_draw, **kwargs)
+        self.centring = Centring(control_variate, self.var_names)
 
     def _start_chain(self) -> None:
         d = self.estimator.dim
@@ -82,15 +88,24 @@ class SGHMC(StochasticGradientStep):
         self._warned_hot = False
 
     def _tune_sampler(self, bulk: warmup.Bulk) -> None:
-        """(h, alpha) from ``warmup.tuning.sghmc_parameters``; thinning from the slowest mode's
-        relaxation (time step sqrt(h), gamma = alpha / sqrt(h))."""
-        if self.auto_step_size:
-            self.h, self.friction, self.predicted_error = sghmc_parameters(
-                bulk.hessian, self._minibatch_noise(bulk), self.metric, self.temperature, self.target_error,
-                self.user_friction)
+        """(h, alpha) from ``warmup.tuning.sghmc_parameters`` with the plain or centred gradient noise
+        (``steps.centring``); thinning from the slowest mode's relaxation (time step sqrt(h),
+        gamma = alpha / sqrt(h))."""
+        k_min = curvature_range(self.metric, bulk.hessian)[0]
+
+        def rate(h: float, friction: float) -> float:
+            return relaxation_rate(friction / np.sqrt(h), k_min) * np.sqrt(h)
+
+        def tune(centre: np.ndarray | None) -> tuple[tuple[float, float, float], float]:
+            h, friction, error = sghmc_parameters(bulk.hessian, self._minibatch_noise(bulk, centre), self.metric,
+                                                  self.temperature, self.target_error, self.user_friction)
+            return (h, friction, error), rate(h, friction)
+
+        chosen = self.centring.choose(bulk, self.auto_step_size, self.batch_mode != batching.FULL, tune)
+        if chosen is not None:
+            self.h, self.friction, self.predicted_error = chosen
         self.noise_factor = np.sqrt(2.0 * self.friction * self.h * self.temperature) * self.metric.factor
-        dt = np.sqrt(self.h)
-        self._set_updates_per_draw(relaxation_rate(self.friction / dt, curvature_range(self.metric, bulk.hessian)[0]) * dt)
+        self._set_updates_per_draw(rate(self.h, self.friction))
 
     def _use_gradient_noise(self, per_example_cov: np.ndarray, w: np.ndarray) -> None:
         """Injected noise L N_z with N_z N_z^T = 2 alpha h T I - h^2 L^T V L (V = Cov(grad U_hat)),
@@ -114,8 +129,8 @@ class SGHMC(StochasticGradientStep):
         w, self.velocity, grad_norm, potential, diverged = momentum_updates(
             est.fn, est.grad_fn, est.data, w, self.velocity, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
             self.scale, self.steps_per_draw, self.h, self.friction, self.noise_factor, kind, np.ones(est.dim),
-            self.metric.matrix, self.divergence_bound)
+            self.metric.matrix, self.divergence_bound, *self.centring.arrays(est))
         return w, {"step_size": self.h, "temperature": self.temperature, "grad_norm": grad_norm,
                    "minibatch_potential": potential, "diverging": diverged, "friction": self.friction,
-                   "predicted_sd_error": self.predicted_error,
+                   "predicted_sd_error": self.predicted_error, "control_variate": self.centring.active,
                    "kinetic_energy": kinetic_energy(self.metric, self.velocity) / self.h}

@@ -7,15 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pymc.blocking import DictToArrayBijection
 
-from .. import noise, theory, warmup
+from .. import theory, warmup
 from ..kernels import batching, langevin, schedules
 from ..kernels.estimator import potential_hessian
 from ..warmup.tuning import curvature_range, langevin_step_size
 from .base import BASE_STATS, StochasticGradientStep, require_positive
-
-CONTROL_VARIATES = ("auto", "mode", None)
+from .centring import Centring, check_control_variate
 
 
 @dataclass(frozen=True)
@@ -134,71 +132,39 @@ class SGLD(StochasticGradientStep):
             raise ValueError("correction='exact' needs a constant step_size (the correction depends on h).")
         self.correction = correction
         self.measures_gradient_noise = correction == "exact"
-        if not (isinstance(control_variate, dict) or control_variate in CONTROL_VARIATES):
-            raise ValueError(f"control_variate={control_variate!r} is unknown; use 'auto', 'mode', None or a point "
-                             "(dict of value-variable arrays, e.g. from pm.find_MAP).")
+        check_control_variate(control_variate)
         if correction is not None and control_variate == "auto":
             control_variate = None
         if control_variate is not None and correction is not None:
             raise ValueError("correction='exact' models the plain minibatch noise; it cannot be combined "
                              "with control_variate.")
-        self.control_variate = control_variate
-        self._centre: np.ndarray | None = None
         super().__init__(vars, batch_size=batch_size, steps_per_draw=steps_per_draw, **kwargs)
-        if isinstance(control_variate, dict):
-            self._centre = self._flat_point(control_variate)
-
-    def _flat_point(self, point: dict) -> np.ndarray:
-        missing = [name for name in self.var_names if name not in point]
-        if missing:
-            raise ValueError(f"control_variate point lacks {missing}; give every value variable "
-                             f"({list(self.var_names)}), e.g. pm.find_MAP(include_transformed=True).")
-        return DictToArrayBijection.map({name: np.asarray(point[name]) for name in self.var_names}).data.astype(np.float64)
+        self.centring = Centring(control_variate, self.var_names)
 
     def _tune_sampler(self, bulk: warmup.Bulk) -> None:
         """Step size, control variate and thinning from the bulk's curvature and measured noise.
 
         With step_size=None: the largest h whose predicted SD error is below target_error
         (``warmup.tuning.langevin_step_size``), for the plain and, when allowed, the centred
-        estimator (centre: the bulk's mode); "auto" keeps the one with fewer rows read per
-        effective draw (B per update plain, 2B centred; the mixing time is 1 / (h k_min)).
+        estimator (``steps.centring``: the relaxation rate per update is h k_min).
         """
         H, T = bulk.hessian, self.temperature
-        use_centre = self.control_variate == "mode" or (
-            self.control_variate == "auto" and self.auto_step_size and self.batch_mode != batching.FULL)
-        if self.auto_step_size:
-            h, self.predicted_error = langevin_step_size(H, self._minibatch_noise(bulk), self.metric, T,
-                                                         self.target_error)
-            if use_centre:
-                h_cv, error_cv = langevin_step_size(H, self._minibatch_noise(bulk, bulk.mode), self.metric, T,
-                                                    self.target_error)
-                use_centre = self.control_variate == "mode" or h_cv > 2.0 * h
-                if use_centre:
-                    h, self.predicted_error = h_cv, error_cv
+        k_min = curvature_range(self.metric, H)[0]
+
+        def tune(centre: np.ndarray | None) -> tuple[tuple[float, float], float]:
+            h, error = langevin_step_size(H, self._minibatch_noise(bulk, centre), self.metric, T, self.target_error)
+            return (h, error), h * k_min
+
+        chosen = self.centring.choose(bulk, self.auto_step_size, self.batch_mode != batching.FULL, tune)
+        if chosen is not None:
+            h, self.predicted_error = chosen
             self.schedule = np.array([h, 0.0, 0.0])
-        if use_centre and self._centre is None:
-            self._centre = bulk.mode
-            self._control = None if bulk.gradient is None else (bulk.mode, bulk.gradient)
-        elif not use_centre and self.control_variate == "auto":  # a metric refit may undo the choice
-            self._centre, self._control = None, None
-        self.uses_control_variate = self._centre is not None
-        self._set_updates_per_draw(self.schedule[0] * curvature_range(self.metric, H)[0])
-
-    def _grad_evals_per_draw(self) -> float:
-        return super()._grad_evals_per_draw() * (2 if self.uses_control_variate else 1)
-
-    def _centre_at(self) -> tuple[np.ndarray, np.ndarray]:
-        """(w*, grad U(w*)) for the control variate (empty arrays without one)."""
-        if self._centre is None:
-            return langevin.NO_CENTRE, langevin.NO_CENTRE
-        return self._centre, noise.full_potential_and_grad(self.estimator, self._centre)[1]
+        self._set_updates_per_draw(self.schedule[0] * k_min)
 
     def _start_chain(self) -> None:
         d = self.estimator.dim
         self._noise_factor = np.eye(d) if self.correction == "exact" else np.zeros((0, 0))
-        self._control: tuple[np.ndarray, np.ndarray] | None = None  # set at the chain's first draw
         self.predicted_error = np.nan
-        self.uses_control_variate = False
 
     def _use_gradient_noise(self, per_example_cov: np.ndarray, w: np.ndarray) -> None:
         """Noise factor L with L L^T = Q / (2 h T) (the kernel scales it by sqrt(2 h T)), Q for the
@@ -221,15 +187,13 @@ class SGLD(StochasticGradientStep):
 
     def _run_updates(self, w: np.ndarray) -> tuple[np.ndarray, dict]:
         est = self.estimator
-        if self._control is None:
-            self._control = self._centre_at()
         kind = langevin.FULL if self.correction or self.metric.kind != "identity" else langevin.IDENTITY
         noise_root = self._noise_factor if self.correction else self.metric.factor
         w, self.t, h, grad_norm, potential, diverged = langevin.langevin_updates(
             est.fn, est.grad_fn, est.data, w, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
             self.scale, self.t, self.steps_per_draw, self.schedule_kind, self.schedule,
             self.temperature, 1.0, kind, np.ones(est.dim), self.metric.matrix, noise_root,
-            self.divergence_bound, *self._control)
+            self.divergence_bound, *self.centring.arrays(est))
         return w, {"step_size": h, "temperature": self.temperature, "grad_norm": grad_norm,
                    "minibatch_potential": potential, "diverging": diverged,
-                   "control_variate": self.uses_control_variate, "predicted_sd_error": self.predicted_error}
+                   "control_variate": self.centring.active, "predicted_sd_error": self.predicted_error}
