@@ -27,6 +27,8 @@ softplus terms of log p cost as much as the whole gradient (benchmarks/throughpu
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -78,9 +80,13 @@ class ModelEstimator:
 
 
 def _value_of(tensor: Variable) -> np.ndarray:
+    """Current value of a data tensor: a shared variable, a constant, or an expression of them
+    (e.g. observed=pm.Data(...)[1:])."""
     if isinstance(tensor, SharedVariable):
         return np.asarray(tensor.get_value(borrow=True))
-    return np.asarray(tensor.data)
+    if isinstance(tensor, Constant):
+        return np.asarray(tensor.data)
+    return np.asarray(tensor.eval())
 
 
 def _is_array_leaf(var: Variable) -> bool:
@@ -108,16 +114,17 @@ def _observed_length(model: pm.Model) -> int:
         batch_ndim = rv.ndim - rv.owner.op.ndim_supp
         if value.ndim == 0 or batch_ndim < 1:
             raise ModelSpecificationError(
-                f"Observed variable {rv.name!r} is a single draw (no independent rows along its "
-                "leading axis), so it cannot be minibatched. Use batch_size=None for full-batch "
-                "gradients, or restructure the model so each row is one observation."
+                f"Observed variable {rv.name!r} ({type(rv.owner.op).__name__}) is one joint draw: its rows are "
+                "coupled (a time series such as pm.AR or a random walk, or a multivariate distribution "
+                "across rows), so its likelihood is not a sum over rows and cannot be minibatched. "
+                "Use batch_size=None (full-batch gradients)."
             )
         lengths[rv.name] = value.shape[0]
     if len(set(lengths.values())) != 1:
         raise ModelSpecificationError(
-            f"Observed variables have different numbers of rows {lengths}; the minibatch indices "
-            "would not line up. Sample with batch_size=None (full batch), or split the model so "
-            "that all observed variables share one leading axis."
+            f"Observed variables have different numbers of rows {lengths}; one minibatch index "
+            "cannot subsample them all. Use batch_size=None (full-batch gradients), or give them "
+            "one leading axis."
         )
     return next(iter(lengths.values()))
 
@@ -199,7 +206,8 @@ def _flat_gradient(cost: Variable, value_vars: Sequence[Variable]) -> Variable:
     return pt.concatenate([g.ravel() for g in grads])
 
 
-def build_estimator(model: pm.Model, data: Sequence[str | Variable] | None = None) -> ModelEstimator:
+def build_estimator(model: pm.Model, data: Sequence[str | Variable] | None = None,
+                    full_batch: bool = False) -> ModelEstimator:
     """Compile the minibatch estimator of a PyMC model (see module docstring).
 
     Parameters
@@ -208,6 +216,9 @@ def build_estimator(model: pm.Model, data: Sequence[str | Variable] | None = Non
         written with priors or potentials) the likelihood part is zero: use full batch.
     data : optional explicit list of per-row data tensors (pm.Data names or tensors). By
         default every constant or pm.Data with n rows that feeds the observed variables.
+    full_batch : compile the model's own likelihood unsliced, as a single "row" (n = 1, no
+        data inputs): right for any model, including those whose rows are coupled (pm.AR,
+        random walks, MvNormal across rows) or whose observed variables differ in length.
 
     Examples
     --------
@@ -232,16 +243,13 @@ def build_estimator(model: pm.Model, data: Sequence[str | Variable] | None = Non
             "models itself: pass the full arrays (no pm.Minibatch, no total_size) and set batch_size."
         )
 
-    if model.observed_RVs:
-        n = _observed_length(model)
-        row_tensors = _resolve_user_data(model, data, n) if data is not None else _detect_row_data(model, n)
-        observed_values = [model.rvs_to_values[rv] for rv in model.observed_RVs]
-        row_tensors = observed_values + [v for v in row_tensors if v not in observed_values]
-    else:  # a target written with priors and potentials only: one "row" and no data
-        n, row_tensors = 1, []
-    inputs = [pt.tensor(name=v.name or f"data_{i}", dtype=v.dtype, shape=(None,) * v.ndim)
+    n, row_tensors = _row_layout(model, data, full_batch)
+    # any number of rows; trailing axes keep their static shape (x[:, None] must stay broadcastable)
+    inputs = [pt.tensor(name=v.name or f"data_{i}", dtype=v.dtype, shape=(None, *v.type.shape[1:]))
               for i, v in enumerate(row_tensors)]
-    if row_tensors:
+    if full_batch and model.observed_RVs:
+        loglik = full_loglik = model.logp(vars=model.observed_RVs)
+    elif row_tensors:
         loglik = _minibatched_loglik(model, {v: inp[idx] for v, inp in zip(row_tensors, inputs)}, idx.shape[0])
         full_loglik = _minibatched_loglik(model, dict(zip(row_tensors, inputs)), inputs[0].shape[0])
     else:
@@ -252,29 +260,62 @@ def build_estimator(model: pm.Model, data: Sequence[str | Variable] | None = Non
     grad_hat = _flat_gradient(-(prior + scale * loglik), model.value_vars)
     [prior, loglik, full_loglik, grad_hat], w = join_nonshared_inputs(
         point, [prior, loglik, full_loglik, grad_hat], model.value_vars)
-    grad_prior = pytensor.grad(prior, w)
+    grad_prior = pytensor.grad(prior, w, disconnected_inputs="ignore")  # all-Flat priors are constant
     parts = [prior, grad_prior, loglik, pytensor.grad(loglik, w, disconnected_inputs="ignore")]
     full_parts = [prior, grad_prior, full_loglik, pytensor.grad(full_loglik, w, disconnected_inputs="ignore")]
     compiled = pytensor.function([w, idx, *inputs], parts, mode="NUMBA", on_unused_input="ignore")
     compiled_full = pytensor.function([w, *inputs], full_parts, mode="NUMBA", on_unused_input="ignore")
     compiled_grad = pytensor.function([w, idx, scale, *inputs], grad_hat, mode="NUMBA", on_unused_input="ignore")
-    arrays = tuple(np.ascontiguousarray(_value_of(v)) for v in row_tensors)
     names = tuple(v.name or f"data_{i}" for i, v in enumerate(row_tensors))
     dim = int(sum(np.size(point[v.name]) for v in model.value_vars))
-    return ModelEstimator(compiled.vm.jit_fn, compiled_grad.vm.jit_fn, compiled_full.vm.jit_fn, arrays, names, n, dim)
+    return ModelEstimator(compiled.vm.jit_fn, compiled_grad.vm.jit_fn, compiled_full.vm.jit_fn,
+                          _current_arrays(row_tensors), names, n, dim)
+
+
+def _row_layout(model: pm.Model, data: Sequence[str | Variable] | None,
+                full_batch: bool = False) -> tuple[int, list[Variable]]:
+    """(n, per-row tensors in the compiled functions' input order: observed values first)."""
+    if full_batch or not model.observed_RVs:  # the likelihood (if any) is one "row", no data inputs
+        return 1, []
+    n = _observed_length(model)
+    row_tensors = _resolve_user_data(model, data, n) if data is not None else _detect_row_data(model, n)
+    observed_values = [model.rvs_to_values[rv] for rv in model.observed_RVs]
+    return n, observed_values + [v for v in row_tensors if v not in observed_values]
+
+
+def _current_arrays(row_tensors: Sequence[Variable]) -> tuple[np.ndarray, ...]:
+    return tuple(np.ascontiguousarray(_value_of(v)) for v in row_tensors)
+
+
+def _frozen_values_digest(model: pm.Model, row_tensors: Sequence[Variable]) -> str:
+    """Digest of every shared variable the compiled graphs hold as a constant (``_freeze_shared``):
+    a pm.set_data on one of them needs a new compilation."""
+    graphs = list(model.free_RVs) + list(model.observed_RVs) + list(model.potentials)
+    frozen = [v for v in ancestors(graphs) if isinstance(v, SharedVariable) and v not in set(row_tensors)]
+    digest = hashlib.sha1()
+    for var in frozen:
+        value = np.ascontiguousarray(var.get_value(borrow=True))
+        digest.update(f"{var.name}{value.dtype}{value.shape}".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
 
 
 _ESTIMATORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def cached_estimator(model: pm.Model, data: Sequence[str | Variable] | None = None) -> ModelEstimator:
-    """`build_estimator`, memoised per model, its variables and `data`.
+def cached_estimator(model: pm.Model, data: Sequence[str | Variable] | None = None,
+                     full_batch: bool = False) -> ModelEstimator:
+    """`build_estimator`, memoised per model, its variables, its per-row tensors and the values of
+    the shared variables compiled in as constants; the per-row arrays (and n) are read afresh at
+    every call, so data changed by pm.set_data (same or new length) is never stale.
 
-    Steps on the same model share one compiled estimator, so the numba loops specialised on
-    it are compiled once per process rather than once per step object.
+    Steps on the same model share the compiled functions, so the numba loops specialised on
+    them are compiled once per process rather than once per step object.
     """
-    key = (tuple(model.named_vars), None if data is None else tuple(map(str, data)))
+    n, row_tensors = _row_layout(model, data, full_batch)
+    key = (tuple(model.named_vars), None if data is None else tuple(map(str, data)), full_batch, tuple(row_tensors),
+           _frozen_values_digest(model, row_tensors))
     per_model = _ESTIMATORS.setdefault(model, {})
     if key not in per_model:
-        per_model[key] = build_estimator(model, data)
-    return per_model[key]
+        per_model[key] = build_estimator(model, data, full_batch)
+    return dataclasses.replace(per_model[key], data=_current_arrays(row_tensors), n_rows=n)

@@ -156,6 +156,7 @@ class StochasticGradientStep(BlockedStep):
         self.noise_rows = int(noise_rows)
         self._estimator: ModelEstimator | None = None
         self._constrained_fn = None
+        self.full_batch = batch_size is None  # the model's own likelihood, unsliced: any model works
         n = self.estimator.n_rows
         if batch_size is None:
             self.batch_size, self.batch_mode = n, batch_sampling.FULL
@@ -175,8 +176,19 @@ class StochasticGradientStep(BlockedStep):
     @property
     def estimator(self) -> ModelEstimator:
         if self._estimator is None:
-            self._estimator = cached_estimator(self.model, self.data)
+            self._estimator = cached_estimator(self.model, self.data, self.full_batch)
         return self._estimator
+
+    def _refresh_data(self) -> None:
+        """Read the model's data afresh (pm.set_data since the step was built); a new number of rows
+        changes the batch scale and every n-dependent default, so it needs a new step."""
+        built_for = self._estimator.n_rows if self._estimator is not None else None
+        self._estimator = None
+        if built_for is not None and self.estimator.n_rows != built_for:
+            raise ValueError(
+                f"The model's data changed length since this {type(self).__name__} was built (n = {built_for} -> "
+                f"{self.estimator.n_rows}, e.g. by pm.set_data). Build a new step for the new data: "
+                f"step={type(self).__name__}(batch_size=...).")
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -186,7 +198,9 @@ class StochasticGradientStep(BlockedStep):
 
     # -- PyMC protocol ----------------------------------------------------------------------
     def reset_tuning(self) -> None:
-        """Start a chain: fresh batch sampler, update counter and sampler-specific state."""
+        """Start a chain: the model's current data, fresh batch sampler, update counter and
+        sampler-specific state."""
+        self._refresh_data()
         n = self.estimator.n_rows
         self.perm, self.cursor, self.idx = batch_sampling.new_batch_state(self.batch_mode, n, self.batch_size)
         self.t = 0
@@ -220,23 +234,29 @@ class StochasticGradientStep(BlockedStep):
         """Find the bulk, set the metric, let the sampler tune; return a Laplace draw to start from."""
         self.bulk = warmup.find_bulk(self.estimator, w, self.rng)
         self.laplace = warmup.metric_from_hessian(self.bulk.hessian, dense=True)
+        self.spread = (self.bulk.mode, self.laplace)  # centre and scale of the bulk, for divergence checks
         self.metric = self._choose_metric(self.bulk)
         self._tune_sampler(self.bulk)
         self._warn_if_untrustworthy()
         return self.bulk.mode + self.laplace.factor @ self.rng.standard_normal(len(w))
 
     def _maybe_refine_metric(self) -> None:
-        """At tuning draws REFITS after the warm-up, re-estimate the metric from the covariance of
-        the window of draws since the previous refit and let the sampler re-tune in it, with the
-        Hessian replaced by the inverse of that covariance: the Gaussian that fits the draws
-        rather than the curvature at the mode (doubling windows, as Stan and PyMC adapt NUTS's
-        mass matrix). Only when the warm-up chose the step and the metric."""
+        """At tuning draws REFITS after the warm-up, re-estimate the posterior's centre and
+        covariance from the window of draws since the previous refit: they become the bulk the
+        divergence check measures against (the curvature at the mode can be far off, e.g. at the
+        kink of a Laplace likelihood), and, when the warm-up chose the step and the metric, the
+        new metric, the sampler re-tuning in it with the Hessian replaced by the inverse covariance:
+        the Gaussian that fits the draws rather than the curvature at the mode (doubling windows,
+        as Stan and PyMC adapt NUTS's mass matrix)."""
         count = len(self._tuning_draws)
-        if not (self.refines_metric and self.auto_step_size and self.metric_choice == "auto" and count in REFITS):
+        if not (self.auto_step_size and count in REFITS):
             return
         window = np.array(self._tuning_draws[WINDOW_STARTS[count]:count])
         covariance = warmup.metric.covariance_from_draws(self.laplace, window)
         draws = self.bulk.mode + window @ self.laplace.factor.T
+        self.spread = (draws.mean(axis=0), warmup.metric.dense_metric(covariance))
+        if not (self.refines_metric and self.metric_choice == "auto"):
+            return
         fitted = dataclasses.replace(self.bulk, mode=draws.mean(axis=0), draws=spread_out(draws, NOISE_POINTS),
                                      hessian=warmup.metric.jacobi_inverse(covariance), gradient=None)
         self.metric = self._choose_metric(fitted)
@@ -302,7 +322,8 @@ class StochasticGradientStep(BlockedStep):
 
     def _divergence_reason(self, w: np.ndarray, point_map_info) -> int:
         if self.bulk is not None and self.auto_step_size:  # a user's own step may mean a wider spread
-            z = warmup.whiten(self.laplace, w, self.bulk.mode)
+            centre, scale = self.spread
+            z = warmup.whiten(scale, w, centre)
             if not np.sqrt(np.mean(z * z)) <= MAX_WHITENED_RMS:
                 return 2
         return 0 if self._constrained_values_finite(w, point_map_info) else 3

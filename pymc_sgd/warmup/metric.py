@@ -67,10 +67,13 @@ def metric_from_hessian(H: np.ndarray, dense: bool | None = None) -> Metric:
     if not dense:
         diag = 1.0 / np.diag(H)
         return Metric(np.diag(diag), np.diag(np.sqrt(diag)), "diag")
-    M = jacobi_inverse(H)
+    return dense_metric(jacobi_inverse(H))
+
+
+def dense_metric(M: np.ndarray) -> Metric:
+    """The dense metric M (positive definite) with its Jacobi-scaled Cholesky factor."""
     D = np.sqrt(np.diag(M))
-    factor = D[:, None] * np.linalg.cholesky(M / np.outer(D, D))
-    return Metric(M, factor, "dense")
+    return Metric(M, D[:, None] * np.linalg.cholesky(M / np.outer(D, D)), "dense")
 
 
 def whiten(metric: Metric, w: np.ndarray, centre: np.ndarray) -> np.ndarray:
