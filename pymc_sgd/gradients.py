@@ -68,7 +68,14 @@ class ModelEstimator:
     data_names : their names, for messages and summaries.
     n_rows : number of rows n (the observed length; 1 for a model without observed data).
     dim : length of the flat unconstrained parameter vector w.
+    held : value variables not in w (a compound step's other blocks); their current values are
+        the last ``len(held)`` arrays of ``data``, updated in place by the step (``hold``).
     """
+
+    def hold(self, point: dict[str, np.ndarray]) -> None:
+        """Set the held variables to their values in ``point`` (in place: compiled loops keep the arrays)."""
+        for name, array in zip(self.held, self.data[len(self.data) - len(self.held):]):
+            np.copyto(array, point[name], casting="unsafe")
 
     fn: object
     grad_fn: object
@@ -77,6 +84,7 @@ class ModelEstimator:
     data_names: tuple[str, ...]
     n_rows: int | None
     dim: int
+    held: tuple[str, ...] = ()
 
 
 def _value_of(tensor: Variable) -> np.ndarray:
@@ -97,14 +105,31 @@ def _describe(var: Variable) -> str:
     return repr(var.name) if var.name else f"unnamed {var.type} constant"
 
 
-def _check_continuous(model: pm.Model) -> None:
-    discrete = [v.name for v in model.discrete_value_vars]
+def _check_continuous(model: pm.Model, sampled: Sequence[Variable]) -> None:
+    discrete = [v.name for v in model.discrete_value_vars if v in set(sampled)]
     if discrete:
         raise ModelSpecificationError(
             f"Stochastic-gradient samplers need gradients, but {discrete} are discrete. "
-            "Marginalise them out of the model (e.g. write the mixture with pm.Mixture / "
-            "pm.NormalMixture instead of a Categorical indicator)."
+            "Give the continuous variables to this step and the discrete ones to another, e.g. "
+            "step=[pymc_sgd.SGLD(vars=[...continuous...], batch_size=...), pm.Metropolis(vars=[...discrete...])], "
+            "or marginalise them out (e.g. pm.NormalMixture instead of a Categorical indicator)."
         )
+
+
+def sampled_value_vars(model: pm.Model, vars: Sequence[Variable] | None) -> list[Variable]:
+    """The value variables a step samples, in the model's order: all by default, else those of
+    ``vars`` (free random variables or their value variables, e.g. model.free_RVs or [sigma])."""
+    if vars is None:
+        return list(model.value_vars)
+    wanted = set()
+    for var in vars:
+        value = model.rvs_to_values.get(var, var)
+        if value not in set(model.value_vars):
+            raise ModelSpecificationError(
+                f"{var} is not a free variable of this model; give free random variables (e.g. model.free_RVs) "
+                f"or their value variables {[v.name for v in model.value_vars]}.")
+        wanted.add(value)
+    return [v for v in model.value_vars if v in wanted]
 
 
 def _observed_length(model: pm.Model) -> int:
@@ -207,7 +232,7 @@ def _flat_gradient(cost: Variable, value_vars: Sequence[Variable]) -> Variable:
 
 
 def build_estimator(model: pm.Model, data: Sequence[str | Variable] | None = None,
-                    full_batch: bool = False) -> ModelEstimator:
+                    full_batch: bool = False, vars: Sequence[Variable] | None = None) -> ModelEstimator:
     """Compile the minibatch estimator of a PyMC model (see module docstring).
 
     Parameters
@@ -219,6 +244,9 @@ def build_estimator(model: pm.Model, data: Sequence[str | Variable] | None = Non
     full_batch : compile the model's own likelihood unsliced, as a single "row" (n = 1, no
         data inputs): right for any model, including those whose rows are coupled (pm.AR,
         random walks, MvNormal across rows) or whose observed variables differ in length.
+    vars : the variables w stands for (default all free variables). The others are held at values
+        passed after the data (``conditioning`` arrays, per-row ones sliced like data): the
+        estimator is then of the conditional posterior, as a block of PyMC's compound step needs.
 
     Examples
     --------
@@ -231,7 +259,9 @@ def build_estimator(model: pm.Model, data: Sequence[str | Variable] | None = Non
     >>> round(float(gll[0]), 6)   # d/dmu sum_i log N(x_i | mu, 1) at mu = 0 is sum x_i
     10.0
     """
-    _check_continuous(model)
+    sampled = sampled_value_vars(model, vars)
+    _check_continuous(model, sampled)
+    held = [v for v in model.value_vars if v not in set(sampled)]
     point = model.initial_point()
     prior = model.logp(vars=list(model.free_RVs) + list(model.potentials), jacobian=True)
     idx = pt.vector("idx", dtype="int64")
@@ -247,29 +277,38 @@ def build_estimator(model: pm.Model, data: Sequence[str | Variable] | None = Non
     # any number of rows; trailing axes keep their static shape (x[:, None] must stay broadcastable)
     inputs = [pt.tensor(name=v.name or f"data_{i}", dtype=v.dtype, shape=(None, *v.type.shape[1:]))
               for i, v in enumerate(row_tensors)]
+    held_inputs = [pt.tensor(name=v.name, dtype=v.dtype, shape=v.type.shape) for v in held]
+    held_rows = [v for v in held if n > 1 and v.ndim >= 1 and np.shape(point[v.name])[0] == n]  # per-row latents
     if full_batch and model.observed_RVs:
         loglik = full_loglik = model.logp(vars=model.observed_RVs)
     elif row_tensors:
-        loglik = _minibatched_loglik(model, {v: inp[idx] for v, inp in zip(row_tensors, inputs)}, idx.shape[0])
+        sliced = {v: inp[idx] for v, inp in zip(row_tensors + held, inputs + held_inputs)
+                  if v in set(row_tensors) or v in set(held_rows)}
+        loglik = _minibatched_loglik(model, sliced, idx.shape[0])
         full_loglik = _minibatched_loglik(model, dict(zip(row_tensors, inputs)), inputs[0].shape[0])
     else:
         loglik = full_loglik = pt.constant(0.0, dtype="float64")
+    if held:  # everything else sees the held variables whole
+        prior, loglik, full_loglik = clone_replace([prior, loglik, full_loglik], dict(zip(held, held_inputs)),
+                                                   rebuild_strict=False)
 
     prior, loglik, full_loglik = _freeze_shared([prior, loglik, full_loglik])
     scale = pt.scalar("scale", dtype="float64")
-    grad_hat = _flat_gradient(-(prior + scale * loglik), model.value_vars)
+    grad_hat = _flat_gradient(-(prior + scale * loglik), sampled)
     [prior, loglik, full_loglik, grad_hat], w = join_nonshared_inputs(
-        point, [prior, loglik, full_loglik, grad_hat], model.value_vars)
+        point, [prior, loglik, full_loglik, grad_hat], sampled)
     grad_prior = pytensor.grad(prior, w, disconnected_inputs="ignore")  # all-Flat priors are constant
     parts = [prior, grad_prior, loglik, pytensor.grad(loglik, w, disconnected_inputs="ignore")]
     full_parts = [prior, grad_prior, full_loglik, pytensor.grad(full_loglik, w, disconnected_inputs="ignore")]
+    inputs = inputs + held_inputs  # held values travel with the data (the kernels pass *data through)
     compiled = pytensor.function([w, idx, *inputs], parts, mode="NUMBA", on_unused_input="ignore")
     compiled_full = pytensor.function([w, *inputs], full_parts, mode="NUMBA", on_unused_input="ignore")
     compiled_grad = pytensor.function([w, idx, scale, *inputs], grad_hat, mode="NUMBA", on_unused_input="ignore")
-    names = tuple(v.name or f"data_{i}" for i, v in enumerate(row_tensors))
-    dim = int(sum(np.size(point[v.name]) for v in model.value_vars))
+    names = tuple(v.name or f"data_{i}" for i, v in enumerate(row_tensors)) + tuple(v.name for v in held)
+    dim = int(sum(np.size(point[v.name]) for v in sampled))
+    held_values = tuple(np.array(point[v.name], dtype=v.dtype) for v in held)
     return ModelEstimator(compiled.vm.jit_fn, compiled_grad.vm.jit_fn, compiled_full.vm.jit_fn,
-                          _current_arrays(row_tensors), names, n, dim)
+                          _current_arrays(row_tensors) + held_values, names, n, dim, tuple(v.name for v in held))
 
 
 def _row_layout(model: pm.Model, data: Sequence[str | Variable] | None,
@@ -304,7 +343,7 @@ _ESTIMATORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def cached_estimator(model: pm.Model, data: Sequence[str | Variable] | None = None,
-                     full_batch: bool = False) -> ModelEstimator:
+                     full_batch: bool = False, vars: Sequence[Variable] | None = None) -> ModelEstimator:
     """`build_estimator`, memoised per model, its variables, its per-row tensors and the values of
     the shared variables compiled in as constants; the per-row arrays (and n) are read afresh at
     every call, so data changed by pm.set_data (same or new length) is never stale.
@@ -313,9 +352,12 @@ def cached_estimator(model: pm.Model, data: Sequence[str | Variable] | None = No
     them are compiled once per process rather than once per step object.
     """
     n, row_tensors = _row_layout(model, data, full_batch)
-    key = (tuple(model.named_vars), None if data is None else tuple(map(str, data)), full_batch, tuple(row_tensors),
-           _frozen_values_digest(model, row_tensors))
+    sampled = tuple(v.name for v in sampled_value_vars(model, vars))
+    key = (tuple(model.named_vars), None if data is None else tuple(map(str, data)), full_batch, sampled,
+           tuple(row_tensors), _frozen_values_digest(model, row_tensors))
     per_model = _ESTIMATORS.setdefault(model, {})
     if key not in per_model:
-        per_model[key] = build_estimator(model, data, full_batch)
-    return dataclasses.replace(per_model[key], data=_current_arrays(row_tensors), n_rows=n)
+        per_model[key] = build_estimator(model, data, full_batch, vars)
+    cached = per_model[key]
+    held_values = tuple(array.copy() for array in cached.data[len(cached.data) - len(cached.held):])
+    return dataclasses.replace(cached, data=_current_arrays(row_tensors) + held_values, n_rows=n)

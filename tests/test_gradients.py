@@ -107,7 +107,7 @@ def test_errors_name_the_problem_and_the_fix():
     with pm.Model() as discrete:
         k = pm.Poisson("k", 3.0)
         pm.Normal("y", k, 1.0, observed=Y)
-    with pytest.raises(ModelSpecificationError, match=r"\['k'\] are discrete.*Marginalise"):
+    with pytest.raises(ModelSpecificationError, match=r"\['k'\] are discrete.*pm.Metropolis"):
         build_estimator(discrete)
 
     with pm.Model() as lengths:

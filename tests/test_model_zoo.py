@@ -12,6 +12,7 @@ that is stuck, unscaled or on stale data (errors of 100% and more before these f
 
 import warnings
 
+import arviz as az
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
@@ -134,15 +135,12 @@ def sample_quietly(model, step=None, **kwargs):
         return pm.sample(progressbar=False, compute_convergence_checks=False, step=step, **kwargs)
 
 
-@pytest.mark.parametrize("build", ZOO, ids=[build.__name__ for build in ZOO])
-def test_sgld_on_defaults_matches_nuts(build):
-    model, batch_size = build()
+def assert_matches_nuts(model, step, **sample_kwargs) -> None:
     nuts = sample_quietly(model, draws=1000, tune=1000, chains=4, cores=1, random_seed=1, target_accept=0.9)
-    sgld = sample_quietly(model, pymc_sgd.SGLD(batch_size=batch_size, model=model), draws=1000, tune=500,
-                          chains=2, cores=1, random_seed=2)
-    assert not sgld.sample_stats["diverging"].values.any()
+    sampled = sample_quietly(model, step, draws=1000, tune=500, chains=2, cores=1, random_seed=2, **sample_kwargs)
+    assert not any(sampled.sample_stats[name].values.any() for name in sampled.sample_stats if "diverging" in name)
     reference = unconstrained_columns(nuts, model)
-    for label, draws in unconstrained_columns(sgld, model).items():
+    for label, draws in unconstrained_columns(sampled, model).items():
         mean, se = mean_and_se(draws)
         ref_mean, ref_se = mean_and_se(reference[label])
         assert abs(mean - ref_mean) <= Z * np.hypot(se, ref_se), (label, mean, ref_mean, se, ref_se)
@@ -150,6 +148,46 @@ def test_sgld_on_defaults_matches_nuts(build):
         ref_var, ref_var_se = cov_and_se(reference[label], reference[label])
         assert abs(var - ref_var) <= Z * np.hypot(var_se, ref_var_se) + VARIANCE_BIAS * ref_var, (
             label, var, ref_var, var_se, ref_var_se)
+
+
+@pytest.mark.parametrize("build", ZOO, ids=[build.__name__ for build in ZOO])
+def test_sgld_on_defaults_matches_nuts(build):
+    model, batch_size = build()
+    assert_matches_nuts(model, pymc_sgd.SGLD(batch_size=batch_size, model=model))
+
+
+def test_compound_step_with_another_sampler_matches_nuts():
+    """step=[SGLD(vars=[a, b]), pm.Slice([sigma])]: SGLD samples the regression coefficients from
+    their conditional posterior given the other block's current sigma (PyMC's compound step)."""
+    with pm.Model() as model:
+        a = pm.Normal("a", 0.0, 10.0)
+        b = pm.Normal("b", 0.0, 10.0)
+        sigma = pm.HalfNormal("sigma", 2.0)
+        pm.Normal("y", a + b * X, sigma, observed=Y)
+    assert_matches_nuts(model, [pymc_sgd.SGLD([a, b], batch_size=30, model=model), pm.Slice([sigma], model=model)])
+
+
+def test_discrete_variables_go_to_their_own_step():
+    """A Bernoulli latent sampled by BinaryGibbsMetropolis, the continuous rest by SGLD, free
+    random variables given as vars (not value variables: SGLD([p, mu]) with p's value logit-transformed);
+    NUTS's compound run is the reference for p and mu, and both chains' k must agree in mean
+    (4.5 SE)."""
+    with pm.Model() as model:
+        p = pm.Beta("p", 2.0, 2.0)
+        mu = pm.Normal("mu", 0.0, 5.0)
+        k = pm.Bernoulli("k", p)
+        pm.Normal("obs", mu + k, 1.0, observed=RNG.normal(1.5, 1.0, 200))
+    nuts = sample_quietly(model, draws=2000, tune=1000, chains=4, cores=1, random_seed=1)
+    mixed = sample_quietly(model, [pymc_sgd.SGLD([p, mu], batch_size=20, model=model),
+                                   pm.BinaryGibbsMetropolis([k], model=model)],
+                           draws=1000, tune=500, chains=2, cores=1, random_seed=2)
+    for name in ("mu", "k"):
+        mean, se = mean_and_se(mixed.posterior[name].values.astype(float))
+        ref_mean, ref_se = mean_and_se(nuts.posterior[name].values.astype(float))
+        assert abs(mean - ref_mean) <= Z * np.hypot(se, ref_se) + 1e-9, (name, mean, ref_mean)
+    logit = [np.log(idata.posterior["p"].values / (1.0 - idata.posterior["p"].values)) for idata in (mixed, nuts)]
+    (mean, se), (ref_mean, ref_se) = mean_and_se(logit[0]), mean_and_se(logit[1])
+    assert abs(mean - ref_mean) <= Z * np.hypot(se, ref_se), (mean, ref_mean)
 
 
 @pytest.mark.parametrize("build", [autoregressive, observed_of_different_lengths], ids=["AR", "different_lengths"])
@@ -187,3 +225,36 @@ def test_data_set_by_pm_set_data_is_never_stale():
     with pytest.raises(ValueError, match=r"changed length.*Build a new step"):
         _posterior_mean(model, step)
     assert abs(_posterior_mean(model, pymc_sgd.SGLD(batch_size=40, model=model)) - longer.mean()) < 0.05
+
+
+def test_warnings_from_worker_processes_reach_the_user(caplog):
+    """Under cores=2 a chain's RuntimeWarnings are lost in its worker process; they must arrive
+    in the parent as PyMC log records (the draw's "warning" stat, as NUTS's do): here the
+    too-short-tuning warning of each of the two chains."""
+    x = RNG.normal(1.0, 1.0, 500)
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0.0, 10.0)
+        pm.Normal("y", mu, 1.0, observed=x)
+    with caplog.at_level("WARNING", logger="pymc"):
+        sample_quietly(model, pymc_sgd.SGLD(batch_size=50, model=model), draws=20, tune=10, chains=2, cores=2,
+                       random_seed=1)
+    relayed = [record for record in caplog.records if "leaves too few tuning draws" in record.getMessage()]
+    assert len(relayed) == 2, [record.getMessage() for record in caplog.records]
+
+
+@pytest.mark.parametrize("name", ["SGLD", "SGHMC", "UnderdampedLangevin"])
+def test_energy_and_lp_stats_serve_arviz(name):
+    """PyMC/ArviZ parity: ``energy`` (U_hat, plus the kinetic energy of momentum samplers) and
+    ``lp`` = -U_hat per draw, so az.bfmi / az.plot_energy work; lp must be the log density of
+    the model at the draw up to the minibatch's error: U_hat's SD is sqrt(n^2 / B Var_i log p(x_i))
+    = sqrt(300^2 / 30 * 0.5) = 39 for unit-variance residuals (Var of r^2 / 2 is 1/2), so 200 is
+    5 SDs, while a missing or mis-signed lp is off by 2 |log p| ~ 900."""
+    model, batch_size = global_potential()
+    idata = sample_quietly(model, getattr(pymc_sgd, name)(batch_size=batch_size, model=model), draws=100, tune=60,
+                           chains=2, cores=1, random_seed=4)
+    stats = idata.sample_stats
+    assert np.all(np.isfinite(az.bfmi(idata)))
+    logp = model.compile_logp()
+    for chain, draw in ((0, 10), (1, 99)):
+        point = {"a": idata.posterior["a"].values[chain, draw], "b": idata.posterior["b"].values[chain, draw]}
+        assert abs(float(stats["lp"].values[chain, draw]) - float(logp(point))) < 200.0

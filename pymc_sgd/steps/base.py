@@ -15,6 +15,7 @@ pickling and rebuilt in workers.
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import time
 import warnings
 from collections.abc import Sequence
@@ -23,11 +24,12 @@ from typing import Any
 import numpy as np
 import pymc as pm
 from pymc.blocking import DictToArrayBijection, RaveledVars
+from pymc.stats.convergence import SamplerWarning, WarningType
 from pymc.step_methods.compound import BlockedStep
 from pytensor.graph.basic import Variable
 
 from .. import warmup
-from ..gradients import ModelEstimator, cached_estimator
+from ..gradients import ModelEstimator, cached_estimator, sampled_value_vars
 from ..kernels import batching as batch_sampling
 from ..warmup.settle import settling_message
 from .centring import Centring
@@ -43,6 +45,9 @@ BASE_STATS = {
     "warmup_time": (np.float64, []),
     "warmup_grad_evals": (np.float64, []),
     "grad_evals": (np.float64, []),
+    "energy": (np.float64, []),  # U_hat (+ kinetic energy for momentum samplers), for az.plot_energy
+    "lp": (np.float64, []),  # -U_hat: the minibatch estimate of the log density PyMC's NUTS records as lp
+    "warning": (SamplerWarning, None),  # messages from worker processes, logged by PyMC in the parent
 }
 _BATCHING_NAMES = {k: v for k, v in batch_sampling.MODES.items() if k != "full"}
 METRICS = ("auto", "dense", "diag", "identity")
@@ -124,15 +129,8 @@ class StochasticGradientStep(BlockedStep):
         rng: Any = None,
     ) -> None:
         model = pm.modelcontext(model)
-        value_vars = list(model.value_vars)
-        if vars is not None and {v.name for v in vars} != {v.name for v in value_vars}:
-            raise ValueError(
-                f"{type(self).__name__} samples all free variables of the model jointly "
-                f"({[v.name for v in value_vars]}); it cannot be restricted to {[v.name for v in vars]}. "
-                "Leave vars=None."
-            )
-        self.vars = value_vars
-        self.var_names = tuple(v.name for v in value_vars)
+        self.vars = sampled_value_vars(model, vars)
+        self.var_names = tuple(v.name for v in self.vars)
         self.model = model
         self.blocked = blocked
         self.rng = np.random.default_rng(rng)
@@ -176,7 +174,7 @@ class StochasticGradientStep(BlockedStep):
     @property
     def estimator(self) -> ModelEstimator:
         if self._estimator is None:
-            self._estimator = cached_estimator(self.model, self.data, self.full_batch)
+            self._estimator = cached_estimator(self.model, self.data, self.full_batch, self.vars)
         return self._estimator
 
     def _refresh_data(self) -> None:
@@ -212,6 +210,7 @@ class StochasticGradientStep(BlockedStep):
         self._tuning_draws: list[np.ndarray] = []
         self.warmup_time = 0.0
         self.predicted_ess_per_draw = np.nan
+        self._pending_warnings: list[str] = []
         if self.centring is not None:
             self.centring.reset()
         self._start_chain()
@@ -247,7 +246,8 @@ class StochasticGradientStep(BlockedStep):
         kink of a Laplace likelihood), and, when the warm-up chose the step and the metric, the
         new metric, the sampler re-tuning in it with the Hessian replaced by the inverse covariance:
         the Gaussian that fits the draws rather than the curvature at the mode (doubling windows,
-        as Stan and PyMC adapt NUTS's mass matrix)."""
+        as Stan and PyMC adapt NUTS's mass matrix); otherwise the sampler re-tunes in its metric
+        with the gradient noise measured at the window's draws."""
         count = len(self._tuning_draws)
         if not (self.auto_step_size and count in REFITS):
             return
@@ -255,13 +255,21 @@ class StochasticGradientStep(BlockedStep):
         covariance = warmup.metric.covariance_from_draws(self.laplace, window)
         draws = self.bulk.mode + window @ self.laplace.factor.T
         self.spread = (draws.mean(axis=0), warmup.metric.dense_metric(covariance))
-        if not (self.refines_metric and self.metric_choice == "auto"):
+        noise_points = spread_out(draws, NOISE_POINTS)
+        if not (self.refines_metric and self.metric_choice == "auto" and self._draws_make_a_metric(window)):
+            # same metric, noise where the chain is
+            self._tune_sampler(dataclasses.replace(self.bulk, draws=noise_points))
             return
-        fitted = dataclasses.replace(self.bulk, mode=draws.mean(axis=0), draws=spread_out(draws, NOISE_POINTS),
+        fitted = dataclasses.replace(self.bulk, mode=draws.mean(axis=0), draws=noise_points,
                                      hessian=warmup.metric.jacobi_inverse(covariance), gradient=None)
         self.metric = self._choose_metric(fitted)
         self._tune_sampler(fitted)
         self._metric_changed()
+
+    def _draws_make_a_metric(self, window: np.ndarray) -> bool:
+        """Hook: whether the covariance of these tuning draws (whitened by the Laplace metric) may
+        become the metric."""
+        return True
 
     def _metric_changed(self) -> None:
         """Hook: sampler state tied to the old metric (e.g. a velocity in its coordinates)."""
@@ -276,9 +284,8 @@ class StochasticGradientStep(BlockedStep):
             problems.append(f"no step size has a predicted SD error below target_error={self.target_error} "
                             f"(predicted {predicted:.3g}; the curvature at the bulk is not that of a mode)")
         if problems:
-            warnings.warn(f"{type(self).__name__}: {'; '.join(problems)}. The draws may be wrong: check them "
-                          "against NUTS, reparameterise the model, or pass step_size explicitly.",
-                          RuntimeWarning, stacklevel=4)
+            self._warn(f"{type(self).__name__}: {'; '.join(problems)}. The draws may be wrong: check them "
+                       "against NUTS, reparameterise the model, or pass step_size explicitly.", stacklevel=4)
 
     def _tune_sampler(self, bulk: warmup.Bulk) -> None:
         """Choose the step size (and steps_per_draw when auto) in self.metric."""
@@ -305,28 +312,29 @@ class StochasticGradientStep(BlockedStep):
         """Say so when max_steps_per_draw caps the thinning below half an effective draw per draw
         (for the choice sampling uses: after the last metric refit)."""
         if self.auto_steps_per_draw and self.predicted_ess_per_draw < 0.5:
-            warnings.warn(
+            self._warn(
                 f"{type(self).__name__}: {self.max_steps_per_draw} updates per draw (max_steps_per_draw) give a "
                 f"predicted ESS of only {self.predicted_ess_per_draw:.2f} per draw; raise max_steps_per_draw or "
-                "draw more.", RuntimeWarning, stacklevel=3)
+                "draw more.")
 
     # -- divergence checks beyond the kernel's ------------------------------------------------
-    def _constrained_values_finite(self, w: np.ndarray, point_map_info) -> bool:
+    def _constrained_values_finite(self, w: np.ndarray, point_map_info, point: dict) -> bool:
         if self._constrained_fn is None:
             model = self.model
             outputs = model.replace_rvs_by_values(list(model.free_RVs) + list(model.deterministics))
             self._constrained_fn = model.compile_fn(outputs, inputs=model.value_vars, on_unused_input="ignore",
                                                     point_fn=True)
-        point = DictToArrayBijection.rmap(RaveledVars(w, point_map_info))
+        point = {**point, **DictToArrayBijection.rmap(RaveledVars(w, point_map_info))}
         return all(np.all(np.isfinite(value)) for value in self._constrained_fn(point))
 
-    def _divergence_reason(self, w: np.ndarray, point_map_info) -> int:
-        if self.bulk is not None and self.auto_step_size:  # a user's own step may mean a wider spread
+    def _divergence_reason(self, w: np.ndarray, point_map_info, point: dict) -> int:
+        # a user's own step may mean a wider spread; a compound step's conditional posterior moves
+        if self.bulk is not None and self.auto_step_size and not self.estimator.held:
             centre, scale = self.spread
             z = warmup.whiten(scale, w, centre)
             if not np.sqrt(np.mean(z * z)) <= MAX_WHITENED_RMS:
                 return 2
-        return 0 if self._constrained_values_finite(w, point_map_info) else 3
+        return 0 if self._constrained_values_finite(w, point_map_info, point) else 3
 
     # -- gradient-noise measurement (for samplers that set measures_gradient_noise) ----------
     def _use_gradient_noise(self, per_example_cov: np.ndarray, w: np.ndarray) -> None:
@@ -362,7 +370,7 @@ class StochasticGradientStep(BlockedStep):
         if not self.halted:
             message = settling_message(self._tuning_draws, self.draw, self._coordinate_names())
             if message:
-                warnings.warn(f"{type(self).__name__}: {message}", RuntimeWarning, stacklevel=2)
+                self._warn(f"{type(self).__name__}: {message}", stacklevel=2)
         super().stop_tuning()
 
     def _coordinate_names(self) -> list[str]:
@@ -373,7 +381,8 @@ class StochasticGradientStep(BlockedStep):
         q = DictToArrayBijection.map({name: point[name] for name in self.var_names})
         w = q.data.astype(np.float64)
         if self.halted:
-            return point, [self._halted_stats()]
+            return point, [{**self._halted_stats(), "warning": self._take_warnings()}]
+        self.estimator.hold(point)  # a compound step's other blocks, as they are now
         if self.bulk is None:
             started = time.perf_counter()
             w = self._warm_up(w)
@@ -383,7 +392,7 @@ class StochasticGradientStep(BlockedStep):
         if self.draw == 0 and self.measures_gradient_noise:
             self._measure_noise_at(self._noise_points(self.bulk))
         new_w, stats = self._run_updates(w)
-        reason = 1 if stats["diverging"] else self._divergence_reason(new_w, q.point_map_info)
+        reason = 1 if stats["diverging"] else self._divergence_reason(new_w, q.point_map_info, point)
         if reason:
             self._halt(reason)
             new_w = w  # the state this draw started from passed every check
@@ -394,7 +403,9 @@ class StochasticGradientStep(BlockedStep):
                 self._after_tuning_draw(new_w)
         stats.update(diverging=bool(reason), divergence_reason=reason, steps_per_draw=self.steps_per_draw,
                      warmup_time=self.warmup_time, warmup_grad_evals=self.bulk.data_passes,
-                     grad_evals=self._grad_evals_per_draw())
+                     grad_evals=self._grad_evals_per_draw(), warning=self._take_warnings(),
+                     energy=stats["minibatch_potential"] + stats.get("kinetic_energy", 0.0),
+                     lp=-stats["minibatch_potential"])
         self.draw += 1
         return DictToArrayBijection.rmap(RaveledVars(new_w, q.point_map_info), start_point=point), [stats]
 
@@ -405,12 +416,23 @@ class StochasticGradientStep(BlockedStep):
 
     def _halt(self, reason: int) -> None:
         self.halted, self.halt_reason = True, reason
-        warnings.warn(
+        self._warn(
             f"{type(self).__name__}: {DIVERGENCE_REASONS[reason]} at draw {self.draw} (update {self.t}); the "
             "chain is halted and repeats the last state that passed every check, flagged as diverging. Pass a smaller "
-            "step_size (or leave it to the warm-up: step_size=None), or a smaller target_error.",
-            RuntimeWarning, stacklevel=3,
-        )
+            "step_size (or leave it to the warm-up: step_size=None), or a smaller target_error.")
+
+    def _warn(self, message: str, stacklevel: int = 3) -> None:
+        """A RuntimeWarning in the main process. In a worker of pm.sample(cores > 1) warnings never
+        reach the user, so the message rides on the next draw's ``warning`` stat instead, which
+        PyMC logs in the parent process (as it does for NUTS's)."""
+        if multiprocessing.parent_process() is None:
+            warnings.warn(message, RuntimeWarning, stacklevel=stacklevel + 1)
+        else:
+            self._pending_warnings.append(message)
+
+    def _take_warnings(self) -> SamplerWarning | None:
+        pending, self._pending_warnings = self._pending_warnings, []
+        return SamplerWarning(WarningType.BAD_PARAMS, " | ".join(pending), "warn") if pending else None
 
     def _halted_stats(self) -> dict:
         stats = {name: np.nan if np.issubdtype(dtype, np.floating) else 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -118,9 +117,8 @@ class SGHMC(StochasticGradientStep):
         if clipped and not self._warned_hot:  # once per chain: tuning windows measure again
             self._warned_hot = True
             beta_hat = 0.5 * self.h * np.linalg.eigvalsh(V_z).max()
-            warnings.warn(f"SGHMC: the gradient noise alone exceeds the target temperature (beta_hat up to "
-                          f"{beta_hat:.3g} > friction {self.friction}); lower step_size or raise friction.",
-                          RuntimeWarning, stacklevel=3)
+            self._warn(f"SGHMC: the gradient noise alone exceeds the target temperature (beta_hat up to "
+                       f"{beta_hat:.3g} > friction {self.friction}); lower step_size or raise friction.")
         self.noise_factor = self.metric.factor @ factor
 
     def _run_updates(self, w: np.ndarray) -> tuple[np.ndarray, dict]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,8 +178,7 @@ class SGLD(StochasticGradientStep):
             Q = theory.exact_injected_noise(H, V, h, temperature=T)
         except ValueError as error:
             if self.draw > 0:  # the start point may be far from the mode; later windows should not be
-                warnings.warn(f"SGLD(correction='exact'): {error} Using the nearest feasible noise.",
-                              RuntimeWarning, stacklevel=3)
+                self._warn(f"SGLD(correction='exact'): {error} Using the nearest feasible noise.")
             Q = theory.exact_injected_noise(H, V, h, temperature=T, clip=True)
         eigenvalues, eigenvectors = np.linalg.eigh(Q / (2.0 * self.schedule[0] * T))
         self._noise_factor = eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))
