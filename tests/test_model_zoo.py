@@ -82,6 +82,25 @@ def autoregressive():
     return model, None
 
 
+def random_walk():
+    """pm.GaussianRandomWalk observed: rows coupled, full batch."""
+    with pm.Model() as model:
+        sigma = pm.HalfNormal("sigma", 1.0)
+        pm.GaussianRandomWalk("y", sigma=sigma, init_dist=pm.Normal.dist(0.0, 5.0),
+                              observed=np.cumsum(RNG.normal(0.0, 0.5, 100)))
+    return model, None
+
+
+def gaussian_process_marginal():
+    """MvNormal across rows (a GP's marginal likelihood with a squared-exponential kernel): full batch."""
+    inputs = np.linspace(0.0, 1.0, 30)
+    kernel = np.exp(-0.5 * (inputs[:, None] - inputs[None, :]) ** 2 / 0.1**2) + 0.1 * np.eye(30)
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0.0, 5.0)
+        pm.MvNormal("y", mu * np.ones(30), cov=kernel, observed=np.sin(6.0 * inputs) + 1.0)
+    return model, None
+
+
 def observed_of_different_lengths():
     """A row-level and a group-level likelihood of different lengths: full batch."""
     with pm.Model() as model:
@@ -112,7 +131,7 @@ def deterministic_and_math():
 
 
 ZOO = [flat_priors_only, two_dimensional_observed, per_row_known_sigma, pm_data_slice_as_observed, autoregressive,
-       observed_of_different_lengths, global_potential, deterministic_and_math]
+       random_walk, gaussian_process_marginal, observed_of_different_lengths, global_potential, deterministic_and_math]
 
 
 def unconstrained_columns(idata, model) -> dict[str, np.ndarray]:
@@ -190,7 +209,8 @@ def test_discrete_variables_go_to_their_own_step():
     assert abs(mean - ref_mean) <= Z * np.hypot(se, ref_se), (mean, ref_mean)
 
 
-@pytest.mark.parametrize("build", [autoregressive, observed_of_different_lengths], ids=["AR", "different_lengths"])
+@pytest.mark.parametrize("build", [autoregressive, random_walk, gaussian_process_marginal, observed_of_different_lengths],
+                         ids=["AR", "random_walk", "MvNormal_rows", "different_lengths"])
 def test_minibatch_refusal_names_the_fix_that_works(build):
     """Asking to minibatch a model that cannot be raises a ModelSpecificationError that says
     batch_size=None; test_sgld_on_defaults_matches_nuts runs that advice on the same models."""
