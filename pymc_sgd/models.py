@@ -239,7 +239,8 @@ class Moments:
 
 
 def noncentred_hierarchical_model(groups: int = 12, n: int = 1000, sigma: float = 1.0, mu_sd: float = 5.0,
-                                  tau_sd: float = 1.0, seed: int = 7, grid_size: int = 4001) -> tuple[pm.Model, Moments]:
+                                  tau_sd: float = 1.0, seed: int = 7,
+                                  grid_size: int = 4001) -> tuple[pm.Model, Moments]:
     """y_i ~ N(mu + tau z_{g_i}, sigma^2), z_g ~ N(0, 1), mu ~ N(0, mu_sd^2), tau ~ HalfNormal(tau_sd), sigma
     known, and the exact posterior moments of (mu, log tau, z). Data: group g_i uniform on ``groups``,
     group means drawn from N(1, 0.5^2), with np.random.default_rng(seed).

@@ -118,7 +118,8 @@ def test_default_ladder_adapts_during_tuning_only(mixture):
         warnings.simplefilter("ignore", RuntimeWarning)
         idata = pm.sample(draws=50, tune=400, chains=1, random_seed=3, progressbar=False, discard_tuned_samples=False,
                           compute_convergence_checks=False, step=pymc_sgd.ReplicaExchangeSGLD(batch_size=20))
-    tuning, sampling = idata.warmup_sample_stats["temperature_3"].values[0], idata.sample_stats["temperature_3"].values[0]
+    tuning = idata.warmup_sample_stats["temperature_3"].values[0]
+    sampling = idata.sample_stats["temperature_3"].values[0]
     assert len(np.unique(tuning)) == 4  # the geometric start and three refits
     assert len(np.unique(sampling)) == 1 and sampling[0] == tuning[-1]
     np.testing.assert_allclose(idata.sample_stats["temperature_7"].values, 100.0)

@@ -209,7 +209,8 @@ def test_discrete_variables_go_to_their_own_step():
     assert abs(mean - ref_mean) <= Z * np.hypot(se, ref_se), (mean, ref_mean)
 
 
-@pytest.mark.parametrize("build", [autoregressive, random_walk, gaussian_process_marginal, observed_of_different_lengths],
+@pytest.mark.parametrize("build",
+                         [autoregressive, random_walk, gaussian_process_marginal, observed_of_different_lengths],
                          ids=["AR", "random_walk", "MvNormal_rows", "different_lengths"])
 def test_minibatch_refusal_names_the_fix_that_works(build):
     """Asking to minibatch a model that cannot be raises a ModelSpecificationError that says

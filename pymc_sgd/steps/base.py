@@ -347,9 +347,13 @@ class StochasticGradientStep(BlockedStep):
         points = spread_out(np.atleast_2d(points), NOISE_POINTS)
         rows = np.sort(self.rng.choice(est.n_rows, size=min(est.n_rows, self.noise_rows), replace=False))
         centre = None if self.centring is None else self.centring.centre  # the noise of the estimator in use
-        C = np.mean([warmup.per_example_gradient_covariance(est, w, rows.astype(np.int64), centre) for w in points],
-                    axis=0)
-        self._use_gradient_noise(C, points.mean(axis=0))
+        covariances = [warmup.per_example_gradient_covariance(est, w, rows.astype(np.int64), centre) for w in points]
+        self._check_gradient_noise(covariances)
+        self._use_gradient_noise(np.mean(covariances, axis=0), points.mean(axis=0))
+
+    def _check_gradient_noise(self, covariances: list[np.ndarray]) -> None:
+        """Hook: refuse gradient noise the sampler cannot use, point by point (an average over
+        points can hide what is true at each, e.g. a null direction that moves with the point)."""
 
     def _after_tuning_draw(self, w: np.ndarray) -> None:
         self._window.append(w)

@@ -124,7 +124,6 @@ class ConstantSGD(StochasticGradientStep):
         """P = h (f C)^{-1} (Jacobi-scaled inverse: unscaled covariates put C's diagonal over many
         decades), its diagonal version, or for "exact" theory.exact_preconditioner(H, V)."""
         noise = self.finite_population * per_example_cov
-        self._require_noise_in_every_direction(noise)
         if self.preconditioner == "exact":
             est = self.estimator
             H = potential_hessian(est.fn, est.data, w, np.arange(est.n_rows, dtype=np.int64), 1.0, 1e-5)
@@ -139,17 +138,13 @@ class ConstantSGD(StochasticGradientStep):
         if self.preconditioner == "full":
             self.p_full = self.h * jacobi_inverse(noise)
 
-    def _require_noise_in_every_direction(self, noise: np.ndarray) -> None:
+    def _check_gradient_noise(self, covariances: list[np.ndarray]) -> None:
         """Only minibatch noise moves this chain: a direction with no per-example gradient variance
-        (a parameter outside the likelihood, or gradients that are linearly dependent, e.g. group
-        effects summing to the common mean's gradient) is never sampled, and P ~ C^{-1} blows up there."""
-        if self.preconditioner is None:
-            return
-        scale = np.sqrt(np.clip(np.diag(noise), 0.0, None))
-        degenerate = scale.min() == 0.0
-        if not degenerate and self.preconditioner != "diag":
-            degenerate = np.linalg.eigvalsh(noise / np.outer(scale, scale)).min() < NOISE_RANK_TOLERANCE
-        if degenerate:
+        at a point (a parameter outside the likelihood, or gradients that are linearly dependent,
+        e.g. group effects summing to tau times the common mean's gradient, a direction that turns
+        with tau) is never sampled there, and P ~ C^{-1} blows up. Checked at every point: the
+        average over points of a non-centred model's C is regular, and the chain diverged."""
+        if self.preconditioner is not None and any(self._degenerate(C) for C in covariances):
             raise ValueError(
                 "ConstantSGD: the per-example gradients of this model do not vary in every direction of the "
                 f"parameters {list(self.var_names)} (their covariance is singular: a parameter that no data row "
@@ -157,10 +152,17 @@ class ConstantSGD(StochasticGradientStep):
                 "Constant-rate SGD is moved only by that variation, so it cannot sample those directions. "
                 "Use pymc_sgd.SGLD(batch_size=...), which injects its own noise.")
 
+    def _degenerate(self, C: np.ndarray) -> bool:
+        scale = np.sqrt(np.clip(np.diag(C), 0.0, None))
+        if scale.min() == 0.0:
+            return True
+        correlation = C / np.outer(scale, scale)
+        return self.preconditioner != "diag" and np.linalg.eigvalsh(correlation).min() < NOISE_RANK_TOLERANCE
+
     def _tune_sampler(self, bulk) -> None:
-        """The preconditioner from the noise averaged over the bulk's noise points (Laplace or tuning
-        draws); thinning from the slowest eigenvalue of P H (the relaxation rate per update of w <- w - P grad U, times 1 - beta
-        for heavy-ball, whose effective step is P / (1 - beta))."""
+        """The preconditioner from the noise averaged over the bulk's noise points (Laplace or
+        tuning draws); thinning from the slowest eigenvalue of P H (the relaxation rate per update
+        of w <- w - P grad U, times 1 - beta for heavy-ball, whose effective step is P / (1 - beta))."""
         if not self.auto_steps_per_draw:
             return
         if self.measures_gradient_noise:
