@@ -123,3 +123,12 @@ def test_default_ladder_adapts_during_tuning_only(mixture):
     assert len(np.unique(tuning)) == 4  # the geometric start and three refits
     assert len(np.unique(sampling)) == 1 and sampling[0] == tuning[-1]
     np.testing.assert_allclose(idata.sample_stats["temperature_7"].values, 100.0)
+
+
+def test_auto_swap_energy_is_exact_where_it_is_cheap(mixture):
+    """n = 100 rows, B = 20, about 15 updates between swaps: a full-data energy pair costs less than
+    the updates, so "auto" swaps exactly ("corrected" swaps ten times per draw moved a mean of seed
+    000's n = 100 model by 0.23 posterior SD, measured); with n > B swap_every it is "corrected"."""
+    step = pymc_sgd.ReplicaExchangeSGLD(batch_size=20, steps_per_draw=150, model=mixture)
+    assert step._swap_energy() == "full"
+    assert pymc_sgd.ReplicaExchangeSGLD(batch_size=2, steps_per_draw=20, model=mixture)._swap_energy() == "corrected"

@@ -119,6 +119,10 @@ def test_schedule_and_constant_sgd_refuse_bad_arguments(model):
         pymc_sgd.ConstantSGD(batch_size=10, preconditioner="inverse", model=model)
     with pytest.raises(ValueError, match=r"learning_rate must be a positive number"):
         pymc_sgd.ConstantSGD(batch_size=10, learning_rate=-0.1, model=model)
+    with pytest.raises(ValueError, match=r"target_error must be a positive number, got '0.03'"):
+        pymc_sgd.SGLD(batch_size=10, target_error="0.03", model=model)
+    with pytest.raises(ValueError, match=r"step_size must be a positive number, got True"):
+        pymc_sgd.SGHMC(batch_size=10, step_size=True, model=model)
     with pytest.raises(ValueError, match=r"is not a free variable of this model; give free random variables"):
         pymc_sgd.SGLD(vars=[pt.scalar("elsewhere")], batch_size=10, step_size=1e-3, model=model)
 

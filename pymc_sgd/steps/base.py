@@ -82,10 +82,12 @@ def require_int(name: str, value: Any, low: int, hint: str = "") -> int:
 
 
 def require_positive(name: str, value: float, hint: str) -> float:
-    value = float(value)
+    """A finite number > 0 (strings and bools are refused, not coerced)."""
+    if isinstance(value, bool | str) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ValueError(f"{name} must be a positive number, got {value!r}. {hint}".rstrip())
     if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive number, got {value}. {hint}")
-    return value
+        raise ValueError(f"{name} must be a positive number, got {value}. {hint}".rstrip())
+    return float(value)
 
 
 class StochasticGradientStep(BlockedStep):

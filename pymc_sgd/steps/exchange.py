@@ -29,9 +29,10 @@ class ReplicaExchangeSGLD(StochasticGradientStep):
     Every replica runs w <- w - h grad U_hat(w) + sqrt(2 h T_k) xi. Every ``swap_every``
     updates, adjacent slots (alternately even and odd pairs) exchange states with probability
     min(1, exp((1/T_k - 1/T_{k+1}) (U_k - U_{k+1}))) (ERRATA.md). With minibatch energies the
-    plain rule is biased; ``swap_energy="corrected"`` (default) applies Deng et al. (2020)'s
-    variance correction, ``"full"`` uses exact full-data energies (an exact Metropolis swap),
-    ``"naive"`` the biased rule. The recorded draw is the T = 1 slot; all replica states live
+    plain rule is biased; ``swap_energy="auto"`` (default) uses exact full-data energies where they
+    cost no more than the updates between swaps, else ``"corrected"``, Deng et al. (2020)'s
+    variance correction; ``"full"`` always uses exact full-data energies (an exact Metropolis
+    swap), ``"naive"`` the biased rule. The recorded draw is the T = 1 slot; all replica states live
     in the step (``replica_states``).
 
     The default ladder starts geometric and adapts during tuning: at the metric refits (tuning
@@ -71,7 +72,7 @@ class ReplicaExchangeSGLD(StochasticGradientStep):
 
     def __init__(self, vars=None, *, batch_size: int | None, step_size: float | None = None,
                  temperatures: Sequence[float] | None = None, n_replicas: int = 8,
-                 max_temperature: float = 100.0, swap_every: int | None = None, swap_energy: str = "corrected",
+                 max_temperature: float = 100.0, swap_every: int | None = None, swap_energy: str = "auto",
                  swap_batch_size: int | None = None, steps_per_draw: int | None = None, **kwargs: Any) -> None:
         self.auto_step_size = step_size is None
         self.h = np.nan if step_size is None else require_positive(
@@ -84,8 +85,8 @@ class ReplicaExchangeSGLD(StochasticGradientStep):
         self.temperatures = np.asarray(temperatures, dtype=np.float64)
         if len(self.temperatures) < 2 or self.temperatures[0] != 1.0 or np.any(np.diff(self.temperatures) <= 0):
             raise ValueError(f"temperatures must increase strictly from 1 (the posterior), got {list(temperatures)}.")
-        if swap_energy not in SWAP_ENERGIES:
-            raise ValueError(f"swap_energy={swap_energy!r} is unknown; use one of {sorted(SWAP_ENERGIES)}.")
+        if swap_energy not in (*SWAP_ENERGIES, "auto"):
+            raise ValueError(f"swap_energy={swap_energy!r} is unknown; use 'auto' or one of {sorted(SWAP_ENERGIES)}.")
         self.user_swap_every = None if swap_every is None else require_int(
             "swap_every", swap_every, 1, "It is the number of updates between swap rounds; None chooses it.")
         self.swap_energy = swap_energy
@@ -98,7 +99,7 @@ class ReplicaExchangeSGLD(StochasticGradientStep):
         self.stats_dtypes = [{name: dtype for name, (dtype, _) in self.stats_dtypes_shapes.items()}]
         super().__init__(vars, batch_size=batch_size, steps_per_draw=steps_per_draw, **kwargs)
         self.swap_batch_size = self.batch_size if swap_batch_size is None else int(swap_batch_size)
-        if swap_energy != "full" and self.swap_batch_size < 2:
+        if swap_energy not in ("full", "auto") and self.swap_batch_size < 2:
             raise ValueError("swap_batch_size must be >= 2 to estimate the energy variance for the correction.")
 
     def _start_chain(self) -> None:
@@ -135,6 +136,17 @@ class ReplicaExchangeSGLD(StochasticGradientStep):
                                                               1.0, self.target_error)
         self._set_updates_per_draw(self.h * curvature_range(self.metric, bulk.hessian)[0])
 
+    def _swap_energy(self) -> str:
+        """"auto": exact full-data energies when a swap round's (K n rows) costs no more than the
+        updates between rounds (K B swap_every rows), i.e. n <= B swap_every; else Deng et al.'s
+        corrected minibatch energies. The correction is approximate (it assumes Gaussian energy
+        noise) and its bias grows with the number of swaps: at 10 rounds per draw on seed 000's
+        n = 100 model it moved a mean by 0.23 posterior SD, the full energies by 0.05 (MC error)."""
+        if self.swap_energy != "auto":
+            return self.swap_energy
+        cheap = self.estimator.n_rows <= self.batch_size * self._swap_every() or self.swap_batch_size < 2
+        return "full" if cheap else "corrected"
+
     def _swap_every(self) -> int:
         if self.user_swap_every is not None:
             return self.user_swap_every
@@ -153,7 +165,7 @@ class ReplicaExchangeSGLD(StochasticGradientStep):
         self.t, grad_norm, potential, diverged = exchange.exchange_updates(
             est.fn, est.grad_fn, est.data, self.replica_states, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
             self.scale, self.steps_per_draw, self.h, self.temperatures, self._swap_every(), self.t,
-            SWAP_ENERGIES[self.swap_energy], est.n_rows, self.swap_batch_size, self.labels, self.direction,
+            SWAP_ENERGIES[self._swap_energy()], est.n_rows, self.swap_batch_size, self.labels, self.direction,
             self.round_trips, accepted, attempted,
             langevin.IDENTITY if self.metric.kind == "identity" else langevin.FULL, self.metric.matrix,
             self.metric.factor, self.divergence_bound)
