@@ -151,7 +151,7 @@ def unconstrained_columns(idata, model) -> dict[str, np.ndarray]:
 def sample_quietly(model, step=None, **kwargs):
     with model, warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return pm.sample(progressbar=False, compute_convergence_checks=False, step=step, **kwargs)
+        return pm.sample(**{"progressbar": False, **kwargs}, compute_convergence_checks=False, step=step)
 
 
 def assert_matches_nuts(model, step, **sample_kwargs) -> None:
@@ -279,3 +279,17 @@ def test_energy_and_lp_stats_serve_arviz(name):
     for chain, draw in ((0, 10), (1, 99)):
         point = {"a": idata.posterior["a"].values[chain, draw], "b": idata.posterior["b"].values[chain, draw]}
         assert abs(float(stats["lp"].values[chain, draw]) - float(logp(point))) < 200.0
+
+
+def test_progress_bar_shows_divergences_and_step_size():
+    """The progress bar's columns, as NUTS's: divergences (1 once the chain halted) and the step size,
+    and pm.sample(progressbar=True) runs with them, alone and in a compound step."""
+    model, batch_size = global_potential()
+    step = pymc_sgd.SGLD(batch_size=batch_size, model=model)
+    (update,) = step._make_progressbar_update_functions()
+    assert update({"diverging": True, "step_size": 0.01234}) == {"divergences": 1, "step_size": "0.0123",
+                                                                  "failing": True}
+    with model:
+        slice_b = pm.Slice([model["b"]])
+    sample_quietly(model, [pymc_sgd.SGLD([model["a"]], batch_size=batch_size, model=model), slice_b], draws=10,
+                   tune=10, chains=1, progressbar=True)

@@ -27,6 +27,8 @@ from pymc.blocking import DictToArrayBijection, RaveledVars
 from pymc.stats.convergence import SamplerWarning, WarningType
 from pymc.step_methods.compound import BlockedStep
 from pytensor.graph.basic import Variable
+from rich.progress import TextColumn
+from rich.table import Column
 
 from .. import warmup
 from ..gradients import ModelEstimator, cached_estimator, sampled_value_vars
@@ -450,6 +452,21 @@ class StochasticGradientStep(BlockedStep):
 
     def _run_updates(self, w: np.ndarray) -> tuple[np.ndarray, dict]:
         raise NotImplementedError
+
+    @staticmethod
+    def _progressbar_config(n_chains: int = 1) -> tuple[list, dict]:
+        """pm.sample's progress bar shows divergences (1: the chain halted) and the step size, as for NUTS."""
+        columns = [TextColumn("{task.fields[divergences]}", table_column=Column("Divergences", ratio=1)),
+                   TextColumn("{task.fields[step_size]}", table_column=Column("Step size", ratio=1))]
+        return columns, {"divergences": [0] * n_chains, "step_size": [""] * n_chains}
+
+    @staticmethod
+    def _make_progressbar_update_functions() -> tuple:
+        def update_stats(stats: dict) -> dict:
+            return {"divergences": int(stats["diverging"]), "step_size": f"{stats['step_size']:.3g}",
+                    "failing": bool(stats["diverging"])}
+
+        return (update_stats,)
 
     @staticmethod
     def competence(var, has_grad):
