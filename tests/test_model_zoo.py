@@ -130,8 +130,70 @@ def deterministic_and_math():
     return model, 30
 
 
+def logistic_glm():
+    """Bernoulli with a logit link on two covariates."""
+    X2 = RNG.normal(size=(N, 2))
+    outcomes = RNG.random(N) < 1.0 / (1.0 + np.exp(-(0.3 + X2 @ [1.0, -0.5])))
+    with pm.Model() as model:
+        beta = pm.Normal("beta", 0.0, 5.0, shape=2)
+        alpha = pm.Normal("alpha", 0.0, 5.0)
+        pm.Bernoulli("y", logit_p=alpha + X2 @ beta, observed=outcomes)
+    return model, 30
+
+
+def poisson_glm():
+    """Poisson counts with a log link."""
+    with pm.Model() as model:
+        a = pm.Normal("a", 0.0, 3.0)
+        b = pm.Normal("b", 0.0, 3.0)
+        pm.Poisson("y", pt.exp(a + b * X), observed=RNG.poisson(np.exp(0.5 + 0.3 * X)))
+    return model, 30
+
+
+def student_t_regression():
+    """Heavy-tailed likelihood with unknown degrees of freedom."""
+    with pm.Model() as model:
+        a = pm.Normal("a", 0.0, 10.0)
+        b = pm.Normal("b", 0.0, 10.0)
+        nu = pm.Gamma("nu", 2.0, 0.1)
+        sigma = pm.HalfNormal("sigma", 2.0)
+        pm.StudentT("y", nu=nu, mu=a + b * X, sigma=sigma, observed=1.0 + 2.0 * X + RNG.standard_t(4, N))
+    return model, 30
+
+
+def centred_hierarchical_with_group_index():
+    """Group intercepts indexed by a numpy group vector (subsampled with the rows), centred."""
+    groups = RNG.integers(6, size=N)
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0.0, 5.0)
+        tau = pm.HalfNormal("tau", 2.0)
+        alpha = pm.Normal("alpha", mu, tau, shape=6)
+        pm.Normal("y", alpha[groups], 1.0, observed=RNG.normal(1.0, 0.7, 6)[groups] + RNG.normal(size=N))
+    return model, 30
+
+
+def bounded_rate_binomial():
+    """A Beta-distributed rate near a bound with binomial rows (logit-transformed)."""
+    with pm.Model() as model:
+        p = pm.Beta("p", 1.0, 1.0)
+        pm.Binomial("k", n=20, p=p, observed=RNG.binomial(20, 0.04, N))
+    return model, 30
+
+
+def zero_inflated_counts():
+    """ZeroInflatedPoisson: a mixture likelihood per row, two bounded parameters."""
+    counts = np.where(RNG.random(N) < 0.3, 0, RNG.poisson(2.5, N))
+    with pm.Model() as model:
+        psi = pm.Beta("psi", 1.0, 1.0)
+        rate = pm.Gamma("rate", 2.0, 1.0)
+        pm.ZeroInflatedPoisson("y", psi=psi, mu=rate, observed=counts)
+    return model, 30
+
+
 ZOO = [flat_priors_only, two_dimensional_observed, per_row_known_sigma, pm_data_slice_as_observed, autoregressive,
-       random_walk, gaussian_process_marginal, observed_of_different_lengths, global_potential, deterministic_and_math]
+       random_walk, gaussian_process_marginal, observed_of_different_lengths, global_potential, deterministic_and_math,
+       logistic_glm, poisson_glm, student_t_regression, centred_hierarchical_with_group_index, bounded_rate_binomial,
+       zero_inflated_counts]
 
 
 def unconstrained_columns(idata, model) -> dict[str, np.ndarray]:
