@@ -306,6 +306,11 @@ class StochasticGradientStep(BlockedStep):
         return warmup.gradient_noise(self.estimator, self._noise_points(bulk), self.rng, self.batch_size,
                                      self.batch_mode == batch_sampling.WITH_REPLACEMENT, self.noise_rows, centre)
 
+    def _centring_pays(self) -> bool:
+        """Whether control_variate="auto" may centre: with minibatches. (Inside a compound step the
+        centre's full-data gradient is recomputed at every draw, ``Centring.arrays``.)"""
+        return self.batch_mode != batch_sampling.FULL
+
     def _set_updates_per_draw(self, rate_per_update: float) -> None:
         """steps_per_draw from the slowest relaxation rate, when the user left it to us."""
         if self.auto_steps_per_draw:

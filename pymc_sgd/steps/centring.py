@@ -87,11 +87,12 @@ class Centring:
         return configuration
 
     def arrays(self, est) -> tuple[np.ndarray, np.ndarray]:
-        """(w*, grad U(w*)) for the kernel, the full-data gradient computed once per centre
-        (empty arrays without a centre)."""
+        """(w*, grad U(w*)) for the kernel, the full-data gradient computed once per centre, or at
+        every call when the estimator holds other blocks' values (a compound step: grad U(w*)
+        depends on them, and a stale one would bias every update); empty arrays without a centre."""
         if self.centre is None:
             return NO_CENTRE, NO_CENTRE
-        if self._arrays is None or self._arrays[0] is not self.centre:
+        if self._arrays is None or self._arrays[0] is not self.centre or est.held:
             self._arrays = (self.centre, full_potential_and_grad(est, self.centre)[1])
         return self._arrays
 

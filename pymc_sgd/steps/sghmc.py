@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .. import warmup
-from ..kernels import batching, langevin
+from ..kernels import langevin
 from ..kernels.momentum import momentum_updates
 from ..warmup.tuning import curvature_range, relaxation_rate, sghmc_parameters, whitened, whitened_injection
 from .base import BASE_STATS, StochasticGradientStep, kinetic_energy, require_positive
@@ -100,7 +100,7 @@ class SGHMC(StochasticGradientStep):
                                                   self.temperature, self.target_error, self.user_friction)
             return (h, friction, error), rate(h, friction)
 
-        chosen = self.centring.choose(bulk, self.auto_step_size, self.batch_mode != batching.FULL, tune)
+        chosen = self.centring.choose(bulk, self.auto_step_size, self._centring_pays(), tune)
         if chosen is not None:
             self.h, self.friction, self.predicted_error = chosen
         self.noise_factor = np.sqrt(2.0 * self.friction * self.h * self.temperature) * self.metric.factor

@@ -154,7 +154,7 @@ class SGLD(StochasticGradientStep):
             h, error = langevin_step_size(H, self._minibatch_noise(bulk, centre), self.metric, T, self.target_error)
             return (h, error), h * k_min
 
-        chosen = self.centring.choose(bulk, self.auto_step_size, self.batch_mode != batching.FULL, tune)
+        chosen = self.centring.choose(bulk, self.auto_step_size, self._centring_pays(), tune)
         if chosen is not None:
             h, self.predicted_error = chosen
             self.schedule = np.array([h, 0.0, 0.0])

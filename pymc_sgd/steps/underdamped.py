@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .. import warmup
-from ..kernels import batching, underdamped
+from ..kernels import underdamped
 from ..warmup.tuning import baoab_parameters, curvature_range, relaxation_rate
 from .base import BASE_STATS, StochasticGradientStep, require_positive
 from .centring import Centring, check_control_variate
@@ -83,7 +83,7 @@ class UnderdampedLangevin(StochasticGradientStep):
                                                self.temperature, self.target_error, self.user_friction)
             return (h, gamma, error), relaxation_rate(gamma, k_min) * h
 
-        chosen = self.centring.choose(bulk, self.auto_step_size, self.batch_mode != batching.FULL, tune)
+        chosen = self.centring.choose(bulk, self.auto_step_size, self._centring_pays(), tune)
         if chosen is not None:
             self.h, self.gamma, self.predicted_error = chosen
         self._set_updates_per_draw(relaxation_rate(self.gamma, k_min) * self.h)
