@@ -6,8 +6,10 @@ Conventions (DESIGN.md): the target is pi(w) ~ exp(-U(w)/T) in PyMC's unconstrai
     U_hat(w) = -log p(w) - (n/B) sum_{i in batch} log p(x_i | w)  (unbiased for U).
 
 `build_estimator` rewrites the model's logp graph so that every per-row data tensor (the
-observed values and each constant or pm.Data whose leading axis has the observed length n)
-becomes an explicit input sliced by an index vector, and compiles it in pytensor's NUMBA mode.
+observed values and each constant or pm.Data whose leading axis has its observed variable's
+length, see ``pymc_sgd.rows``) becomes an explicit input sliced by an index vector, and compiles
+it in pytensor's NUMBA mode. Observed variables of different lengths share the index: n is the
+longest one's length and the others are read through the weighted map of ``pymc_sgd.rows``.
 The compiled function is an ordinary numba dispatcher, callable from inside ``@njit`` code as
 
     log_prior, grad_log_prior, log_lik_batch, grad_log_lik_batch = fn(w, idx, *data)
@@ -39,19 +41,16 @@ import pytensor
 import pytensor.tensor as pt
 from pymc.distributions.shape_utils import change_dist_size
 from pymc.pytensorf import join_nonshared_inputs
-from pymc.variational.minibatch_rv import MinibatchRandomVariable
 from pytensor.compile.sharedvalue import SharedVariable
-from pytensor.graph.basic import Constant, Variable
+from pytensor.graph.basic import Variable
 from pytensor.graph.replace import clone_replace
 from pytensor.graph.rewriting.utils import rewrite_graph
 from pytensor.graph.traversal import ancestors
 from pytensor.tensor.type import TensorType
 
+from .rows import ModelSpecificationError, RowGroup, describe, observed_likelihoods, row_layout, row_tensors, value_of
+
 __all__ = ["ModelEstimator", "build_estimator", "cached_estimator", "ModelSpecificationError"]
-
-
-class ModelSpecificationError(ValueError):
-    """The model cannot be minibatched as written; the message says how to fix it."""
 
 
 @dataclass
@@ -87,24 +86,6 @@ class ModelEstimator:
     held: tuple[str, ...] = ()
 
 
-def _value_of(tensor: Variable) -> np.ndarray:
-    """Current value of a data tensor: a shared variable, a constant, or an expression of them
-    (e.g. observed=pm.Data(...)[1:])."""
-    if isinstance(tensor, SharedVariable):
-        return np.asarray(tensor.get_value(borrow=True))
-    if isinstance(tensor, Constant):
-        return np.asarray(tensor.data)
-    return np.asarray(tensor.eval())
-
-
-def _is_array_leaf(var: Variable) -> bool:
-    return isinstance(var, SharedVariable | Constant) and isinstance(var.type, TensorType) and var.ndim >= 1
-
-
-def _describe(var: Variable) -> str:
-    return repr(var.name) if var.name else f"unnamed {var.type} constant"
-
-
 def _check_continuous(model: pm.Model, sampled: Sequence[Variable]) -> None:
     discrete = [v.name for v in model.discrete_value_vars if v in set(sampled)]
     if discrete:
@@ -132,86 +113,79 @@ def sampled_value_vars(model: pm.Model, vars: Sequence[Variable] | None) -> list
     return [v for v in model.value_vars if v in wanted]
 
 
-def _observed_length(model: pm.Model) -> int:
-    lengths = {}
-    for rv in model.observed_RVs:
-        value = _value_of(model.rvs_to_values[rv])
-        batch_ndim = rv.ndim - rv.owner.op.ndim_supp
-        if value.ndim == 0 or batch_ndim < 1:
-            raise ModelSpecificationError(
-                f"Observed variable {rv.name!r} ({type(rv.owner.op).__name__}) is one joint draw: its rows are "
-                "coupled (a time series such as pm.AR or a random walk, or a multivariate distribution "
-                "across rows), so its likelihood is not a sum over rows and cannot be minibatched. "
-                "Use batch_size=None (full-batch gradients)."
-            )
-        lengths[rv.name] = value.shape[0]
-    if len(set(lengths.values())) != 1:
-        raise ModelSpecificationError(
-            f"Observed variables have different numbers of rows {lengths}; one minibatch index "
-            "cannot subsample them all. Use batch_size=None (full-batch gradients), or give them "
-            "one leading axis."
-        )
-    return next(iter(lengths.values()))
+def _ceil_div(a: Variable, b: Variable) -> Variable:
+    return (a + b - 1) // b
 
 
-def _resolve_user_data(model: pm.Model, data: Sequence[str | Variable], n: int) -> list[Variable]:
-    named = {name: var for name, var in model.named_vars.items() if _is_array_leaf(var)}
-    resolved = []
-    for item in data:
-        var = named.get(item) if isinstance(item, str) else item
-        if var is None:
-            raise ModelSpecificationError(
-                f"data={item!r} is not a data tensor of this model. Known data tensors: "
-                f"{sorted(named)}. Pass pm.Data names or the tensors themselves."
-            )
-        if not _is_array_leaf(var) or _value_of(var).shape[0] != n:
-            raise ModelSpecificationError(
-                f"data tensor {_describe(var)} must be an array whose leading axis has the "
-                f"observed length n = {n}."
-            )
-        resolved.append(var)
-    return resolved
+def _rows_loglik(groups: Sequence[RowGroup], inputs: dict, idx: Variable | None) -> Variable:
+    """Sum of the "virtual rows" r_i over i in ``idx`` (``pymc_sgd.rows``), or with idx None the
+    full log-likelihood, in terms of the value variables and the data ``inputs``.
 
-
-def _detect_row_data(model: pm.Model, n: int) -> list[Variable]:
-    """Constants and pm.Data with n rows that feed the observed variables' parameters."""
-    observed_values = {model.rvs_to_values[rv] for rv in model.observed_RVs}
-    feeds_likelihood = [
-        v for v in ancestors(model.observed_RVs) if _is_array_leaf(v) and v not in observed_values
-    ]
-    candidates = [v for v in feeds_likelihood if _value_of(v).shape[0] == n]
-    prior_graphs = list(model.free_RVs) + list(model.potentials)
-    in_prior = set(ancestors(prior_graphs)) if prior_graphs else set()
-    ambiguous = [v for v in candidates if v in in_prior]
-    if ambiguous:
-        raise ModelSpecificationError(
-            f"Data tensor(s) {[_describe(v) for v in ambiguous]} have n = {n} rows and feed both "
-            "the likelihood and the prior/potentials, so it is unclear whether to subsample them. "
-            "Name the per-row tensors explicitly with data=[...] (pm.Data names or tensors)."
-        )
-    return candidates
-
-
-def _minibatched_loglik(model: pm.Model, replacements: dict, n_rows: Variable) -> Variable:
-    """Sum over the rows in ``replacements`` of the observed log-likelihood, in terms of the value variables.
-
-    Each observed variable is resized to n_rows rows (PyMC's change_dist_size keeps
-    mixtures and other symbolic distributions intact), its free random variables are
-    replaced by value variables, its per-row parameters are sliced, and its logp is
-    evaluated at the sliced observed values.
+    Each observed variable's full-data likelihood (``pymc_sgd.rows.Observed``) is resized to the
+    batch's rows (PyMC's change_dist_size keeps mixtures and other symbolic distributions intact),
+    its per-row tensors and latents are sliced, and its logp is evaluated at the sliced observed values.
     """
+    n = inputs[groups[0].tensors[0]].shape[0]
     terms = []
-    for rv in model.observed_RVs:
-        batch_shape = tuple(rv.shape)[: rv.ndim - rv.owner.op.ndim_supp]
-        resized = change_dist_size(rv, (n_rows, *batch_shape[1:]))
-        (resized,) = model.replace_rvs_by_values([resized])  # free RVs -> value variables
-        sliced = clone_replace(resized, replacements, rebuild_strict=False)
-        value = replacements[model.rvs_to_values[rv]]
-        terms.append(pt.sum(pm.logp(sliced, value)))
+    for group in groups:
+        n_k = inputs[group.tensors[0]].shape[0]
+        weights = None
+        if idx is None:
+            rows, replacements = n_k, {v: inputs[v] for v in group.tensors}
+        else:
+            rows, j = idx.shape[0], idx
+            if group.length != groups[0].length:  # j = floor(i n_k / n), weight 1 / c_k(j)
+                j = idx * n_k // n
+                weights = 1.0 / (_ceil_div((j + 1) * n, n_k) - _ceil_div(j * n, n_k))
+            replacements = {v: inputs.get(v, v)[j] for v in group.tensors + group.latents}
+        for term in group.observed:
+            rv = term.likelihood
+            batch_shape = tuple(rv.shape)[: rv.ndim - rv.owner.op.ndim_supp]
+            resized = change_dist_size(rv, (rows, *batch_shape[1:]))
+            sliced = clone_replace(resized, replacements, rebuild_strict=False)
+            logp = pm.logp(sliced, replacements[term.value])
+            if weights is not None:
+                logp = logp.reshape((rows, -1)).sum(axis=1) * weights
+            terms.append(pt.sum(logp))
     # Shape graphs of symbolic distributions (e.g. mixtures) can still reference their random
     # generators; canonicalisation replaces those shapes and leaves a pure logp graph.
     (loglik,) = rewrite_graph([pt.add(*terms)], include=("canonicalize",))
     return loglik
+
+
+def _check_row_split(estimator: ModelEstimator, model: pm.Model, sampled: Sequence[Variable],
+                     groups: Sequence[RowGroup]) -> None:
+    """The rows' terms summed over the two halves of a shuffled full batch must add up to the
+    full-data log-likelihood: a tensor or latent sliced that is not per row (e.g. a group effect
+    indexed by a per-group index) misaligns them, and a tensor with n rows built inside the model
+    (e.g. pt.zeros((n, 1))) that is not sliced makes a half-batch fail. Checked once at a random
+    point near the initial one; tolerance 1e-7 of the largest part (fastmath rounding)."""
+    point = model.initial_point()
+    start = np.concatenate([np.ravel(point[v.name]) for v in sampled])
+    w = start + np.random.default_rng(1).normal(0.0, 0.3, start.shape)
+    shuffled = np.random.default_rng(0).permutation(estimator.n_rows).astype(np.int64)
+    sliced = [describe(v) for g in groups for v in g.tensors + g.latents]
+    advice = ("Build per-row tensors from the data (e.g. pt.zeros_like(x) rather than pt.zeros((n, 1))), name "
+              "the per-row data tensors with data=[...], or use batch_size=None (full-batch gradients).")
+    try:
+        halves = [estimator.fn(w, np.ascontiguousarray(half), *estimator.data)[2:]
+                  for half in np.array_split(shuffled, 2)]
+    except (ValueError, IndexError) as error:
+        raise ModelSpecificationError(
+            f"The likelihood cannot be evaluated on a subset of rows when slicing {sliced}: {error}. {advice}"
+        ) from error
+    _, _, ll_full, grad_full = estimator.full_fn(w, *estimator.data)
+    if not np.isfinite(ll_full.item()):
+        return
+    ll_rows = sum(ll.item() for ll, _ in halves)
+    grad_rows = sum(grad for _, grad in halves)
+    ll_scale = 1.0 + max(abs(ll_full.item()), *(abs(ll.item()) for ll, _ in halves))
+    grad_scale = 1.0 + max(np.abs(g).max(initial=0.0) for g in [grad_full] + [grad for _, grad in halves])
+    if abs(ll_rows - ll_full.item()) > 1e-7 * ll_scale or np.abs(grad_rows - grad_full).max(initial=0.0) > \
+            1e-7 * grad_scale:
+        raise ModelSpecificationError(
+            f"The likelihood does not split into rows along the tensors detected as per row {sliced}: "
+            f"summed over a shuffled full batch it is {ll_rows:.6g}, not {ll_full.item():.6g}. {advice}")
 
 
 def _freeze_shared(graphs: list[Variable]) -> list[Variable]:
@@ -261,36 +235,47 @@ def build_estimator(model: pm.Model, data: Sequence[str | Variable] | None = Non
     """
     sampled = sampled_value_vars(model, vars)
     _check_continuous(model, sampled)
+    n, groups = row_layout(model, data, full_batch)
+    if not (groups and n > 1):
+        return _compile(model, sampled, n, groups, full_batch)
+    # Free variables with a group's length are sliced as per-row latents unless that breaks the
+    # row split (e.g. group effects indexed by a per-group parent index): then they stay whole.
+    attempts = [groups] + ([[dataclasses.replace(g, latents=()) for g in groups]]
+                           if any(g.latents for g in groups) else [])
+    for attempt in attempts[:-1]:
+        estimator = _compile(model, sampled, n, attempt, full_batch)
+        try:
+            _check_row_split(estimator, model, sampled, attempt)
+            return estimator
+        except ModelSpecificationError:
+            pass
+    estimator = _compile(model, sampled, n, attempts[-1], full_batch)
+    _check_row_split(estimator, model, sampled, attempts[-1])
+    return estimator
+
+
+def _compile(model: pm.Model, sampled: list[Variable], n: int, groups: Sequence[RowGroup],
+             full_batch: bool) -> ModelEstimator:
+    """Compile fn, grad_fn and full_fn for a row layout (see build_estimator)."""
     held = [v for v in model.value_vars if v not in set(sampled)]
     point = model.initial_point()
     prior = model.logp(vars=list(model.free_RVs) + list(model.potentials), jacobian=True)
     idx = pt.vector("idx", dtype="int64")
-
-    if any(isinstance(rv.owner.op, MinibatchRandomVariable) for rv in model.observed_RVs):
-        # pm.Minibatch + total_size: the model already subsamples and scales itself.
-        raise ModelSpecificationError(
-            "This model was written with pm.Minibatch/total_size. pymc_sgd minibatches full-data "
-            "models itself: pass the full arrays (no pm.Minibatch, no total_size) and set batch_size."
-        )
-
-    n, row_tensors = _row_layout(model, data, full_batch)
+    tensors = row_tensors(groups)
     # any number of rows; trailing axes keep their static shape (x[:, None] must stay broadcastable)
-    inputs = [pt.tensor(name=v.name or f"data_{i}", dtype=v.dtype, shape=(None, *v.type.shape[1:]))
-              for i, v in enumerate(row_tensors)]
-    held_inputs = [pt.tensor(name=v.name, dtype=v.dtype, shape=v.type.shape) for v in held]
-    held_rows = [v for v in held if n > 1 and v.ndim >= 1 and np.shape(point[v.name])[0] == n]  # per-row latents
+    inputs = {v: pt.tensor(name=v.name or f"data_{i}", dtype=v.dtype, shape=(None, *v.type.shape[1:]))
+              for i, v in enumerate(tensors)}
+    held_inputs = {v: pt.tensor(name=v.name, dtype=v.dtype, shape=v.type.shape) for v in held}
     if full_batch and model.observed_RVs:
-        loglik = full_loglik = model.logp(vars=model.observed_RVs)
-    elif row_tensors:
-        sliced = {v: inp[idx] for v, inp in zip(row_tensors + held, inputs + held_inputs)
-                  if v in set(row_tensors) or v in set(held_rows)}
-        loglik = _minibatched_loglik(model, sliced, idx.shape[0])
-        full_loglik = _minibatched_loglik(model, dict(zip(row_tensors, inputs)), inputs[0].shape[0])
+        loglik = full_loglik = pt.add(*(pt.sum(pm.logp(term.likelihood, term.value))
+                                        for term in observed_likelihoods(model)))
+    elif groups:
+        loglik = _rows_loglik(groups, inputs | held_inputs, idx)
+        full_loglik = _rows_loglik(groups, inputs, None)
     else:
         loglik = full_loglik = pt.constant(0.0, dtype="float64")
     if held:  # everything else sees the held variables whole
-        prior, loglik, full_loglik = clone_replace([prior, loglik, full_loglik], dict(zip(held, held_inputs)),
-                                                   rebuild_strict=False)
+        prior, loglik, full_loglik = clone_replace([prior, loglik, full_loglik], held_inputs, rebuild_strict=False)
 
     prior, loglik, full_loglik = _freeze_shared([prior, loglik, full_loglik])
     scale = pt.scalar("scale", dtype="float64")
@@ -300,37 +285,29 @@ def build_estimator(model: pm.Model, data: Sequence[str | Variable] | None = Non
     grad_prior = pytensor.grad(prior, w, disconnected_inputs="ignore")  # all-Flat priors are constant
     parts = [prior, grad_prior, loglik, pytensor.grad(loglik, w, disconnected_inputs="ignore")]
     full_parts = [prior, grad_prior, full_loglik, pytensor.grad(full_loglik, w, disconnected_inputs="ignore")]
-    inputs = inputs + held_inputs  # held values travel with the data (the kernels pass *data through)
+    inputs = list(inputs.values()) + list(held_inputs.values())  # held values travel with the data
     compiled = pytensor.function([w, idx, *inputs], parts, mode="NUMBA", on_unused_input="ignore")
     compiled_full = pytensor.function([w, *inputs], full_parts, mode="NUMBA", on_unused_input="ignore")
     compiled_grad = pytensor.function([w, idx, scale, *inputs], grad_hat, mode="NUMBA", on_unused_input="ignore")
-    names = tuple(v.name or f"data_{i}" for i, v in enumerate(row_tensors)) + tuple(v.name for v in held)
+    names = tuple(v.name or f"data_{i}" for i, v in enumerate(tensors)) + tuple(v.name for v in held)
     dim = int(sum(np.size(point[v.name]) for v in sampled))
     held_values = tuple(np.array(point[v.name], dtype=v.dtype) for v in held)
     return ModelEstimator(compiled.vm.jit_fn, compiled_grad.vm.jit_fn, compiled_full.vm.jit_fn,
-                          _current_arrays(row_tensors) + held_values, names, n, dim, tuple(v.name for v in held))
+                          _current_arrays(tensors) + held_values, names, n, dim, tuple(v.name for v in held))
 
 
-def _row_layout(model: pm.Model, data: Sequence[str | Variable] | None,
-                full_batch: bool = False) -> tuple[int, list[Variable]]:
-    """(n, per-row tensors in the compiled functions' input order: observed values first)."""
-    if full_batch or not model.observed_RVs:  # the likelihood (if any) is one "row", no data inputs
-        return 1, []
-    n = _observed_length(model)
-    row_tensors = _resolve_user_data(model, data, n) if data is not None else _detect_row_data(model, n)
-    observed_values = [model.rvs_to_values[rv] for rv in model.observed_RVs]
-    return n, observed_values + [v for v in row_tensors if v not in observed_values]
 
 
-def _current_arrays(row_tensors: Sequence[Variable]) -> tuple[np.ndarray, ...]:
-    return tuple(np.ascontiguousarray(_value_of(v)) for v in row_tensors)
+def _current_arrays(tensors: Sequence[Variable]) -> tuple[np.ndarray, ...]:
+    return tuple(np.ascontiguousarray(value_of(v)) for v in tensors)
 
 
-def _frozen_values_digest(model: pm.Model, row_tensors: Sequence[Variable]) -> str:
+def _frozen_values_digest(model: pm.Model, tensors: Sequence[Variable]) -> str:
     """Digest of every shared variable the compiled graphs hold as a constant (``_freeze_shared``):
     a pm.set_data on one of them needs a new compilation."""
     graphs = list(model.free_RVs) + list(model.observed_RVs) + list(model.potentials)
-    frozen = [v for v in ancestors(graphs) if isinstance(v, SharedVariable) and v not in set(row_tensors)]
+    frozen = [v for v in ancestors(graphs) if isinstance(v, SharedVariable) and isinstance(v.type, TensorType)
+              and v not in set(tensors)]
     digest = hashlib.sha1()
     for var in frozen:
         value = np.ascontiguousarray(var.get_value(borrow=True))
@@ -351,13 +328,14 @@ def cached_estimator(model: pm.Model, data: Sequence[str | Variable] | None = No
     Steps on the same model share the compiled functions, so the numba loops specialised on
     them are compiled once per process rather than once per step object.
     """
-    n, row_tensors = _row_layout(model, data, full_batch)
+    n, groups = row_layout(model, data, full_batch)
+    tensors = row_tensors(groups)
     sampled = tuple(v.name for v in sampled_value_vars(model, vars))
     key = (tuple(model.named_vars), None if data is None else tuple(map(str, data)), full_batch, sampled,
-           tuple(row_tensors), _frozen_values_digest(model, row_tensors))
+           tuple(tensors), tuple(g.length == n for g in groups), _frozen_values_digest(model, tensors))
     per_model = _ESTIMATORS.setdefault(model, {})
     if key not in per_model:
         per_model[key] = build_estimator(model, data, full_batch, vars)
     cached = per_model[key]
     held_values = tuple(array.copy() for array in cached.data[len(cached.data) - len(cached.held):])
-    return dataclasses.replace(cached, data=_current_arrays(row_tensors) + held_values, n_rows=n)
+    return dataclasses.replace(cached, data=_current_arrays(tensors) + held_values, n_rows=n)

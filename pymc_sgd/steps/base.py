@@ -32,6 +32,7 @@ from rich.table import Column
 
 from .. import warmup
 from ..gradients import ModelEstimator, cached_estimator, sampled_value_vars
+from ..rows import minibatch_size
 from ..kernels import batching as batch_sampling
 from ..warmup.settle import settling_message
 from .centring import Centring
@@ -53,6 +54,7 @@ BASE_STATS = {
 }
 _BATCHING_NAMES = {k: v for k, v in batch_sampling.MODES.items() if k != "full"}
 METRICS = ("auto", "dense", "diag", "identity")
+FROM_MINIBATCH = "from pm.Minibatch"  # batch_size default: the model's own pm.Minibatch batch size
 REFITS = (75, 175, 375, 775, 1575)  # tuning draws after the warm-up at which the metric is re-estimated
 WINDOW_STARTS = dict(zip(REFITS, (25,) + REFITS[:-1]))  # each from the draws since the previous refit
 NOISE_POINTS = 4  # draws at which the gradient noise is measured and averaged
@@ -118,7 +120,7 @@ class StochasticGradientStep(BlockedStep):
         self,
         vars: Sequence[Variable] | None = None,
         *,
-        batch_size: int | None,
+        batch_size: int | None | str = FROM_MINIBATCH,
         steps_per_draw: int | None = None,
         metric: str | None = None,
         target_error: float = warmup.TARGET_ERROR,
@@ -158,6 +160,11 @@ class StochasticGradientStep(BlockedStep):
         self.noise_rows = int(noise_rows)
         self._estimator: ModelEstimator | None = None
         self._constrained_fn = None
+        if isinstance(batch_size, str) and batch_size == FROM_MINIBATCH:
+            batch_size = minibatch_size(model)
+            if batch_size is None:
+                raise TypeError(f"{type(self).__name__} needs batch_size=<rows per update>, e.g. batch_size=100, "
+                                "or batch_size=None for full-batch gradients.")
         self.full_batch = batch_size is None  # the model's own likelihood, unsliced: any model works
         n = self.estimator.n_rows
         if batch_size is None:
@@ -182,15 +189,18 @@ class StochasticGradientStep(BlockedStep):
         return self._estimator
 
     def _refresh_data(self) -> None:
-        """Read the model's data afresh (pm.set_data since the step was built); a new number of rows
-        changes the batch scale and every n-dependent default, so it needs a new step."""
-        built_for = self._estimator.n_rows if self._estimator is not None else None
+        """Read the model's data afresh (pm.set_data since the step was built). A new number of rows n
+        keeps the batch size (full batch follows n) and rescales the minibatch by n / B; the warm-up
+        that follows in reset_tuning re-measures everything else that depends on n."""
         self._estimator = None
-        if built_for is not None and self.estimator.n_rows != built_for:
+        n = self.estimator.n_rows
+        if self.full_batch:
+            self.batch_size = n
+        elif self.batch_size > n:
             raise ValueError(
-                f"The model's data changed length since this {type(self).__name__} was built (n = {built_for} -> "
-                f"{self.estimator.n_rows}, e.g. by pm.set_data). Build a new step for the new data: "
-                f"step={type(self).__name__}(batch_size=...).")
+                f"The model's data now has n = {n} rows (pm.set_data), fewer than this {type(self).__name__}'s "
+                f"batch_size = {self.batch_size}. Build a new step: step={type(self).__name__}(batch_size=<= {n}).")
+        self.scale = n / self.batch_size
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()

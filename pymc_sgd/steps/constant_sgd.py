@@ -11,7 +11,7 @@ from ..kernels import batching, langevin, schedules
 from ..kernels.estimator import potential_hessian
 from ..kernels.momentum import momentum_updates
 from ..warmup.metric import jacobi_inverse
-from .base import BASE_STATS, StochasticGradientStep, require_positive
+from .base import BASE_STATS, FROM_MINIBATCH, StochasticGradientStep, require_positive
 
 NOISE_RANK_TOLERANCE = 1e-10  # smallest eigenvalue of the per-example gradient correlation matrix
 PRECONDITIONERS = {"full": langevin.FULL, "diag": langevin.DIAGONAL, "exact": langevin.FULL, None: langevin.IDENTITY}
@@ -60,7 +60,8 @@ class ConstantSGD(StochasticGradientStep):
 
     Parameters
     ----------
-    batch_size : rows per update (the noise source; required).
+    batch_size : rows per update (the noise source). Default: the model's pm.Minibatch batch size
+        (a model written with pm.Minibatch + total_size); otherwise required.
     learning_rate : eta on the average loss L = U / n (seed 000's convention); h = eta / n.
     step_size : h on U directly. Give at most one of the two; default h = 2 B T / n^2.
     preconditioner : "full", "diag" or None.
@@ -86,7 +87,8 @@ class ConstantSGD(StochasticGradientStep):
     refines_metric = False  # its preconditioner comes from the gradient noise, not a metric
     stats_dtypes_shapes = {**BASE_STATS, "learning_rate": (np.float64, [])}
 
-    def __init__(self, vars=None, *, batch_size: int, learning_rate: float | None = None,
+    def __init__(self, vars=None, *, batch_size: int | None | str = FROM_MINIBATCH,
+                 learning_rate: float | None = None,
                  step_size: float | None = None, preconditioner: str | None = "full",
                  momentum: float = 0.0, steps_per_draw: int | None = None, **kwargs: Any) -> None:
         if batch_size is None:

@@ -11,7 +11,7 @@ from .. import warmup
 from ..kernels import exchange, langevin
 from ..warmup.ladder import equalised_ladder
 from ..warmup.tuning import curvature_range, langevin_step_size
-from .base import BASE_STATS, REFITS, StochasticGradientStep, require_int, require_positive
+from .base import BASE_STATS, FROM_MINIBATCH, REFITS, StochasticGradientStep, require_int, require_positive
 
 SWAP_ROUNDS_PER_DRAW = 10
 MODES_SPREAD = 25.0  # whitened variance of tuning draws (SD 5x the Laplace one) taken as several modes
@@ -70,7 +70,8 @@ class ReplicaExchangeSGLD(StochasticGradientStep):
     stats_dtypes_shapes = {**BASE_STATS, "round_trips": (np.int64, []), "cold_replica": (np.int64, []),
                            "predicted_sd_error": (np.float64, [])}
 
-    def __init__(self, vars=None, *, batch_size: int | None, step_size: float | None = None,
+    def __init__(self, vars=None, *, batch_size: int | None | str = FROM_MINIBATCH,
+                 step_size: float | None = None,
                  temperatures: Sequence[float] | None = None, n_replicas: int = 8,
                  max_temperature: float = 100.0, swap_every: int | None = None, swap_energy: str = "auto",
                  swap_batch_size: int | None = None, steps_per_draw: int | None = None, **kwargs: Any) -> None:

@@ -10,7 +10,7 @@ from .. import warmup
 from ..kernels import langevin
 from ..kernels.momentum import momentum_updates
 from ..warmup.tuning import curvature_range, relaxation_rate, sghmc_parameters, whitened, whitened_injection
-from .base import BASE_STATS, StochasticGradientStep, kinetic_energy, require_positive
+from .base import BASE_STATS, FROM_MINIBATCH, StochasticGradientStep, kinetic_energy, require_positive
 from .centring import Centring, check_control_variate
 
 
@@ -34,7 +34,8 @@ class SGHMC(StochasticGradientStep):
 
     Parameters
     ----------
-    batch_size : rows per gradient (None for full batch).
+    batch_size : rows per gradient (None for full batch). Default: the model's pm.Minibatch batch size
+        (a model written with pm.Minibatch + total_size); otherwise required.
     step_size : h on U; the recursion is stable iff h k_max < 2 (2 - alpha) (seed 003 with
         mu = 1 - alpha); the O(h) bias is small when h k_max << alpha.
     friction : alpha in (0, 1], i.e. momentum 1 - alpha.
@@ -59,7 +60,8 @@ class SGHMC(StochasticGradientStep):
     stats_dtypes_shapes = {**BASE_STATS, "kinetic_energy": (np.float64, []), "friction": (np.float64, []),
                            "predicted_sd_error": (np.float64, []), "control_variate": (bool, [])}
 
-    def __init__(self, vars=None, *, batch_size: int | None, step_size: float | None = None,
+    def __init__(self, vars=None, *, batch_size: int | None | str = FROM_MINIBATCH,
+                 step_size: float | None = None,
                  friction: float | None = None, noise_correction: str | None = "full",
                  steps_per_draw: int | None = None, control_variate: str | dict | None = "auto",
                  **kwargs: Any) -> None:

@@ -11,7 +11,7 @@ from .. import theory, warmup
 from ..kernels import batching, langevin, schedules
 from ..kernels.estimator import potential_hessian
 from ..warmup.tuning import curvature_range, langevin_step_size
-from .base import BASE_STATS, StochasticGradientStep, require_positive
+from .base import BASE_STATS, FROM_MINIBATCH, StochasticGradientStep, require_positive
 from .centring import Centring, check_control_variate
 
 
@@ -75,7 +75,8 @@ class SGLD(StochasticGradientStep):
 
     Parameters
     ----------
-    batch_size : rows per update; None for full-batch gradients (unadjusted Langevin).
+    batch_size : rows per update; None for full-batch gradients (unadjusted Langevin). Default: the
+        model's pm.Minibatch batch size (a model written with pm.Minibatch + total_size); otherwise required.
     step_size : None (default: chosen by the warm-up), h (on U, not on the average loss) or
         a :class:`PolynomialDecay` schedule. An explicit h is in the parameters' own units
         (metric "identity" unless ``metric`` says otherwise).
@@ -119,7 +120,8 @@ class SGLD(StochasticGradientStep):
     name = "sgld"
     stats_dtypes_shapes = {**BASE_STATS, "control_variate": (bool, []), "predicted_sd_error": (np.float64, [])}
 
-    def __init__(self, vars=None, *, batch_size: int | None, step_size: float | PolynomialDecay | None = None,
+    def __init__(self, vars=None, *, batch_size: int | None | str = FROM_MINIBATCH,
+                 step_size: float | PolynomialDecay | None = None,
                  correction: str | None = None, control_variate: str | dict | None = "auto",
                  steps_per_draw: int | None = None, **kwargs: Any) -> None:
         self.auto_step_size = step_size is None
