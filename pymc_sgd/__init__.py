@@ -5,9 +5,10 @@
 ['ConstantSGD', 'ModelSpecificationError']
 """
 
+from . import diagnostics
 from .gradients import ModelSpecificationError, build_estimator
 from .steps import SGHMC, SGLD, ConstantSGD, PolynomialDecay, ReplicaExchangeSGLD, UnderdampedLangevin
 from .warmup.report import tuning_report
 
 __all__ = ["SGLD", "ConstantSGD", "SGHMC", "UnderdampedLangevin", "ReplicaExchangeSGLD", "PolynomialDecay",
-           "build_estimator", "ModelSpecificationError", "tuning_report"]
+           "build_estimator", "ModelSpecificationError", "tuning_report", "diagnostics"]

@@ -1,0 +1,140 @@
+"""Bias diagnostics for a sampler's draws: is the chain sampling the posterior, within its own
+Monte Carlo error? R-hat and ESS cannot tell: a stochastic-gradient chain is biased by design
+(finite step, minibatch noise), and a biased chain can mix perfectly.
+
+``check(idata, model)`` maps the draws to PyMC's unconstrained space, takes the posterior's score
+s = grad log pi there (all rows, or a control-variate estimate within a row budget,
+``diagnostics.scores``), and tests identities that hold under the posterior and no other law:
+
+- ``score_mean``, per coordinate j: E[s_j] = 0 (Stein's identity with f = w_j's constant
+  derivative; for a Gaussian posterior -E[s_j] sd_j is the mean's error in posterior SDs);
+- ``score_scale``, per coordinate j: E[1 + (w_j - mean_j) s_j] = 0 (f = w_j - mean_j; for a
+  Gaussian posterior it is 1 - var_j / posterior var_j, e.g. 0.19 for SDs 10% too small);
+- ``ksd``: the kernel Stein discrepancy U-statistic, IMQ kernel (c = 1, beta = -1/2, Gorham & Mackey
+  2017) in whitened coordinates (the draws' covariance as the metric, the sampler's own metric
+  after warm-up), on at most ``max_ksd_draws`` draws; calibrated by the bootstrap null of the
+  U-statistic (Liu, Lee & Jordan 2016): a KSD value means nothing without that reference, so the
+  verdict is its p-value;
+- ``ksd_linear``: the linear-time statistic (Liu et al. 2016, Sec. 4.1) on all the draws.
+
+All checks use the draws thinned to about one per effective sample (nearly independent, as the
+bootstrap assumes; no score is computed for a draw that adds no information).
+
+Each moment row has a standard error from ArviZ's ESS of its per-draw terms and a z statistic;
+verdicts are "fail" when the two-sided p-value is below ``alpha`` Bonferroni-divided over the
+check's rows (family-wise false-alarm rate alpha per check on exact draws), "pass" otherwise.
+"fail" means the bias is larger than the Monte Carlo error of these draws: more draws will not
+make the estimates better; lower the sampler's ``target_error`` or use full batch.
+
+What it cannot see: a mode the chain never visited that is far from the visited ones (scores are
+local; Wenliang & Kanagawa 2020, "Blindness of score-based methods to isolated components").
+Run several chains from dispersed starts (and look at R-hat) for that.
+
+Examples
+--------
+>>> import numpy as np, pymc as pm, pymc_sgd
+>>> x = np.random.default_rng(0).normal(1.0, 1.0, size=500)
+>>> with pm.Model() as model:
+...     mu = pm.Normal("mu", 0, 10)
+...     y = pm.Normal("y", mu, 1, observed=x)
+...     idata = pm.sample(500, tune=300, chains=2, step=pymc_sgd.SGLD(batch_size=50),
+...                       progressbar=False, random_seed=1)
+>>> table = pymc_sgd.diagnostics.check(idata, model, store=True)
+>>> sorted(set(table["check"]))
+['ksd', 'ksd_linear', 'score_mean', 'score_scale']
+>>> "sgd_diagnostics" in idata.groups()
+True
+"""
+
+from __future__ import annotations
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pymc as pm
+import xarray as xr
+from scipy import stats
+
+from .scores import ROW_BUDGET, scores, unconstrained_draws
+from .stein import ksd_bootstrap_pvalue, ksd_linear, ksd_squared, stein_kernel_matrix
+
+__all__ = ["check", "scores", "unconstrained_draws"]
+
+GROUP = "sgd_diagnostics"
+
+
+def _mean_se(values: np.ndarray) -> tuple[float, float]:
+    """Mean of (chain, draw) values and its standard error sd / sqrt(bulk ESS)."""
+    return float(values.mean()), float(values.std() / np.sqrt(az.ess(values)))
+
+
+def _thinned(draws: np.ndarray) -> np.ndarray:
+    """Every k-th draw of each chain, k = draws / min bulk ESS over coordinates: about one draw per
+    effective sample, nearly independent (as the bootstrap assumes), and no score is computed for
+    draws that add no information."""
+    chains, length, d = draws.shape
+    ess = min(float(az.ess(draws[..., j])) for j in range(d))
+    return draws[:, ::max(1, int(chains * length / max(ess, 1.0)))]
+
+
+def _labels(model: pm.Model) -> list[str]:
+    point = model.initial_point()
+    labels = []
+    for value in model.value_vars:
+        size = int(np.size(point[value.name]))
+        labels += [value.name] if size == 1 and np.ndim(point[value.name]) == 0 else \
+            [f"{value.name}[{i}]" for i in range(size)]
+    return labels
+
+
+def _moment_rows(name: str, terms: np.ndarray, labels: list[str], alpha: float) -> list[dict]:
+    """One row per coordinate of the per-draw terms (chain, draw, d), expected 0 under the posterior."""
+    rows = []
+    for j, label in enumerate(labels):
+        value, se = _mean_se(terms[..., j])
+        p_value = float(2.0 * stats.norm.sf(abs(value) / se)) if se > 0 else float(value == 0.0)
+        rows.append(dict(check=name, coordinate=label, value=value, se=se, p_value=p_value,
+                         verdict="fail" if p_value < alpha / len(labels) else "pass"))
+    return rows
+
+
+def check(idata, model: pm.Model | None = None, *, alpha: float = 0.01, max_ksd_draws: int = 1000,
+          row_budget: int = ROW_BUDGET, store: bool = False, random_seed: int = 0) -> pd.DataFrame:
+    """Score-moment and kernel Stein checks of ``idata``'s posterior against ``model`` (module docstring).
+
+    Returns a tidy DataFrame, one row per check and coordinate: check, coordinate, value, se,
+    p_value, verdict ("pass"/"fail" at family-wise false-alarm rate ``alpha`` per check). With
+    ``store=True`` it is also added to ``idata`` as the group "sgd_diagnostics" (kept by
+    to_netcdf/from_netcdf).
+    """
+    model = pm.modelcontext(model)
+    rng = np.random.default_rng(random_seed)
+    draws = _thinned(unconstrained_draws(idata, model))
+    d = draws.shape[2]
+    flat = draws.reshape(-1, d)
+    score = scores(model, flat, rng, row_budget)[0].reshape(draws.shape)
+    labels = _labels(model)
+    centred = draws - flat.mean(axis=0)
+    rows = _moment_rows("score_mean", score, labels, alpha)
+    rows += _moment_rows("score_scale", 1.0 + centred * score, labels, alpha)
+
+    # KSD in whitened coordinates: z = L^-1 (w - mean), s_z = L^T s for the draws' covariance L L^T
+    chol = np.linalg.cholesky(np.atleast_2d(np.cov(flat.T)) + 1e-12 * np.eye(d))
+    order = rng.permutation(flat.shape[0])
+    z = np.linalg.solve(chol, (flat - flat.mean(axis=0)).T).T[order]
+    sz = (score.reshape(-1, d) @ chol)[order]
+    quadratic = slice(0, min(max_ksd_draws, z.shape[0]))
+    u = stein_kernel_matrix(z[quadratic], sz[quadratic])
+    p_value = ksd_bootstrap_pvalue(u, rng)
+    rows.append(dict(check="ksd", coordinate="all", value=ksd_squared(u), se=np.nan, p_value=p_value,
+                     verdict="fail" if p_value < alpha else "pass"))
+    linear, linear_se = ksd_linear(z, sz)
+    p_linear = float(stats.norm.sf(linear / linear_se))  # one-sided: KSD^2 > 0 under any other law
+    rows.append(dict(check="ksd_linear", coordinate="all", value=linear, se=linear_se, p_value=p_linear,
+                     verdict="fail" if p_linear < alpha else "pass"))
+    table = pd.DataFrame(rows)
+    if store:
+        if GROUP in idata.groups():
+            del idata[GROUP]
+        idata.add_groups({GROUP: xr.Dataset.from_dataframe(table.rename_axis("row"))})
+    return table
