@@ -101,3 +101,26 @@ def test_table_is_kept_in_the_inferencedata_through_netcdf(tmp_path):
     assert list(stored["check"]) == list(table["check"])
     np.testing.assert_allclose(stored["value"], table["value"])
     assert set(table["coordinate"]) == {"beta[0]", "beta[1]", "beta[2]", "all"}
+
+
+def test_sd_error_against_the_samplers_prediction():
+    """A sampler that predicts SD errors within 3% (the sample_stats of SGLD and friends).
+    Exact draws: a fail needs |implied error| > 0.03 + 2.7 SE (alpha / d = 0.0033 one-sided, SE ~
+    0.016 by the delta method on score_scale's 0.026), i.e. 4.6 SE from 0: none in 5. Draws 10%
+    too narrow: the implied error is -0.10, (0.10 - 0.03) / 0.016 = 4.4 SE beyond the prediction,
+    so each coordinate fails with probability 0.95 and a replicate (any of 3) ~0.999: all 5 fail.
+    The implied error itself must be within 4.5 SE of -0.10."""
+    model, exact = conjugate_linear_regression_model(n=50)
+    rng = np.random.default_rng(4)
+    verdicts = {1.0: [], 0.9: []}
+    for shrink in verdicts:
+        for r in range(5):
+            draws = exact.mean + shrink * (rng.multivariate_normal(exact.mean, exact.cov, size=(2, 1000)) - exact.mean)
+            idata = az.from_dict(posterior={"beta": draws}, sample_stats={"predicted_sd_error": np.full((2, 1000), 0.03)})
+            rows = pymc_sgd.diagnostics.check(idata, model, max_ksd_draws=100, random_seed=r).query(
+                "check == 'sd_error_vs_prediction'")
+            assert len(rows) == 3 and (rows["predicted"] == 0.03).all()
+            verdicts[shrink].append((rows["verdict"] == "fail").any())
+            if shrink == 0.9:
+                assert np.all(np.abs(rows["value"] + 0.1) < Z * rows["se"]), rows
+    assert not any(verdicts[1.0]) and all(verdicts[0.9]), verdicts

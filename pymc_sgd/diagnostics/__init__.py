@@ -15,7 +15,13 @@ s = grad log pi there (all rows, or a control-variate estimate within a row budg
   after warm-up), on at most ``max_ksd_draws`` draws; calibrated by the bootstrap null of the
   U-statistic (Liu, Lee & Jordan 2016): a KSD value means nothing without that reference, so the
   verdict is its p-value;
-- ``ksd_linear``: the linear-time statistic (Liu et al. 2016, Sec. 4.1) on all the draws.
+- ``ksd_linear``: the linear-time statistic (Liu et al. 2016, Sec. 4.1) on all the draws;
+- ``sd_error_vs_prediction``, per coordinate, for samplers that record the theory's
+  ``predicted_sd_error`` (SGLD, SGHMC, UnderdampedLangevin, ReplicaExchangeSGLD; the warm-up's
+  prediction from the measured curvature and gradient noise): the SD error the draws imply,
+  sqrt(1 - score_scale) - 1 (exact when the posterior is Gaussian: E[(w_j - m_j) s_j] =
+  -var_j / posterior var_j), against the prediction; it fails when the error exceeds the
+  prediction by more than the Monte Carlo error allows (one-sided).
 
 All checks use the draws thinned to about one per effective sample (nearly independent, as the
 bootstrap assumes; no score is computed for a draw that adds no information).
@@ -41,7 +47,7 @@ Examples
 ...                       progressbar=False, random_seed=1)
 >>> table = pymc_sgd.diagnostics.check(idata, model, store=True)
 >>> sorted(set(table["check"]))
-['ksd', 'ksd_linear', 'score_mean', 'score_scale']
+['ksd', 'ksd_linear', 'score_mean', 'score_scale', 'sd_error_vs_prediction']
 >>> "sgd_diagnostics" in idata.groups()
 True
 """
@@ -98,12 +104,33 @@ def _moment_rows(name: str, terms: np.ndarray, labels: list[str], alpha: float) 
     return rows
 
 
+def _prediction_rows(idata, scale_rows: list[dict], alpha: float) -> list[dict]:
+    """Implied SD error sqrt(1 - score_scale) - 1 per coordinate against the recorded prediction
+    (delta-method SE: se_scale / (2 sqrt(1 - score_scale)))."""
+    sample_stats = idata.get("sample_stats")
+    names = [] if sample_stats is None else [name for name in sample_stats.data_vars
+                                             if str(name).endswith("predicted_sd_error")]
+    if not names:
+        return []
+    predicted = float(np.nanmax(sample_stats[names[0]].values))
+    rows = []
+    for scale in scale_rows:
+        ratio_squared = max(1.0 - scale["value"], 1e-12)
+        value, se = np.sqrt(ratio_squared) - 1.0, scale["se"] / (2.0 * np.sqrt(ratio_squared))
+        p_value = float(stats.norm.sf((abs(value) - predicted) / se)) if se > 0 else float(abs(value) <= predicted)
+        rows.append(dict(check="sd_error_vs_prediction", coordinate=scale["coordinate"], value=value, se=se,
+                         p_value=p_value, predicted=predicted,
+                         verdict="fail" if p_value < alpha / len(scale_rows) else "pass"))
+    return rows
+
+
 def check(idata, model: pm.Model | None = None, *, alpha: float = 0.01, max_ksd_draws: int = 1000,
           row_budget: int = ROW_BUDGET, store: bool = False, random_seed: int = 0) -> pd.DataFrame:
     """Score-moment and kernel Stein checks of ``idata``'s posterior against ``model`` (module docstring).
 
     Returns a tidy DataFrame, one row per check and coordinate: check, coordinate, value, se,
-    p_value, verdict ("pass"/"fail" at family-wise false-alarm rate ``alpha`` per check). With
+    p_value, verdict ("pass"/"fail" at family-wise false-alarm rate ``alpha`` per check), and
+    ``predicted`` for the prediction rows. With
     ``store=True`` it is also added to ``idata`` as the group "sgd_diagnostics" (kept by
     to_netcdf/from_netcdf).
     """
@@ -132,6 +159,7 @@ def check(idata, model: pm.Model | None = None, *, alpha: float = 0.01, max_ksd_
     p_linear = float(stats.norm.sf(linear / linear_se))  # one-sided: KSD^2 > 0 under any other law
     rows.append(dict(check="ksd_linear", coordinate="all", value=linear, se=linear_se, p_value=p_linear,
                      verdict="fail" if p_linear < alpha else "pass"))
+    rows += _prediction_rows(idata, [row for row in rows if row["check"] == "score_scale"], alpha)
     table = pd.DataFrame(rows)
     if store:
         if GROUP in idata.groups():
