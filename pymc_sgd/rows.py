@@ -121,12 +121,14 @@ def observed_likelihoods(model: pm.Model) -> list[Observed]:
                 "full arrays (no pm.Minibatch) and set batch_size on the step.")
         if full_data:
             likelihood, value = clone_replace([likelihood, value], full_data, rebuild_strict=False)
+        if base is not rv:  # total_size given: it must be the rows the likelihood reads (no tempering)
             n = int(value_of(value).shape[0])
             given = total_size[0].data if isinstance(total_size[0], Constant) else None
             if given is None or int(given) != n:
                 raise ModelSpecificationError(
-                    f"Observed variable {rv.name!r}: total_size={given} but its pm.Minibatch draws from "
-                    f"{n} rows. Set total_size={n} (pymc_sgd scales each batch by n / batch_size itself).")
+                    f"Observed variable {rv.name!r}: total_size={given} but its data has {n} rows. Set "
+                    f"total_size={n}, or leave it out with full data (pymc_sgd scales each batch by "
+                    "n / batch_size itself).")
         observed.append(Observed(rv.name, likelihood, value))
     return observed
 

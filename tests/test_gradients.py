@@ -129,8 +129,12 @@ def test_errors_name_the_problem_and_the_fix():
     with pm.Model() as wrong_total:
         xb, yb = pm.Minibatch(X, Y, batch_size=10)
         pm.Normal("y", pm.math.dot(xb, pm.Normal("beta", 0, 10, shape=D)), 1.0, observed=yb, total_size=2 * N)
-    with pytest.raises(ModelSpecificationError, match=rf"total_size={2 * N} but .* {N} rows. Set total_size={N}"):
+    with pytest.raises(ModelSpecificationError, match=rf"total_size={2 * N} but its data has {N} rows. Set total_size={N}"):
         build_estimator(wrong_total)
+    with pm.Model() as tempered:  # total_size on full data would scale the likelihood: refused, not ignored
+        pm.Normal("y", pm.math.dot(X, pm.Normal("beta", 0, 10, shape=D)), 1.0, observed=Y, total_size=2 * N)
+    with pytest.raises(ModelSpecificationError, match=rf"total_size={2 * N} but its data has {N} rows"):
+        build_estimator(tempered)
 
 
 def _rows_terms(est, w):
