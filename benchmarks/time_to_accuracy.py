@@ -1,166 +1,237 @@
-"""Time to accuracy on a big logistic regression: NUTS (pm.sample defaults) against pymc_sgd.
+"""Time to accuracy: NUTS (pm.sample defaults), nutpie, ADVI (mean-field and full-rank, PyMC's
+pm.Minibatch + total_size path) and pymc_sgd's samplers on defaults, as error-against-wall-time curves.
 
-Model: n = 1e6 rows, d = 20, X ~ N(0, 1), beta_true ~ N(0, 0.5^2), y ~ Bernoulli(sigmoid(X beta_true)),
-prior beta ~ N(0, 1), all seeded (seed 0); X is a constant of the model, as users write it.
+Workloads (all seeded, data as numpy constants of the model, as users write them):
+- ``logistic``: n rows (default 1e6), d = 20, X ~ N(0, 1), beta_true ~ N(0, 0.5^2),
+  y ~ Bernoulli(sigmoid(X beta_true)), prior beta ~ N(0, 1);
+- ``hierarchical``: a hierarchical logistic GLM, n rows (default 1e5) in 50 groups, 5 covariates,
+  non-centred group intercepts alpha_g = mu + tau z_g.
 
-Reference: a NUTS run of 2 chains x ``--reference-draws`` (default 1000) after 1000 tuning
-steps, seeded differently from the timed one, cached under benchmarks/outputs/ (not in git)
-and reused while n, d and the draws are unchanged. Its own Monte Carlo error is about
-1/sqrt(ESS) ~ 0.02 posterior SD for a mean and 1.6% for an SD, well inside the criterion.
-With the default 1000 draws the reference run IS pm.sample with its defaults (2 chains x
-(1000 tune + 1000 draws) here), so it also gives NUTS's time; its accuracy is then its own
-Monte Carlo error (above), not measured. With other --reference-draws a separate NUTS run
-with defaults is timed and cached; ``--only reference`` and ``--only nuts`` run the two in
-parallel processes. At n = 1e6 a full-data logp+gradient costs ~55 ms and NUTS uses ~25 of
-them per iteration after tuning: each run takes about 1.5 hours.
+Errors are measured in PyMC's unconstrained space (every free coordinate, log tau):
+``mean_err`` the largest |mean - reference mean| in reference SDs and ``sd_err`` the largest
+|SD / reference SD - 1|. "Accurate" is mean_err <= 0.1 and sd_err <= 0.1; "5% SD" adds
+sd_err <= 0.05. Reference: a NUTS run of 2 chains x ``--reference-draws`` seeded apart from the
+timed runs, cached under benchmarks/outputs/ (not in git); its own Monte Carlo error is about
+1/sqrt(ESS) in a mean (0.02 SD at ESS 2500) and 1/sqrt(2 ESS) relative in an SD (1.4%).
 
-Accuracy: every posterior mean within 0.1 reference SD of the reference mean and every
-posterior SD within 10% of the reference SD.
+Curves (wall time t, error at t):
+- NUTS and nutpie: one run with defaults (1000 tune + 1000 draws, 2 chains); the error of the
+  draws up to draw k against the time at draw k, the time taken proportional to the leapfrog
+  steps so far (``n_steps``; tuning included), scaled to the run's wall time;
+- ADVI: pm.fit with PyMC's default optimiser, the approximation's mean and SD read every
+  ``--advi-every`` iterations (exact for the approximation, no sampling noise); its error
+  plateau is the SD error ADVI converges to;
+- ours: separate runs with doubling draws (tune = max(draws / 4, 50)), each a point (its sampling time).
+Compile time is excluded everywhere (ours are warmed up by a 2-draw run first; nutpie's compile is
+timed separately). Figure: benchmarks/outputs/time_to_accuracy_<workload>.png; table and curves
+as CSV next to it.
 
-Timing: ``idata.sample_stats.attrs["sampling_time"]``, PyMC's wall time of the sampling loop
-(tuning included, model compilation and initialisation excluded). Our samplers compile their
-numba loop on first use, so each is warmed up by a short pm.sample first; compile times are
-reported separately. NUTS runs with pm.sample's defaults (1000 tune + 1000 draws; PyMC
-counts cpu_count() // 2 cores, so 2 chains run one after the other on this 2-core machine).
-Our samplers run the same 2 chains on 1 core with doubling draws (tune = draws / 4) until the
-criterion holds; the time reported is that of the first run that meets it. Every timed run
-uses a fresh step, so SGLD-CV's search for its centre (BFGS on the full-data U, at the first
-draw) is inside the timed sampling.
-
-Run: ``.venv/bin/python benchmarks/time_to_accuracy.py [--n 1000000] [--reference-draws 1000] [--only {reference,nuts,all}]``
+Run: ``.venv/bin/python benchmarks/time_to_accuracy.py --workload logistic [--n 1000000]``
+(NUTS at n = 1e6 takes about 1.5 hours per run; the reference is cached afterwards).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pymc as pm
 
 import pymc_sgd
+from pymc_sgd.diagnostics import unconstrained_draws
 
 OUTPUTS = Path(__file__).parent / "outputs"
-DEFAULT_DRAWS = 1000  # pm.sample's default draws (and tune)
-MEAN_TOLERANCE = 0.1  # posterior SDs
-SD_TOLERANCE = 0.1  # relative
+MEAN_TOLERANCE, SD_TOLERANCE, FINE_SD_TOLERANCE = 0.1, 0.1, 0.05
 
 
-def logistic_model(n: int, d: int) -> pm.Model:
+def logistic_model(n: int, d: int, minibatch: int | None = None) -> pm.Model:
+    """The logistic workload; with ``minibatch`` the same model written with pm.Minibatch + total_size."""
     rng = np.random.default_rng(0)
     X = rng.normal(size=(n, d))
     beta_true = rng.normal(0.0, 0.5, size=d)
     y = rng.binomial(1, 1.0 / (1.0 + np.exp(-X @ beta_true)))
+    if minibatch:
+        X, y = pm.Minibatch(X, y.astype("int32"), batch_size=minibatch)  # int32: no cast node on the data
     with pm.Model() as model:
         beta = pm.Normal("beta", 0, 1, shape=d)
-        pm.Bernoulli("y", logit_p=pm.math.dot(X, beta), observed=y)
+        pm.Bernoulli("y", logit_p=pm.math.dot(X, beta), observed=y, total_size=n if minibatch else None)
     return model
 
 
-def moments(idata) -> tuple[np.ndarray, np.ndarray]:
-    draws = idata.posterior["beta"].values.reshape(-1, idata.posterior["beta"].shape[-1])
-    return draws.mean(axis=0), draws.std(axis=0)
+def hierarchical_model(n: int, d: int = 5, groups: int = 50, minibatch: int | None = None) -> pm.Model:
+    """The hierarchical logistic GLM workload (non-centred group intercepts)."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(n, d))
+    g = rng.integers(groups, size=n)
+    alpha_true = rng.normal(-0.5, 0.7, groups)
+    y = rng.binomial(1, 1.0 / (1.0 + np.exp(-(alpha_true[g] + X @ rng.normal(0.0, 0.5, d)))))
+    if minibatch:
+        X, g, y = pm.Minibatch(X, g, y.astype("int32"), batch_size=minibatch)
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0.0, 2.0)
+        tau = pm.HalfNormal("tau", 1.0)
+        z = pm.Normal("z", 0.0, 1.0, shape=groups)
+        beta = pm.Normal("beta", 0.0, 1.0, shape=d)
+        pm.Bernoulli("y", logit_p=mu + tau * z[g] + pm.math.dot(X, beta), observed=y,
+                     total_size=n if minibatch else None)
+    return model
 
 
-def cached_nuts(model: pm.Model, path: Path, **sample_kwargs) -> dict:
-    """Posterior mean/SD and timings of a NUTS run, cached in ``path`` (npz) for later runs."""
+def errors(mean: np.ndarray, sd: np.ndarray, ref: dict) -> tuple[float, float]:
+    return (float(np.max(np.abs(mean - ref["mean"]) / ref["sd"])), float(np.max(np.abs(sd / ref["sd"] - 1.0))))
+
+
+def cached_reference(model: pm.Model, path: Path, draws: int) -> dict:
     if path.exists():
         return dict(np.load(path))
-    print(f"NUTS {sample_kwargs} (cached afterwards in {path}) ...", flush=True)
-    start = time.perf_counter()
+    print(f"NUTS reference, 2 x {draws} draws (cached afterwards in {path}) ...", flush=True)
     with model:
-        idata = pm.sample(progressbar=False, compute_convergence_checks=False, **sample_kwargs)
-    wall = time.perf_counter() - start
-    mean, sd = moments(idata)
-    result = {"mean": mean, "sd": sd, "sampling_s": idata.sample_stats.attrs["sampling_time"],
-              "wall_s": wall, "draws": idata.posterior.sizes["draw"]}
+        idata = pm.sample(draws=draws, tune=1000, chains=2, random_seed=123, progressbar=False,
+                          compute_convergence_checks=False)
+    draws = unconstrained_draws(idata, model)
+    flat = draws.reshape(-1, draws.shape[-1])
+    result = {"mean": flat.mean(axis=0), "sd": flat.std(axis=0)}
     OUTPUTS.mkdir(exist_ok=True)
     np.savez(path, **result)
     return result
 
 
-def errors(mean: np.ndarray, sd: np.ndarray, ref_mean: np.ndarray, ref_sd: np.ndarray) -> tuple[float, float]:
-    """(largest |mean error| in reference SDs, largest |SD / reference SD - 1|)."""
-    return float(np.max(np.abs(mean - ref_mean) / ref_sd)), float(np.max(np.abs(sd / ref_sd - 1.0)))
+def nuts_curve(model: pm.Model, ref: dict, name: str, points: int = 20, **kwargs) -> list[dict]:
+    """Error of the first k draws of each chain against what a run with k draws would have cost:
+    the wall time times (tuning steps + steps to draw k) / all steps, leapfrog steps as the clock."""
+    start = time.perf_counter()
+    with model:
+        idata = pm.sample(random_seed=1, progressbar=False, compute_convergence_checks=False,
+                          discard_tuned_samples=False, **kwargs)
+    total = time.perf_counter() - start
+    wall = float(idata.posterior.attrs.get("sampling_time", total))
+    draws = unconstrained_draws(idata, model)
+    steps = np.cumsum(idata.sample_stats["n_steps"].values, axis=1)  # (chain, draw)
+    warmup = idata.get("warmup_sample_stats")
+    tune_steps = float(warmup["n_steps"].values.sum()) if warmup is not None else float(steps[:, -1].sum())
+    rows = []
+    for k in np.unique(np.geomspace(20, draws.shape[1], points).astype(int)):
+        flat = draws[:, :k].reshape(-1, draws.shape[2])
+        mean_err, sd_err = errors(flat.mean(axis=0), flat.std(axis=0), ref)
+        share = (tune_steps + steps[:, k - 1].sum()) / (tune_steps + steps[:, -1].sum())
+        rows.append(dict(method=name, time_s=wall * share, mean_err=mean_err, sd_err=sd_err, setup_s=total - wall))
+    return rows
 
 
-def accurate(mean_err: float, sd_err: float) -> bool:
-    return mean_err <= MEAN_TOLERANCE and sd_err <= SD_TOLERANCE
+def advi_curve(model: pm.Model, ref: dict, name: str, method: str, iterations: int, every: int) -> list[dict]:
+    rows, start = [], time.perf_counter()
+    clock = {"pause": 0.0}
+
+    def record(approx, losses, i):
+        if i % every == 0:
+            paused = time.perf_counter()
+            mean, sd = approx.mean.eval(), approx.std.eval()
+            mean_err, sd_err = errors(mean, sd, ref)
+            clock["pause"] += time.perf_counter() - paused
+            rows.append(dict(method=name, time_s=time.perf_counter() - start - clock["pause"], mean_err=mean_err,
+                             sd_err=sd_err, setup_s=0.0))
+
+    with model:
+        pm.fit(n=iterations, method=method, random_seed=1, progressbar=False, callbacks=[record])
+    return rows
 
 
-def run_ours(model: pm.Model, name: str, make_step, ref_mean: np.ndarray, ref_sd: np.ndarray,
-             max_draws: int) -> dict:
-    """Doubling draws until accurate; the first pm.sample call (a few draws) is the compile."""
+def ours_curve(model: pm.Model, ref: dict, name: str, make_step: Callable, max_draws: int) -> list[dict]:
     with model:
         start = time.perf_counter()
         pm.sample(step=make_step(), draws=2, tune=1, chains=1, progressbar=False, random_seed=0,
                   compute_convergence_checks=False)
-        compile_s = time.perf_counter() - start
-        draws = 50
-        while True:
-            idata = pm.sample(step=make_step(), draws=draws, tune=max(draws // 4, 8), chains=2, cores=1,
+        setup = time.perf_counter() - start
+        rows, draws = [], 50
+        while draws <= max_draws:
+            idata = pm.sample(step=make_step(), draws=draws, tune=max(draws // 4, 50), chains=2, cores=1,
                               progressbar=False, random_seed=1, compute_convergence_checks=False)
-            mean_err, sd_err = errors(*moments(idata), ref_mean, ref_sd)
-            if accurate(mean_err, sd_err) or draws >= max_draws:
+            flat = unconstrained_draws(idata, model).reshape(-1, len(ref["mean"]))
+            mean_err, sd_err = errors(flat.mean(axis=0), flat.std(axis=0), ref)
+            rows.append(dict(method=name, time_s=float(idata.posterior.attrs["sampling_time"]), mean_err=mean_err,
+                             sd_err=sd_err, setup_s=setup))
+            if mean_err <= MEAN_TOLERANCE and sd_err <= FINE_SD_TOLERANCE:
                 break
             draws *= 2
-    return {"sampler": name, "draws": draws, "sampling_s": idata.sample_stats.attrs["sampling_time"],
-            "setup_s": compile_s, "mean_err": mean_err, "sd_err": sd_err}
+    return rows
+
+
+def first_time(curve: pd.DataFrame, sd_tolerance: float) -> float:
+    ok = curve[(curve.mean_err <= MEAN_TOLERANCE) & (curve.sd_err <= sd_tolerance)]
+    return float(ok.time_s.min()) if len(ok) else np.nan
+
+
+def plot(curves: pd.DataFrame, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
+    for name, curve in curves.groupby("method", sort=False):
+        for ax, column in zip(axes, ("mean_err", "sd_err")):
+            ax.loglog(curve.time_s, curve[column], marker="o", ms=3, label=name)
+    for ax, column, tolerance in zip(axes, ("largest mean error (reference SDs)", "largest relative SD error"),
+                                     (MEAN_TOLERANCE, SD_TOLERANCE)):
+        ax.axhline(tolerance, color="grey", ls="--", lw=1)
+        ax.set_xlabel("wall time (s, compile excluded)")
+        ax.set_ylabel(column)
+    axes[1].axhline(FINE_SD_TOLERANCE, color="grey", ls=":", lw=1)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=1_000_000)
-    parser.add_argument("--d", type=int, default=20)
-    parser.add_argument("--reference-draws", type=int, default=DEFAULT_DRAWS)
+    parser.add_argument("--workload", choices=["logistic", "hierarchical"], default="logistic")
+    parser.add_argument("--n", type=int, default=None, help="rows (default 1e6 logistic, 1e5 hierarchical)")
+    parser.add_argument("--reference-draws", type=int, default=2500)
+    parser.add_argument("--batch-size", type=int, default=1000, help="ours and ADVI's minibatch")
     parser.add_argument("--max-draws", type=int, default=6400)
-    parser.add_argument("--only", choices=["reference", "nuts", "all"], default="all",
-                        help="run (and cache) only the NUTS reference or only NUTS with defaults, "
-                             "e.g. in two processes at once")
+    parser.add_argument("--advi-iterations", type=int, default=50_000)
+    parser.add_argument("--advi-every", type=int, default=2500)
     args = parser.parse_args()
     logging.getLogger("pymc").setLevel(logging.ERROR)
-
-    model = logistic_model(args.n, args.d)
-    tag = f"n{args.n}_d{args.d}"
-    if args.only != "nuts":
-        ref = cached_nuts(model, OUTPUTS / f"tta_reference_{tag}_draws{args.reference_draws}.npz",
-                          draws=args.reference_draws, random_seed=123)
-    if args.reference_draws == DEFAULT_DRAWS and args.only == "all":
-        nuts = ref  # the reference run is pm.sample with its defaults: it is also NUTS's timed run
-    elif args.only != "reference":
-        nuts = cached_nuts(model, OUTPUTS / f"tta_nuts_defaults_{tag}.npz", random_seed=1)
-    if args.only != "all":
-        return
-    ref_mean, ref_sd = ref["mean"], ref["sd"]
-    batch = 1000
-    ours = {
-        # SGLD-CV (Baker et al. 2019): centred at the mode, h k_max = 0.05 (k_max = 1.34e5 at
-        # n = 1e6, d = 20; ULA's SD bias 1/sqrt(1 - 0.025) - 1 = 1.3%), h k_min = 0.016, so
-        # 200 updates per draw are ~3 e-folds. (At h k_max = 0.1 SD errors reached 9.5%.)
-        "SGLD-CV B=200 h=3.75e-7": lambda: pymc_sgd.SGLD(batch_size=200, step_size=3.75e-7, steps_per_draw=200,
-                                                         control_variate="mode"),
-        # Mandt et al.'s preconditioned constant SGD: P = 2 Cov(grad U_hat)^-1, measured in tuning.
-        f"ConstantSGD full B={batch}": lambda: pymc_sgd.ConstantSGD(batch_size=batch, steps_per_draw=500),
-        # SGLD needs h V / 2 << 1 for a small minibatch-noise bias, V ~ n^2 Fisher / B: h = 1e-9.
-        f"SGLD B={batch} h=1e-9": lambda: pymc_sgd.SGLD(batch_size=batch, step_size=1e-9, steps_per_draw=500),
-    }
-    nuts_errors = (np.nan, np.nan) if nuts is ref else errors(nuts["mean"], nuts["sd"], ref_mean, ref_sd)
-    rows = [{"sampler": "NUTS (defaults)", "draws": int(nuts["draws"]), "sampling_s": float(nuts["sampling_s"]),
-             "setup_s": float(nuts["wall_s"] - nuts["sampling_s"]), "mean_err": nuts_errors[0],
-             "sd_err": nuts_errors[1]}]
-    for name, make_step in ours.items():
-        rows.append(run_ours(model, name, make_step, ref_mean, ref_sd, args.max_draws))
-    print(f"n = {args.n}, d = {args.d}; accurate = means within {MEAN_TOLERANCE} SD and SDs within "
-          f"{SD_TOLERANCE:.0%} of the reference (NUTS 2 x {args.reference_draws} draws)")
-    print(f"{'sampler':<28} {'draws':>6} {'sampling s':>11} {'compile/setup s':>16} {'mean err SD':>12} "
-          f"{'SD err':>7} {'accurate':>9} {'NUTS/ours':>10}")
-    for row in rows:
-        print(f"{row['sampler']:<28} {row['draws']:>6} {row['sampling_s']:>11.1f} {row['setup_s']:>16.1f} "
-              f"{row['mean_err']:>12.3f} {row['sd_err']:>7.3f} "
-              f"{'reference' if np.isnan(row['mean_err']) else str(accurate(row['mean_err'], row['sd_err'])):>9} "
-              f"{rows[0]['sampling_s'] / row['sampling_s']:>10.1f}", flush=True)
+    n = args.n or (1_000_000 if args.workload == "logistic" else 100_000)
+    build = (lambda **kw: logistic_model(n, 20, **kw)) if args.workload == "logistic" else \
+        (lambda **kw: hierarchical_model(n, **kw))
+    model, tag = build(), f"{args.workload}_n{n}"
+    ref = cached_reference(model, OUTPUTS / f"tta_reference_{tag}_draws{args.reference_draws}.npz",
+                           args.reference_draws)
+    B = args.batch_size
+    curves = nuts_curve(model, ref, "NUTS (PyMC defaults)")
+    if importlib.util.find_spec("nutpie") is not None:
+        curves += nuts_curve(model, ref, "nutpie", nuts_sampler="nutpie")
+    else:
+        print("nutpie is not installed (pip install -e '.[compare]'): its curve is skipped")
+    minibatched = build(minibatch=B)
+    for name, method in (("ADVI mean-field", "advi"), ("ADVI full-rank", "fullrank_advi")):
+        curves += advi_curve(minibatched, ref, f"{name} B={B}", method, args.advi_iterations, args.advi_every)
+    for name, make_step in {f"SGLD B={B}": lambda: pymc_sgd.SGLD(batch_size=B),
+                            f"SGHMC B={B}": lambda: pymc_sgd.SGHMC(batch_size=B)}.items():
+        curves += ours_curve(model, ref, name, make_step, args.max_draws)
+    curves = pd.DataFrame(curves)
+    OUTPUTS.mkdir(exist_ok=True)
+    curves.to_csv(OUTPUTS / f"time_to_accuracy_{tag}_curves.csv", index=False)
+    table = pd.DataFrame([{
+        "method": name, "to_accurate_s": first_time(curve, SD_TOLERANCE),
+        "to_5pct_sd_s": first_time(curve, FINE_SD_TOLERANCE), "final_mean_err": curve.mean_err.iloc[-1],
+        "final_sd_err": curve.sd_err.iloc[-1], "setup_s": curve.setup_s.iloc[0]}
+        for name, curve in curves.groupby("method", sort=False)])
+    table.to_csv(OUTPUTS / f"time_to_accuracy_{tag}.csv", index=False)
+    plot(curves, OUTPUTS / f"time_to_accuracy_{tag}.png",
+         f"{args.workload}, n = {n}: error against wall time (reference NUTS 2 x {args.reference_draws})")
+    print(f"{tag}: accurate = means within {MEAN_TOLERANCE} SD and SDs within {SD_TOLERANCE:.0%}; "
+          f"5% SD adds SDs within {FINE_SD_TOLERANCE:.0%}")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
 
 
 if __name__ == "__main__":
