@@ -30,7 +30,9 @@ Each moment row has a standard error from ArviZ's ESS of its per-draw terms and 
 verdicts are "fail" when the two-sided p-value is below ``alpha`` Bonferroni-divided over the
 check's rows (family-wise false-alarm rate alpha per check on exact draws), "pass" otherwise.
 "fail" means the bias is larger than the Monte Carlo error of these draws: more draws will not
-make the estimates better; lower the sampler's ``target_error`` or use full batch.
+make the estimates better; lower the sampler's ``target_error`` or use full batch. A chain that
+keeps its promise (SDs within ``target_error``, 3% by default) still fails score_scale once it has
+enough draws to see a 3% bias; sd_error_vs_prediction then says whether the bias is the promised one.
 
 What it cannot see: a mode the chain never visited that is far from the visited ones (scores are
 local; Wenliang & Kanagawa 2020, "Blindness of score-based methods to isolated components").
