@@ -207,20 +207,24 @@ def main() -> None:
     ref = cached_reference(model, OUTPUTS / f"tta_reference_{tag}_draws{args.reference_draws}.npz",
                            args.reference_draws)
     B = args.batch_size
-    curves = nuts_curve(model, ref, "NUTS (PyMC defaults)")
+    curves_path = OUTPUTS / f"time_to_accuracy_{tag}_curves.csv"
+    minibatched = build(minibatch=B)
+    methods = {"NUTS (PyMC defaults)": lambda name: nuts_curve(model, ref, name)}
     if importlib.util.find_spec("nutpie") is not None:
-        curves += nuts_curve(model, ref, "nutpie", nuts_sampler="nutpie")
+        methods["nutpie"] = lambda name: nuts_curve(model, ref, name, nuts_sampler="nutpie")
     else:
         print("nutpie is not installed (pip install -e '.[compare]'): its curve is skipped")
-    minibatched = build(minibatch=B)
-    for name, method in (("ADVI mean-field", "advi"), ("ADVI full-rank", "fullrank_advi")):
-        curves += advi_curve(minibatched, ref, f"{name} B={B}", method, args.advi_iterations, args.advi_every)
-    for name, make_step in {f"SGLD B={B}": lambda: pymc_sgd.SGLD(batch_size=B),
-                            f"SGHMC B={B}": lambda: pymc_sgd.SGHMC(batch_size=B)}.items():
-        curves += ours_curve(model, ref, name, make_step, args.max_draws)
-    curves = pd.DataFrame(curves)
-    OUTPUTS.mkdir(exist_ok=True)
-    curves.to_csv(OUTPUTS / f"time_to_accuracy_{tag}_curves.csv", index=False)
+    for label, method in (("ADVI mean-field", "advi"), ("ADVI full-rank", "fullrank_advi")):
+        methods[f"{label} B={B}"] = lambda name, method=method: advi_curve(
+            minibatched, ref, name, method, args.advi_iterations, args.advi_every)
+    for label, sampler in (("SGLD", pymc_sgd.SGLD), ("SGHMC", pymc_sgd.SGHMC)):
+        methods[f"{label} B={B}"] = lambda name, sampler=sampler: ours_curve(
+            model, ref, name, lambda: sampler(batch_size=B), args.max_draws)
+    rows = []
+    for name, run in methods.items():  # the curves so far are saved after each method (long runs)
+        rows += run(name)
+        pd.DataFrame(rows).to_csv(curves_path, index=False)
+    curves = pd.DataFrame(rows)
     table = pd.DataFrame([{
         "method": name, "to_accurate_s": first_time(curve, SD_TOLERANCE),
         "to_5pct_sd_s": first_time(curve, FINE_SD_TOLERANCE), "final_mean_err": curve.mean_err.iloc[-1],
