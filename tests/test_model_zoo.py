@@ -141,14 +141,17 @@ def per_row_latent():
 
 def pm_minibatch_with_total_size():
     """PyMC's own big-data idiom (pm.Minibatch + total_size, as for ADVI): the step reads the full
-    arrays and the batch size from the Minibatch, so SGLD() needs no batch_size."""
-    x_batch, y_batch = pm.Minibatch(X, Y, batch_size=30)
-    with pm.Model() as model:
-        a = pm.Normal("a", 0.0, 10.0)
-        b = pm.Normal("b", 0.0, 10.0)
-        sigma = pm.HalfNormal("sigma", 2.0)
-        pm.Normal("y", a + b * x_batch, sigma, observed=y_batch, total_size=N)
-    return model, FROM_MINIBATCH
+    arrays and the batch size from the Minibatch, so SGLD() needs no batch_size. NUTS samples the
+    full-data twin (on the Minibatch model its logp would be random at every evaluation)."""
+    models = []
+    for x, y, total_size in ((*pm.Minibatch(X, Y, batch_size=30), N), (X, Y, None)):
+        with pm.Model() as model:
+            a = pm.Normal("a", 0.0, 10.0)
+            b = pm.Normal("b", 0.0, 10.0)
+            sigma = pm.HalfNormal("sigma", 2.0)
+            pm.Normal("y", a + b * x, sigma, observed=y, total_size=total_size)
+        models.append(model)
+    return models[0], FROM_MINIBATCH, models[1]
 
 
 def multivariate_rows():
@@ -332,8 +335,10 @@ def sample_quietly(model, step=None, **kwargs):
         return pm.sample(**{"progressbar": False, **kwargs}, compute_convergence_checks=False, step=step)
 
 
-def assert_matches_nuts(model, step, **sample_kwargs) -> None:
-    nuts = sample_quietly(model, draws=1000, tune=1000, chains=4, cores=1, random_seed=1, target_accept=0.9)
+def assert_matches_nuts(model, step, reference_model=None, **sample_kwargs) -> None:
+    """``reference_model``: the model NUTS samples (default ``model``), e.g. a pm.Minibatch model's full-data twin."""
+    nuts = sample_quietly(reference_model or model, draws=1000, tune=1000, chains=4, cores=1, random_seed=1,
+                          target_accept=0.9)
     sampled = sample_quietly(model, step, draws=1000, tune=500, chains=2, cores=1, random_seed=2, **sample_kwargs)
     assert not any(sampled.sample_stats[name].values.any() for name in sampled.sample_stats if "diverging" in name)
     reference = unconstrained_columns(nuts, model)
@@ -354,8 +359,8 @@ FIRST_HALF = ZOO[:13]
 
 @pytest.mark.parametrize("build", FIRST_HALF, ids=[build.__name__ for build in FIRST_HALF])
 def test_sgld_on_defaults_matches_nuts(build):
-    model, batch_size = build()
-    assert_matches_nuts(model, pymc_sgd.SGLD(batch_size=batch_size, model=model))
+    model, batch_size, *reference_model = build()
+    assert_matches_nuts(model, pymc_sgd.SGLD(batch_size=batch_size, model=model), *reference_model)
 
 
 @pytest.mark.parametrize("control_variate", ["auto", "mode"])

@@ -10,5 +10,5 @@ SECOND_HALF = ZOO[len(FIRST_HALF):]
 
 @pytest.mark.parametrize("build", SECOND_HALF, ids=[build.__name__ for build in SECOND_HALF])
 def test_sgld_on_defaults_matches_nuts(build):
-    model, batch_size = build()
-    assert_matches_nuts(model, pymc_sgd.SGLD(batch_size=batch_size, model=model))
+    model, batch_size, *reference_model = build()
+    assert_matches_nuts(model, pymc_sgd.SGLD(batch_size=batch_size, model=model), *reference_model)
