@@ -41,7 +41,7 @@ import pymc as pm
 
 import pymc_sgd
 from pymc_sgd.gradients import cached_estimator
-from pymc_sgd.kernels.estimator import minibatch_gradient
+from pymc_sgd.kernels.model import gradient_into
 
 STEPS_PER_DRAW = 1000
 REPEATS = 3
@@ -180,12 +180,12 @@ def run_baseline(workload: Workload, n_updates: int) -> None:
 
 
 @numba.njit
-def gradient_only(grad_fn, data, w, rng, n_updates, n_rows, batch_size):
+def gradient_only(model, w, rng, n_updates, n_rows, batch_size):
     """The compiled model gradient alone, at fresh batches (what the samplers' loops call)."""
-    scale = np.asarray(n_rows / batch_size)
+    scale, grad = np.full(1, n_rows / batch_size), np.empty(w.shape[0])
     total = 0.0
     for _ in range(n_updates):
-        total += minibatch_gradient(grad_fn, data, w, rng.integers(0, n_rows, size=batch_size), scale)[0]
+        total += gradient_into(model, w, rng.integers(0, n_rows, size=batch_size), scale, grad)[0]
     return total
 
 
@@ -193,8 +193,8 @@ def measure_gradient(workload: Workload, n_updates: int) -> float:
     """us per call of the pytensor gradient with its index draw, at the model's initial point."""
     est = cached_estimator(workload.model)
     w = np.zeros(est.dim)
-    gradient_only(est.grad_fn, est.data, w, np.random.default_rng(1), 10, est.n_rows, workload.batch_size)
-    seconds = best_of(lambda: gradient_only(est.grad_fn, est.data, w, np.random.default_rng(1), n_updates,
+    gradient_only(est.kernel, w, np.random.default_rng(1), 10, est.n_rows, workload.batch_size)
+    seconds = best_of(lambda: gradient_only(est.kernel, w, np.random.default_rng(1), n_updates,
                                             est.n_rows, workload.batch_size))
     return 1e6 * seconds / n_updates
 

@@ -25,11 +25,15 @@ needs, the gradient of U_hat with the scale n/B (a 0-d array) as an input:
 
 Leaving out the log-density values matters: on a logistic regression with B = 100 the
 softplus terms of log p cost as much as the whole gradient (benchmarks/throughput.py).
+
+Compiled kernels never see these functions directly: they call ``ModelEstimator.kernel``, one C
+function of a fixed type (``pymc_sgd.model_cfunc``), so they are compiled once and cached on disk.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import weakref
 from collections.abc import Sequence
@@ -48,6 +52,7 @@ from pytensor.graph.rewriting.utils import rewrite_graph
 from pytensor.graph.traversal import ancestors
 from pytensor.tensor.type import TensorType
 
+from .model_cfunc import build_evaluate, layout
 from .rows import ModelSpecificationError, RowGroup, describe, observed_likelihoods, row_layout, row_tensors, value_of
 
 __all__ = ["ModelEstimator", "build_estimator", "cached_estimator", "ModelSpecificationError"]
@@ -63,6 +68,7 @@ class ModelEstimator:
     grad_fn : numba dispatcher ``grad_fn(w, idx, scale, *data) -> grad U_hat`` (scale 0-d).
     full_fn : numba dispatcher ``full_fn(w, *data)``, the parts of ``fn`` over all rows
         without gathering them (no copy of the data per call).
+    evaluate : the three as one cfunc for the kernels (``kernel``, ``pymc_sgd.kernels.model``).
     data : per-row arrays in the order ``fn`` expects them (observed values first).
     data_names : their names, for messages and summaries.
     n_rows : number of rows n (the observed length; 1 for a model without observed data).
@@ -79,11 +85,17 @@ class ModelEstimator:
     fn: object
     grad_fn: object
     full_fn: object
+    evaluate: object
     data: tuple[np.ndarray, ...]
     data_names: tuple[str, ...]
     n_rows: int | None
     dim: int
     held: tuple[str, ...] = ()
+
+    @functools.cached_property
+    def kernel(self) -> tuple:
+        """``(evaluate, addresses, shapes)`` of this estimator's data, the ``model`` argument of every kernel."""
+        return (self.evaluate, *layout(self.data))
 
 
 def _check_continuous(model: pm.Model, sampled: Sequence[Variable]) -> None:
@@ -291,9 +303,9 @@ def _compile(model: pm.Model, sampled: list[Variable], n: int, groups: Sequence[
     compiled_grad = pytensor.function([w, idx, scale, *inputs], grad_hat, mode="NUMBA", on_unused_input="ignore")
     names = tuple(v.name or f"data_{i}" for i, v in enumerate(tensors)) + tuple(v.name for v in held)
     dim = int(sum(np.size(point[v.name]) for v in sampled))
-    held_values = tuple(np.array(point[v.name], dtype=v.dtype) for v in held)
-    return ModelEstimator(compiled.vm.jit_fn, compiled_grad.vm.jit_fn, compiled_full.vm.jit_fn,
-                          _current_arrays(tensors) + held_values, names, n, dim, tuple(v.name for v in held))
+    arrays = _current_arrays(tensors) + tuple(np.array(point[v.name], dtype=v.dtype) for v in held)
+    fns = compiled.vm.jit_fn, compiled_grad.vm.jit_fn, compiled_full.vm.jit_fn
+    return ModelEstimator(*fns, build_evaluate(*fns, arrays), arrays, names, n, dim, tuple(v.name for v in held))
 
 
 

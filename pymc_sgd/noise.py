@@ -23,13 +23,13 @@ __all__ = ["full_potential_and_grad", "hessian", "per_example_gradient_covarianc
 def hessian(est: ModelEstimator, w: np.ndarray, eps: float = 1e-5) -> np.ndarray:
     """Hessian of U at w by central differences of the exact gradient, symmetrised."""
     rows = np.arange(est.n_rows, dtype=np.int64)
-    return potential_hessian(est.fn, est.data, np.asarray(w, dtype=np.float64), rows, 1.0, eps)
+    return potential_hessian(est.kernel, np.asarray(w, dtype=np.float64), rows, 1.0, eps)
 
 
 def per_example_gradient_covariance(est: ModelEstimator, w: np.ndarray) -> np.ndarray:
     """C(w) = covariance over all rows i of grad log p(x_i | w) (population, divisor n)."""
     rows = np.arange(est.n_rows, dtype=np.int64)
-    return gradient_noise_covariance(est.fn, est.data, np.asarray(w, dtype=np.float64), rows)
+    return gradient_noise_covariance(est.kernel, np.asarray(w, dtype=np.float64), rows)
 
 
 def mode(est: ModelEstimator, start: np.ndarray | None = None) -> np.ndarray:

@@ -186,11 +186,14 @@ def _detect_row_data(model: pm.Model, observed: Sequence[Observed], length: int)
 
 
 def _row_latents(model: pm.Model, observed: Sequence[Observed], length: int) -> list[Variable]:
-    """Value variables with ``length`` entries along their first axis that feed ``observed``."""
-    point = model.initial_point()
+    """Value variables with ``length`` entries along their first axis that feed ``observed``
+    (static shapes where pytensor knows them; the initial point, which compiles a function, otherwise)."""
     feeding = set(ancestors([term.likelihood for term in observed]))
-    return [v for v in model.value_vars
-            if v in feeding and np.ndim(point[v.name]) >= 1 and np.shape(point[v.name])[0] == length]
+    candidates = [v for v in model.value_vars if v in feeding and v.type.ndim >= 1]
+    if any(v.type.shape[0] is None for v in candidates):
+        point = model.initial_point()
+        return [v for v in candidates if np.shape(point[v.name])[0] == length]
+    return [v for v in candidates if v.type.shape[0] == length]
 
 
 def row_layout(model: pm.Model, data: Sequence[str | Variable] | None = None,

@@ -4,9 +4,12 @@ import numpy as np
 import pymc as pm
 import pytest
 
+import pymc_sgd
+
 from pymc_sgd import noise
 from pymc_sgd.gradients import ModelSpecificationError, build_estimator
-from pymc_sgd.kernels.estimator import minibatch_gradient, per_example_loglik_grads, potential_and_grad
+from pymc_sgd.kernels.estimator import per_example_loglik_grads, potential_and_grad
+from pymc_sgd.kernels.model import gradient_into
 
 RNG = np.random.default_rng(7)
 N, D = 300, 3
@@ -43,7 +46,7 @@ def test_full_batch_equals_model_logp(make):
     model = make()
     est = build_estimator(model)
     w = RNG.normal(scale=0.5, size=est.dim)
-    u, grad = potential_and_grad(est.fn, est.data, w, np.arange(est.n_rows), 1.0)
+    u, grad = potential_and_grad(est.kernel, w, np.arange(est.n_rows), 1.0)
     u_ref, grad_ref = model_u_and_grad(model, w)
     np.testing.assert_allclose(u, u_ref, rtol=1e-10)
     np.testing.assert_allclose(grad, grad_ref, rtol=1e-9, atol=1e-9)
@@ -68,7 +71,7 @@ def test_per_example_gradients_sum_to_full_gradient():
     est = build_estimator(regression(False))
     w = RNG.normal(size=est.dim)
     rows = np.arange(N)
-    per_example = per_example_loglik_grads(est.fn, est.data, w, rows)
+    per_example = per_example_loglik_grads(est.kernel, w, rows)
     assert per_example.shape == (N, est.dim)
     np.testing.assert_allclose(per_example.sum(axis=0), est.fn(w, rows, *est.data)[3], rtol=1e-10)
 
@@ -77,8 +80,8 @@ def test_minibatch_estimate_is_unbiased_over_all_single_row_batches():
     """U_hat with B = 1 and scale n, averaged over the n possible rows, is exactly U."""
     est = build_estimator(regression(False))
     w = RNG.normal(size=est.dim)
-    estimates = [potential_and_grad(est.fn, est.data, w, np.array([i]), float(N)) for i in range(N)]
-    u_full, g_full = potential_and_grad(est.fn, est.data, w, np.arange(N), 1.0)
+    estimates = [potential_and_grad(est.kernel, w, np.array([i]), float(N)) for i in range(N)]
+    u_full, g_full = potential_and_grad(est.kernel, w, np.arange(N), 1.0)
     np.testing.assert_allclose(np.mean([e[0] for e in estimates]), u_full, rtol=1e-10)
     np.testing.assert_allclose(np.mean([e[1] for e in estimates], axis=0), g_full, rtol=1e-9)
 
@@ -93,7 +96,7 @@ def test_several_observed_variables_of_same_length():
     assert est.data_names[:2] == ("y", "z")
     assert sorted(a.shape for a in est.data[2:]) == [(N,), (N, D)]  # X[:, 0] and X, both per-row
     w = RNG.normal(size=D)
-    u, grad = potential_and_grad(est.fn, est.data, w, np.arange(N), 1.0)
+    u, grad = potential_and_grad(est.kernel, w, np.arange(N), 1.0)
     u_ref, grad_ref = model_u_and_grad(model, w)
     np.testing.assert_allclose([u, *grad], [u_ref, *grad_ref], rtol=1e-10)
 
@@ -183,6 +186,25 @@ def test_hot_loop_gradient_equals_the_scaled_parts(make):
     w = RNG.normal(scale=0.5, size=est.dim)
     rows = RNG.integers(0, est.n_rows, size=7)
     scale = est.n_rows / len(rows)
-    _, expected = potential_and_grad(est.fn, est.data, w, rows, scale)
-    np.testing.assert_allclose(minibatch_gradient(est.grad_fn, est.data, w, rows, np.asarray(scale)),
+    _, expected = potential_and_grad(est.kernel, w, rows, scale)
+    np.testing.assert_allclose(gradient_into(est.kernel, w, rows, np.full(1, scale), np.empty(est.dim)),
                                expected, rtol=1e-12, atol=1e-12)
+
+
+def test_an_error_inside_the_model_is_nan_not_stale_values():
+    """The kernels call the model through a cfunc, which cannot raise: an error the model raises (here
+    PyMC's sigma > 0 check at mu < 0, in the log-density; the gradient-only graph has no check) must
+    leave NaN, which the kernels' divergence guard stops on, never the previous call's numbers."""
+    y = np.random.default_rng(0).normal(1.0, 1.0, 50)
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0, 1)
+        pm.Normal("y", mu, sigma=mu, observed=y)
+    est = build_estimator(model)
+    rows = np.arange(5)
+    assert np.all(np.isfinite(potential_and_grad(est.kernel, np.array([1.0]), rows, 1.0)[1]))
+    u, grad = potential_and_grad(est.kernel, np.array([-1.0]), rows, 1.0)
+    assert np.isnan(u) and np.isnan(grad).all()
+    with model:
+        idata = pm.sample(draws=10, tune=0, chains=1, random_seed=1, progressbar=False, compute_convergence_checks=False,
+                          initvals={"mu": 1.0}, step=pymc_sgd.SGLD(batch_size=10, step_size=0.1))  # overshoots
+    assert idata.sample_stats["diverging"].values[0, -1] and np.isfinite(idata.posterior["mu"].values).all()

@@ -1,7 +1,7 @@
 """Pure numba update rules and index samplers (no PyMC import).
 
-Every function here is ``@njit`` and takes the compiled model estimator ``fn`` (see
-``pymc_sgd.gradients``) as a first-class argument, so a step method runs all updates of one
-recorded draw in a single compiled call. Functions that take ``fn`` are not disk-cached:
-numba cannot pickle a reference to a dispatcher created at run time.
+Every function here is ``@njit(cache=True)`` and takes the model as ``model``, a C function of one
+fixed type plus its arrays' addresses (``kernels.model``), so a step method runs all updates of one
+recorded draw in a single compiled call, and the kernels compile once for every model and process
+(numba's disk cache, next to this package's sources).
 """

@@ -6,7 +6,7 @@ both mutated in place and kept by the step across draws.
 - WITH_REPLACEMENT: B iid uniform indices (the i.i.d. noise model of the Lyapunov theory).
 - WITHOUT_REPLACEMENT: B distinct indices, fresh each update (seed 000's np.random.choice
   (replace=False)); noise variance shrinks by the finite-population factor (n - B)/(n - 1).
-- EPOCH: shuffle, then walk the permutation B rows at a time; reshuffle when fewer than B
+- EPOCH: shuffle (Fisher-Yates with floor(u m)), then walk the permutation B rows at a time; reshuffle when fewer than B
   rows remain (those are skipped for that epoch).
 - FULL: all n rows every update (idx = 0..n-1, never touched).
 
@@ -35,7 +35,9 @@ def next_batch(mode, rng, perm, cursor, idx):
     n = perm.shape[0]
     batch = idx.shape[0]
     if mode == WITH_REPLACEMENT:
-        idx[:] = rng.integers(0, n, size=batch)
+        draws = rng.integers(0, n, size=batch)
+        for j in range(batch):  # element copies: a slice assignment compiles seconds of error-message code
+            idx[j] = draws[j]
     elif mode == WITHOUT_REPLACEMENT:
         for j in range(batch):  # partial Fisher-Yates shuffle: perm[:B] is a uniform B-subset
             k = j + int(rng.random() * (n - j))
@@ -43,9 +45,12 @@ def next_batch(mode, rng, perm, cursor, idx):
             idx[j] = perm[j]
     elif mode == EPOCH:
         if cursor[0] + batch > n:
-            rng.shuffle(perm)
+            for j in range(n - 1, 0, -1):  # Fisher-Yates (numba's rng.shuffle takes seconds to compile)
+                k = int(rng.random() * (j + 1))
+                perm[j], perm[k] = perm[k], perm[j]
             cursor[0] = 0
-        idx[:] = perm[cursor[0]:cursor[0] + batch]
+        for j in range(batch):
+            idx[j] = perm[cursor[0] + j]
         cursor[0] += batch
 
 

@@ -1,35 +1,32 @@
-"""Combine the parts returned by a compiled model estimator into U_hat and grad U_hat.
+"""U_hat, grad U_hat and their derived quantities, from the model's ``evaluate`` (``kernels.model``).
 
-``fn(w, idx, *data)`` returns (log prior, its gradient, log-likelihood summed over rows idx,
-its gradient). With scale = n / len(idx):
+With scale = n / len(idx) (DESIGN.md):
 
-    U_hat(w) = -(log p(w) + scale * sum_{i in idx} log p(x_i | w))     (DESIGN.md)
+    U_hat(w) = -(log p(w) + scale * sum_{i in idx} log p(x_i | w))
 
-Inner loops use ``grad_fn(w, idx, scale, *data) -> grad U_hat`` (no log-density values, scale
-as a 0-d array, see ``pymc_sgd.gradients``) and evaluate U_hat once per recorded draw.
+Inner loops use the gradient alone (``gradient_into``: no log-density values, which cost as
+much as the gradient on a logistic regression) and evaluate U_hat once per recorded draw.
+``scale`` is passed as a 1-element array (the compiled gradient reads it in place).
 """
 
 import numpy as np
 from numba import njit
 
+from .model import gradient_into, parts_into
 
-@njit
-def potential_and_grad(fn, data, w, idx, scale):
+
+@njit(cache=True)
+def potential_and_grad(model, w, idx, scale):
     """Unbiased minibatch estimate (U_hat, grad U_hat) at w."""
-    log_prior, grad_prior, log_lik, grad_lik = fn(w, idx, *data)  # scalars come as 0-d arrays
-    return -(log_prior.item() + scale * log_lik.item()), -(grad_prior + scale * grad_lik)
+    d = w.shape[0]
+    parts = parts_into(model, w, idx, np.empty(2 * d + 2))
+    return -(parts[0] + scale * parts[1]), -(parts[2:d + 2] + scale * parts[d + 2:])
 
 
-@njit
-def minibatch_gradient(grad_fn, data, w, idx, scale_arg):
-    """grad U_hat(w) on rows idx, the hot-loop estimator (scale_arg = n / B as a 0-d array)."""
-    return grad_fn(w, idx, scale_arg, *data)[0]
-
-
-@njit(inline="always")
-def centred_gradient(grad_fn, data, w, idx, scale_arg, centre, centre_grad, out):
+@njit(cache=True, inline="always")
+def centred_gradient(model, w, idx, scale, centre, centre_grad, out, at_centre):
     """Control-variate estimate of grad U on rows idx (SGLD-CV of Baker, Fearnhead, Fox & Nemeth 2019,
-    Statistics and Computing 29, 599-615):
+    Statistics and Computing 29, 599-615), into ``out`` (``at_centre`` is scratch):
 
         grad U_hat(w) - grad U_hat(w*) + grad U(w*),     w* = centre, grad U(w*) = centre_grad (all rows).
 
@@ -37,53 +34,57 @@ def centred_gradient(grad_fn, data, w, idx, scale_arg, centre, centre_grad, out)
     Hessians H_i the covariance is (n^2/B) Cov_i[H_i (w - w*)], O(n d / B) at posterior
     distances instead of O(n^2 / B). With an empty centre it is plain grad U_hat.
     """
-    grad = minibatch_gradient(grad_fn, data, w, idx, scale_arg)
+    gradient_into(model, w, idx, scale, out)
     if centre.shape[0] == 0:
-        return grad
-    at_centre = minibatch_gradient(grad_fn, data, centre, idx, scale_arg)
+        return out
+    gradient_into(model, centre, idx, scale, at_centre)
     for i in range(out.shape[0]):
-        out[i] = grad[i] - at_centre[i] + centre_grad[i]
+        out[i] += centre_grad[i] - at_centre[i]
     return out
 
 
-@njit
-def minibatch_potential(fn, data, w, idx, scale):
-    """U_hat(w) on rows idx without the gradient (kernels call it once per recorded draw)."""
-    log_prior, _, log_lik, _ = fn(w, idx, *data)
-    return -(log_prior.item() + scale * log_lik.item())
+@njit(cache=True)
+def minibatch_potential(model, w, idx, scale):
+    """U_hat(w) on rows idx (kernels call it once per recorded draw)."""
+    parts = parts_into(model, w, idx, np.empty(2 * w.shape[0] + 2))
+    return -(parts[0] + scale * parts[1])
 
 
-@njit
+@njit(cache=True)
 def norm(v):
     """Euclidean norm |v| (for the grad_norm stat)."""
     return np.sqrt(np.sum(v * v))
 
 
-@njit
-def per_example_loglik_grads(fn, data, w, rows):
+@njit(cache=True)
+def per_example_loglik_grads(model, w, rows):
     """Matrix G[k] = grad_w log p(x_{rows[k]} | w), one row per example (len(rows) x d)."""
+    d = w.shape[0]
     one = np.empty(1, dtype=np.int64)
-    out = np.empty((rows.shape[0], w.shape[0]))
+    parts = np.empty(2 * d + 2)
+    out = np.empty((rows.shape[0], d))
     for k in range(rows.shape[0]):
         one[0] = rows[k]
-        out[k] = fn(w, one, *data)[3]
+        parts_into(model, w, one, parts)
+        for j in range(d):
+            out[k, j] = parts[d + 2 + j]
     return out
 
 
-@njit
-def gradient_noise_covariance(fn, data, w, rows):
+@njit(cache=True)
+def gradient_noise_covariance(model, w, rows):
     """Per-example gradient covariance C1(w) = Cov_i[grad log p(x_i | w)] over `rows`.
 
     The minibatch gradient of U with B rows drawn with replacement has covariance
     (n^2 / B) C1 (seed 000, "The SGD Update Rule and Its Noise", rescaled from L to U = n L).
     """
-    grads = per_example_loglik_grads(fn, data, w, rows)
+    grads = per_example_loglik_grads(model, w, rows)
     centred = grads - grads.sum(axis=0) / grads.shape[0]
     return centred.T @ centred / grads.shape[0]
 
 
-@njit
-def potential_hessian(fn, data, w, rows, scale, eps):
+@njit(cache=True)
+def potential_hessian(model, w, rows, scale, eps):
     """Hessian of U_hat (over `rows`, likelihood times `scale`) by central differences of its gradient."""
     d = w.shape[0]
     H = np.empty((d, d))
@@ -91,6 +92,6 @@ def potential_hessian(fn, data, w, rows, scale, eps):
         up, down = w.copy(), w.copy()
         up[j] += eps
         down[j] -= eps
-        H[j] = (potential_and_grad(fn, data, up, rows, scale)[1]
-                - potential_and_grad(fn, data, down, rows, scale)[1]) / (2.0 * eps)
+        H[j] = (potential_and_grad(model, up, rows, scale)[1]
+                - potential_and_grad(model, down, rows, scale)[1]) / (2.0 * eps)
     return 0.5 * (H + H.T)

@@ -18,30 +18,33 @@ import numpy as np
 from numba import njit
 
 from .batching import next_batch
-from .estimator import minibatch_gradient, norm, minibatch_potential
+from .estimator import minibatch_potential, norm
+from .model import gradient_into, parts_into
 from .guards import is_diverged
-from .langevin import langevin_move
+from .langevin import copy_into, langevin_move
 
 FULL = 0
 CORRECTED = 1
 NAIVE = 2
 
 
-@njit
-def swap_log_ratio(fn, data, w_cold, w_hot, c, energy_mode, n_rows, swap_rows, rng):
+@njit(cache=True)
+def swap_log_ratio(model, w_cold, w_hot, c, energy_mode, n_rows, swap_rows, rng):
     """log of the swap acceptance ratio for (cold, hot) states, per ``energy_mode``."""
     if energy_mode == FULL:
         all_rows = np.arange(n_rows)
-        return c * (minibatch_potential(fn, data, w_cold, all_rows, 1.0)
-                    - minibatch_potential(fn, data, w_hot, all_rows, 1.0))
+        return c * (minibatch_potential(model, w_cold, all_rows, 1.0)
+                    - minibatch_potential(model, w_hot, all_rows, 1.0))
     one = np.empty(1, dtype=np.int64)
     diffs = np.empty(swap_rows)
+    cold, hot = np.empty(2 * w_cold.shape[0] + 2), np.empty(2 * w_cold.shape[0] + 2)
     log_prior_diff = 0.0
     for j in range(swap_rows):
         one[0] = rng.integers(0, n_rows)
-        cold, hot = fn(w_cold, one, *data), fn(w_hot, one, *data)
-        diffs[j] = cold[2].item() - hot[2].item()
-        log_prior_diff = cold[0].item() - hot[0].item()
+        parts_into(model, w_cold, one, cold)
+        parts_into(model, w_hot, one, hot)
+        diffs[j] = cold[1] - hot[1]
+        log_prior_diff = cold[0] - hot[0]
     scale = n_rows / swap_rows
     delta_u = -(log_prior_diff + scale * np.sum(diffs))
     if energy_mode == NAIVE:
@@ -50,24 +53,24 @@ def swap_log_ratio(fn, data, w_cold, w_hot, c, energy_mode, n_rows, swap_rows, r
     return c * delta_u - 0.5 * c * c * variance
 
 
-@njit
-def swap_round(fn, data, states, temperatures, labels, parity, energy_mode, n_rows, swap_rows,
+@njit(cache=True)
+def swap_round(model, states, temperatures, labels, parity, energy_mode, n_rows, swap_rows,
                rng, accepted, attempted):
     """Attempt swaps on pairs (k, k+1) with k % 2 == parity; update counters in place."""
     for k in range(parity, states.shape[0] - 1, 2):
         c = 1.0 / temperatures[k] - 1.0 / temperatures[k + 1]
-        log_ratio = swap_log_ratio(fn, data, states[k], states[k + 1], c, energy_mode, n_rows,
+        log_ratio = swap_log_ratio(model, states[k], states[k + 1], c, energy_mode, n_rows,
                                    swap_rows, rng)
         attempted[k] += 1
         if np.log(rng.random()) < log_ratio:
             accepted[k] += 1
             tmp = states[k].copy()
-            states[k] = states[k + 1]
-            states[k + 1] = tmp
+            copy_into(states[k + 1], states[k])
+            copy_into(tmp, states[k + 1])
             labels[k], labels[k + 1] = labels[k + 1], labels[k]
 
 
-@njit
+@njit(cache=True)
 def track_round_trips(labels, direction, round_trips):
     """A replica's trip cold -> hot -> cold counts once (direction: 0 unset, 1 up, -1 down)."""
     last = labels.shape[0] - 1
@@ -79,8 +82,8 @@ def track_round_trips(labels, direction, round_trips):
     direction[cold] = 1
 
 
-@njit
-def exchange_updates(fn, grad_fn, data, states, rng, batch_mode, perm, cursor, idx, scale, n_updates,
+@njit(cache=True)
+def exchange_updates(model, states, rng, batch_mode, perm, cursor, idx, scale, n_updates,
                      h, temperatures, swap_every, t0, energy_mode, n_rows, swap_rows, labels,
                      direction, round_trips, accepted, attempted, precond_kind, p_full, p_chol, bound):
     """n_updates SGLD updates of every replica (in the metric p_full = p_chol p_chol^T), a swap
@@ -90,26 +93,26 @@ def exchange_updates(fn, grad_fn, data, states, rng, batch_mode, perm, cursor, i
     diverged); each replica draws its own minibatch.
     """
     d = states.shape[1]
-    scale_arg = np.asarray(scale)
+    scale_arg = np.full(1, scale)
     unit = np.ones(d)
-    proposal, work, xi = np.empty(d), np.empty(d), np.empty(d)
+    proposal, work, xi, grad = np.empty(d), np.empty(d), np.empty(d), np.empty(d)
     grad_norm = 0.0
     t = t0
     for _ in range(n_updates):
         for k in range(states.shape[0]):
             next_batch(batch_mode, rng, perm, cursor, idx)
-            grad = minibatch_gradient(grad_fn, data, states[k], idx, scale_arg)
+            gradient_into(model, states[k], idx, scale_arg, grad)
             langevin_move(states[k], grad, rng, h, temperatures[k], 1.0, precond_kind, unit, p_full, p_chol,
                           unit, work, xi, proposal)
             if is_diverged(grad, proposal, bound):
                 return t, np.inf, np.nan, True
-            states[k] = proposal
+            copy_into(proposal, states[k])
             if k == 0:
                 grad_norm = norm(grad)
         t += 1
         if t % swap_every == 0:
-            swap_round(fn, data, states, temperatures, labels, (t // swap_every) % 2, energy_mode,
+            swap_round(model, states, temperatures, labels, (t // swap_every) % 2, energy_mode,
                        n_rows, swap_rows, rng, accepted, attempted)
             track_round_trips(labels, direction, round_trips)
-    potential = minibatch_potential(fn, data, states[0], idx, scale)
+    potential = minibatch_potential(model, states[0], idx, scale)
     return t, grad_norm, potential, not np.isfinite(potential)

@@ -29,7 +29,15 @@ FULL = 2
 NO_CENTRE = np.zeros(0)  # centre / centre_grad of langevin_updates without a control variate
 
 
-@njit(inline="always")
+@njit(cache=True, inline="always")
+def copy_into(source, out):
+    """out[:] = source element by element (a slice assignment compiles seconds of shape-error code)."""
+    for i in range(out.shape[0]):
+        out[i] = source[i]
+    return out
+
+
+@njit(cache=True, inline="always")
 def matvec_into(a, v, out):
     """out = a v without allocating."""
     for i in range(a.shape[0]):
@@ -40,7 +48,7 @@ def matvec_into(a, v, out):
     return out
 
 
-@njit(inline="always")
+@njit(cache=True, inline="always")
 def precondition(kind, p_diag, p_matrix, v, out):
     """out = P v for IDENTITY / DIAGONAL / FULL (p_matrix is P or its Cholesky factor)."""
     if kind == FULL:
@@ -49,18 +57,18 @@ def precondition(kind, p_diag, p_matrix, v, out):
         for i in range(v.shape[0]):
             out[i] = p_diag[i] * v[i]
     else:
-        out[:] = v
+        copy_into(v, out)
     return out
 
 
-@njit(inline="always")
+@njit(cache=True, inline="always")
 def standard_normal_into(rng, out):
     for i in range(out.shape[0]):
         out[i] = rng.standard_normal()
     return out
 
 
-@njit(inline="always")
+@njit(cache=True, inline="always")
 def langevin_move(w, grad, rng, h, temperature, noise, kind, p_diag, p_full, p_chol, noise_diag,
                   work, xi, out):
     """out = w - h P grad + noise sqrt(2 h T) P^(1/2) xi; work and xi are scratch buffers.
@@ -78,8 +86,8 @@ def langevin_move(w, grad, rng, h, temperature, noise, kind, p_diag, p_full, p_c
     return out
 
 
-@njit
-def langevin_updates(fn, grad_fn, data, w, rng, batch_mode, perm, cursor, idx, scale,
+@njit(cache=True)
+def langevin_updates(model, w, rng, batch_mode, perm, cursor, idx, scale,
                      t0, n_updates, schedule_kind, schedule, temperature, noise,
                      precond_kind, p_diag, p_full, p_chol, bound, centre, centre_grad):
     """Run n_updates updates from w; stop early (keeping the last finite w) on divergence.
@@ -91,22 +99,22 @@ def langevin_updates(fn, grad_fn, data, w, rng, batch_mode, perm, cursor, idx, s
     the returned w on the last minibatch.
     """
     d = w.shape[0]
-    scale_arg = np.asarray(scale)
+    scale_arg = np.full(1, scale)
     noise_diag = np.sqrt(p_diag)
     w = w.copy()
-    proposal, work, xi, centred = np.empty(d), np.empty(d), np.empty(d), np.empty(d)
+    proposal, work, xi, at_centre = np.empty(d), np.empty(d), np.empty(d), np.empty(d)
     grad = np.zeros(d)
     h = step_size_at(schedule_kind, schedule, t0)
     t = t0
     for _ in range(n_updates):
         h = step_size_at(schedule_kind, schedule, t)
         next_batch(batch_mode, rng, perm, cursor, idx)
-        grad = centred_gradient(grad_fn, data, w, idx, scale_arg, centre, centre_grad, centred)
+        centred_gradient(model, w, idx, scale_arg, centre, centre_grad, grad, at_centre)
         langevin_move(w, grad, rng, h, temperature, noise, precond_kind, p_diag, p_full, p_chol,
                       noise_diag, work, xi, proposal)
         if is_diverged(grad, proposal, bound):
             return w, t, h, np.inf, np.nan, True
         w, proposal = proposal, w
         t += 1
-    potential = minibatch_potential(fn, data, w, idx, scale)
+    potential = minibatch_potential(model, w, idx, scale)
     return w, t, h, norm(grad), potential, not np.isfinite(potential)

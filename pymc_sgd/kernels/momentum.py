@@ -23,8 +23,8 @@ from .guards import is_diverged
 from .langevin import matvec_into, precondition, standard_normal_into
 
 
-@njit
-def momentum_updates(fn, grad_fn, data, w, v, rng, batch_mode, perm, cursor, idx, scale, n_updates,
+@njit(cache=True)
+def momentum_updates(model, w, v, rng, batch_mode, perm, cursor, idx, scale, n_updates,
                      h, friction, noise_factor, precond_kind, p_diag, p_full, bound, centre, centre_grad):
     """Run n_updates heavy-ball/SGHMC updates; stop early (keeping the last finite state).
     A non-empty ``centre`` switches to the control-variate gradient (``estimator.centred_gradient``).
@@ -32,14 +32,14 @@ def momentum_updates(fn, grad_fn, data, w, v, rng, batch_mode, perm, cursor, idx
     Returns (w, v, |grad U_hat|, U_hat, diverged) (see ``langevin_updates`` for the stats).
     """
     d = w.shape[0]
-    scale_arg = np.asarray(scale)
+    scale_arg = np.full(1, scale)
     inject = np.any(noise_factor != 0.0)
     w, v = w.copy(), v.copy()
-    w_new, v_new, work, xi, centred = np.empty(d), np.empty(d), np.empty(d), np.empty(d), np.empty(d)
+    w_new, v_new, work, xi, at_centre = np.empty(d), np.empty(d), np.empty(d), np.empty(d), np.empty(d)
     grad = np.zeros(d)
     for _ in range(n_updates):
         next_batch(batch_mode, rng, perm, cursor, idx)
-        grad = centred_gradient(grad_fn, data, w, idx, scale_arg, centre, centre_grad, centred)
+        centred_gradient(model, w, idx, scale_arg, centre, centre_grad, grad, at_centre)
         precondition(precond_kind, p_diag, p_full, grad, work)
         for i in range(d):
             v_new[i] = (1.0 - friction) * v[i] - h * work[i]
@@ -53,5 +53,5 @@ def momentum_updates(fn, grad_fn, data, w, v, rng, batch_mode, perm, cursor, idx
             return w, v, np.inf, np.nan, True
         w, w_new = w_new, w
         v, v_new = v_new, v
-    potential = minibatch_potential(fn, data, w, idx, scale)
+    potential = minibatch_potential(model, w, idx, scale)
     return w, v, norm(grad), potential, not np.isfinite(potential)

@@ -6,7 +6,6 @@
   the posterior as t -> inf. t counts updates from the start of the chain (tuning included).
 """
 
-import numpy as np
 from numba import njit
 
 CONSTANT = 0

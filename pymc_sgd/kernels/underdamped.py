@@ -20,12 +20,13 @@ from numba import njit
 from .batching import next_batch
 from .estimator import centred_gradient, minibatch_potential, norm
 from .guards import is_diverged
+from .langevin import copy_into
 
 BAOAB = 0
 OBABO = 1
 
 
-@njit
+@njit(cache=True)
 def ou_step(v, c, temperature, rng):
     """v <- c v + sqrt(T (1 - c^2)) xi in place, fresh xi."""
     sd = np.sqrt(temperature * (1.0 - c * c))
@@ -33,7 +34,7 @@ def ou_step(v, c, temperature, rng):
         v[i] = c * v[i] + sd * rng.standard_normal()
 
 
-@njit(inline="always")
+@njit(cache=True, inline="always")
 def factor_axpy(a, factor, transpose, x, y):
     """y <- y + a F x (or a F^T x) in place, F a lower-triangular factor."""
     d = y.shape[0]
@@ -44,23 +45,23 @@ def factor_axpy(a, factor, transpose, x, y):
         y[i] += a * acc
 
 
-@njit
-def underdamped_updates(fn, grad_fn, data, x, v, rng, batch_mode, perm, cursor, idx, scale, n_updates,
+@njit(cache=True)
+def underdamped_updates(model, x, v, rng, batch_mode, perm, cursor, idx, scale, n_updates,
                         h, gamma, temperature, scheme, factor, bound, centre, centre_grad):
     """Run n_updates BAOAB/OBABO steps in the metric L L^T (``factor`` = L); a non-empty ``centre``
     switches to the control-variate gradient (``estimator.centred_gradient``).
 
     Returns (x, v, |grad U_hat|, U_hat, diverged).
     """
-    scale_arg = np.asarray(scale)
+    scale_arg = np.full(1, scale)
     x, v = x.copy(), v.copy()
-    x0, v0, centred = x.copy(), v.copy(), np.empty(x.shape[0])
+    x0, v0, grad, at_centre = x.copy(), v.copy(), np.empty(x.shape[0]), np.empty(x.shape[0])
     next_batch(batch_mode, rng, perm, cursor, idx)
-    grad = centred_gradient(grad_fn, data, x, idx, scale_arg, centre, centre_grad, centred)
+    centred_gradient(model, x, idx, scale_arg, centre, centre_grad, grad, at_centre)
     c_full, c_half = np.exp(-gamma * h), np.exp(-0.5 * gamma * h)
     for _ in range(n_updates):
-        x0[:] = x
-        v0[:] = v
+        copy_into(x, x0)
+        copy_into(v, v0)
         if scheme == BAOAB:
             factor_axpy(-0.5 * h, factor, True, grad, v)
             factor_axpy(0.5 * h, factor, False, v, x)
@@ -71,11 +72,11 @@ def underdamped_updates(fn, grad_fn, data, x, v, rng, batch_mode, perm, cursor, 
             factor_axpy(-0.5 * h, factor, True, grad, v)
             factor_axpy(h, factor, False, v, x)
         next_batch(batch_mode, rng, perm, cursor, idx)
-        grad = centred_gradient(grad_fn, data, x, idx, scale_arg, centre, centre_grad, centred)
+        centred_gradient(model, x, idx, scale_arg, centre, centre_grad, grad, at_centre)
         factor_axpy(-0.5 * h, factor, True, grad, v)
         if scheme == OBABO:
             ou_step(v, c_half, temperature, rng)
         if is_diverged(grad, x, bound):
             return x0, v0, np.inf, np.nan, True
-    potential = minibatch_potential(fn, data, x, idx, scale)
+    potential = minibatch_potential(model, x, idx, scale)
     return x, v, norm(grad), potential, not np.isfinite(potential)

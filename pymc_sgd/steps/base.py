@@ -60,7 +60,7 @@ WINDOW_STARTS = dict(zip(REFITS, (25,) + REFITS[:-1]))  # each from the draws si
 NOISE_POINTS = 4  # draws at which the gradient noise is measured and averaged
 MAX_WHITENED_RMS = 100.0  # posterior SDs (root mean square over coordinates) from the bulk's mode
 DIVERGENCE_REASONS = {
-    1: "a non-finite gradient or state, or |w_i| above divergence_bound",
+    1: "a non-finite gradient or state (or an error the model raised, printed above), or |w_i| above divergence_bound",
     2: f"the chain left the bulk the warm-up found (more than {MAX_WHITENED_RMS:g} posterior SDs from its mode)",
     3: "a constrained value of the model overflowed (e.g. exp of a huge log-scale)",
 }
@@ -397,7 +397,8 @@ class StochasticGradientStep(BlockedStep):
         super().stop_tuning()
 
     def _coordinate_names(self) -> list[str]:
-        sizes = [int(np.size(self.model.initial_point()[name])) for name in self.var_names]
+        point = self.model.initial_point()
+        sizes = [int(np.size(point[name])) for name in self.var_names]
         return [name if size == 1 else f"{name}[{i}]" for name, size in zip(self.var_names, sizes) for i in range(size)]
 
     def step(self, point: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[dict]]:

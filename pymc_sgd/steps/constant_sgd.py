@@ -128,7 +128,7 @@ class ConstantSGD(StochasticGradientStep):
         noise = self.finite_population * per_example_cov
         if self.preconditioner == "exact":
             est = self.estimator
-            H = potential_hessian(est.fn, est.data, w, np.arange(est.n_rows, dtype=np.int64), 1.0, 1e-5)
+            H = potential_hessian(est.kernel, w, np.arange(est.n_rows, dtype=np.int64), 1.0, 1e-5)
             V = theory.minibatch_gradient_covariance(per_example_cov, est.n_rows, self.batch_size,
                                                      replacement=self.batch_mode == batching.WITH_REPLACEMENT)
             self.p_full = theory.exact_preconditioner(H, V, self.momentum, self.temperature)
@@ -182,12 +182,12 @@ class ConstantSGD(StochasticGradientStep):
         h = 1.0 if kind != langevin.IDENTITY else self.h  # P already holds h when preconditioned
         if self.momentum > 0.0:
             w, self.velocity, grad_norm, potential, diverged = momentum_updates(
-                est.fn, est.grad_fn, est.data, w, self.velocity, self.rng, self.batch_mode, self.perm, self.cursor,
+                est.kernel, w, self.velocity, self.rng, self.batch_mode, self.perm, self.cursor,
                 self.idx, self.scale, self.steps_per_draw, h, 1.0 - self.momentum, np.zeros((est.dim, est.dim)),
                 kind, self.p_diag, self.p_full, self.divergence_bound, langevin.NO_CENTRE, langevin.NO_CENTRE)
         else:
             w, self.t, _, grad_norm, potential, diverged = langevin.langevin_updates(
-                est.fn, est.grad_fn, est.data, w, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
+                est.kernel, w, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
                 self.scale, self.t, self.steps_per_draw, schedules.CONSTANT, np.array([h, 0.0, 0.0]),
                 self.temperature, 0.0, kind, self.p_diag, self.p_full, self.p_full,
                 self.divergence_bound, langevin.NO_CENTRE, langevin.NO_CENTRE)

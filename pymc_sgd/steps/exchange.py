@@ -164,7 +164,7 @@ class ReplicaExchangeSGLD(StochasticGradientStep):
         accepted = np.zeros(len(self.temperatures) - 1, dtype=np.int64)
         attempted = np.zeros_like(accepted)
         self.t, grad_norm, potential, diverged = exchange.exchange_updates(
-            est.fn, est.grad_fn, est.data, self.replica_states, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
+            est.kernel, self.replica_states, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
             self.scale, self.steps_per_draw, self.h, self.temperatures, self._swap_every(), self.t,
             SWAP_ENERGIES[self._swap_energy()], est.n_rows, self.swap_batch_size, self.labels, self.direction,
             self.round_trips, accepted, attempted,

@@ -127,7 +127,7 @@ class SGHMC(StochasticGradientStep):
         est = self.estimator
         kind = langevin.IDENTITY if self.metric.kind == "identity" else langevin.FULL
         w, self.velocity, grad_norm, potential, diverged = momentum_updates(
-            est.fn, est.grad_fn, est.data, w, self.velocity, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
+            est.kernel, w, self.velocity, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
             self.scale, self.steps_per_draw, self.h, self.friction, self.noise_factor, kind, np.ones(est.dim),
             self.metric.matrix, self.divergence_bound, *self.centring.arrays(est))
         return w, {"step_size": self.h, "temperature": self.temperature, "grad_norm": grad_norm,

@@ -173,7 +173,7 @@ class SGLD(StochasticGradientStep):
         est, T = self.estimator, self.temperature
         h = self.schedule[0] * self.metric.matrix
         rows = np.arange(est.n_rows, dtype=np.int64)
-        H = potential_hessian(est.fn, est.data, w, rows, 1.0, 1e-5)
+        H = potential_hessian(est.kernel, w, rows, 1.0, 1e-5)
         V = (np.zeros_like(H) if self.batch_mode == batching.FULL else theory.minibatch_gradient_covariance(
             per_example_cov, est.n_rows, self.batch_size, self.batch_mode == batching.WITH_REPLACEMENT))
         try:
@@ -190,7 +190,7 @@ class SGLD(StochasticGradientStep):
         kind = langevin.FULL if self.correction or self.metric.kind != "identity" else langevin.IDENTITY
         noise_root = self._noise_factor if self.correction else self.metric.factor
         w, self.t, h, grad_norm, potential, diverged = langevin.langevin_updates(
-            est.fn, est.grad_fn, est.data, w, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
+            est.kernel, w, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
             self.scale, self.t, self.steps_per_draw, self.schedule_kind, self.schedule,
             self.temperature, 1.0, kind, np.ones(est.dim), self.metric.matrix, noise_root,
             self.divergence_bound, *self.centring.arrays(est))

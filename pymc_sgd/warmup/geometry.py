@@ -1,7 +1,7 @@
 """Full-data and subsample potentials, gradients, Hessians and gradient noise of a compiled estimator.
 
-The warm-up works on the estimator's compiled functions only (``fn``, ``full_fn``, ``data``,
-``n_rows``, ``dim`` of ``pymc_sgd.gradients.ModelEstimator``); nothing here imports PyMC.
+The warm-up works on the estimator's compiled model only (``kernel``, ``n_rows``, ``dim`` of
+``pymc_sgd.gradients.ModelEstimator``); nothing here imports PyMC.
 A *subsample potential* on rows S (|S| = m) is U_S(w) = -log p(w) - (n/m) sum_{i in S} log p(x_i | w),
 unbiased for U; with S = all rows it is U itself.
 """
@@ -13,14 +13,16 @@ from collections.abc import Callable
 import numpy as np
 
 from ..kernels.estimator import per_example_loglik_grads, potential_and_grad
+from ..kernels.model import full_parts_into
 
 PotentialAndGrad = Callable[[np.ndarray], tuple[float, np.ndarray]]
 
 
 def full_potential_and_grad(est, w: np.ndarray) -> tuple[float, np.ndarray]:
-    """Exact U(w) and grad U(w) (all n rows, read in place, no gather)."""
-    log_prior, grad_prior, log_lik, grad_lik = est.full_fn(np.asarray(w, dtype=np.float64), *est.data)
-    return -(float(log_prior) + float(log_lik)), -(grad_prior + grad_lik)
+    """Exact U(w) and grad U(w) (all n rows, read in place, no gather); NaN where the model raises."""
+    d = est.dim
+    parts = full_parts_into(est.kernel, np.asarray(w, dtype=np.float64), np.empty(2 * d + 2))
+    return -(parts[0] + parts[1]), -(parts[2:d + 2] + parts[d + 2:])
 
 
 def subsample_rows(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -35,7 +37,7 @@ def potential_on(est, rows: np.ndarray) -> PotentialAndGrad:
     if len(rows) == est.n_rows:
         return lambda w: full_potential_and_grad(est, w)
     scale = est.n_rows / len(rows)
-    return lambda w: potential_and_grad(est.fn, est.data, np.asarray(w, dtype=np.float64), rows, scale)
+    return lambda w: potential_and_grad(est.kernel, np.asarray(w, dtype=np.float64), rows, scale)
 
 
 def finite_difference_hessian(potential: PotentialAndGrad, w: np.ndarray, steps: np.ndarray) -> np.ndarray:
@@ -57,8 +59,8 @@ def finite_difference_hessian(potential: PotentialAndGrad, w: np.ndarray, steps:
 def per_example_gradient_covariance(est, w: np.ndarray, rows: np.ndarray, centre: np.ndarray | None = None) -> np.ndarray:
     """C(w) = Cov_i[grad log p(x_i | w)] over rows (population divisor), or with a centre w*
     the covariance of the control-variate differences grad log p(x_i | w) - grad log p(x_i | w*)."""
-    grads = per_example_loglik_grads(est.fn, est.data, np.asarray(w, dtype=np.float64), rows)
+    grads = per_example_loglik_grads(est.kernel, np.asarray(w, dtype=np.float64), rows)
     if centre is not None:
-        grads = grads - per_example_loglik_grads(est.fn, est.data, centre, rows)
+        grads = grads - per_example_loglik_grads(est.kernel, centre, rows)
     centred = grads - grads.mean(axis=0)
     return centred.T @ centred / len(rows)
