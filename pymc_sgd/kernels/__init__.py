@@ -3,5 +3,9 @@
 Every function here is ``@njit(cache=True)`` and takes the model as ``model``, a C function of one
 fixed type plus its arrays' addresses (``kernels.model``), so a step method runs all updates of one
 recorded draw in a single compiled call, and the kernels compile once for every model and process
-(numba's disk cache, next to this package's sources).
+(numba's disk cache, invalidated by a change to any kernel file: ``kernels.caching``).
 """
+
+from .caching import KernelsCacheLocator  # registers the kernels' cache locator before any kernel compiles
+
+__all__ = ["KernelsCacheLocator"]
