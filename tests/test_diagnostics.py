@@ -12,7 +12,7 @@ import pymc_sgd
 from mc import Z
 from pymc_sgd.diagnostics import scores
 from pymc_sgd.diagnostics.stein import stein_kernel_matrix, stein_kernel_pairs
-from pymc_sgd.models import conjugate_linear_regression_model
+from pymc_sgd.models import conjugate_linear_regression_model, two_component_mixture_model
 
 
 def _imq(x, y):
@@ -68,7 +68,7 @@ def test_false_alarms_at_the_stated_rate_and_detection_of_biased_draws():
     model, exact = conjugate_linear_regression_model(n=50)
     rng = np.random.default_rng(1)
     null = _failures(model, exact, 1000, 1.0, 0.0, 60, 300, rng)
-    assert all(null[name] <= 4 for name in ("score_mean", "score_scale", "ksd", "ksd_linear")), null
+    assert all(null[name] <= 4 for name in ("score_mean", "score_scale", "ksd", "ksd_linear", "mode_coverage")), null
     narrow = _failures(model, exact, 1000, 0.9, 0.0, 10, 1000, rng)
     assert narrow["score_scale"] == 10 and narrow["ksd"] >= 6, narrow
     shifted = _failures(model, exact, 1000, 1.0, 0.2, 10, 300, rng)
@@ -100,7 +100,8 @@ def test_table_is_kept_in_the_inferencedata_through_netcdf(tmp_path):
     stored = az.from_netcdf(tmp_path / "run.nc")["sgd_diagnostics"].to_dataframe()
     assert list(stored["check"]) == list(table["check"])
     np.testing.assert_allclose(stored["value"], table["value"])
-    assert set(table["coordinate"]) == {"beta[0]", "beta[1]", "beta[2]", "all"}
+    assert set(table["coordinate"]) - {"beta[0]", "beta[1]", "beta[2]", "all"} == {
+        table.query("check == 'mode_coverage'")["coordinate"].item()}  # one mode, named by its location
 
 
 def test_sd_error_against_the_samplers_prediction():
@@ -124,3 +125,25 @@ def test_sd_error_against_the_samplers_prediction():
             if shrink == 0.9:
                 assert np.all(np.abs(rows["value"] + 0.1) < Z * rows["se"]), rows
     assert not any(verdicts[1.0]) and all(verdicts[0.9]), verdicts
+
+
+def test_a_missing_mode_is_flagged_and_a_visited_one_is_not():
+    """The label-switching mixture: two modes of mass 1/2 each (exactly, by symmetry). Draws from
+    one labelled mode only (its exact conditional mean and covariance, 2 x 500 iid) must fail
+    mode_coverage: no draw visits the other mode, p = P(Binomial(m_eff, 1/4) = 0) = 0.75^m_eff, below
+    1e-60 at m_eff ~ 1000, while the score checks cannot see it (that is the point of this check).
+    Draws that pick either mode with probability 1/2 must pass: about half visit each mode and
+    P(Binomial(m_eff, 1/4) <= m_eff / 2) ~ 1. Five replicates each, all must go the right way."""
+    model, exact = two_component_mixture_model()
+    mean, cov = exact.ordered_moments()
+    rng = np.random.default_rng(5)
+    for r in range(5):
+        one = rng.multivariate_normal(mean, cov, size=(2, 500))
+        both = np.where(rng.random((2, 500, 1)) < 0.5, one, one[..., ::-1])
+        verdicts = {}
+        for name, draws in (("one", one), ("both", both)):
+            table = pymc_sgd.diagnostics.check(az.from_dict(posterior={"mu": draws}), model, max_ksd_draws=100,
+                                               random_seed=r).query("check == 'mode_coverage'")
+            assert len(table) == 2 and np.allclose(table["predicted"], 0.5, atol=0.01), table
+            verdicts[name] = set(table["verdict"])
+        assert verdicts == {"one": {"pass", "fail"}, "both": {"pass"}}, verdicts

@@ -34,9 +34,10 @@ make the estimates better; lower the sampler's ``target_error`` or use full batc
 keeps its promise (SDs within ``target_error``, 3% by default) still fails score_scale once it has
 enough draws to see a 3% bias; sd_error_vs_prediction then says whether the bias is the promised one.
 
-What it cannot see: a mode the chain never visited that is far from the visited ones (scores are
-local; Wenliang & Kanagawa 2020, "Blindness of score-based methods to isolated components").
-Run several chains from dispersed starts (and look at R-hat) for that.
+- ``mode_coverage``, one row per mode found (``diagnostics.modes``): the scores above are blind to a
+  mode the chain never visited far from the visited ones (Wenliang & Kanagawa 2020), so the check
+  searches for modes by optimisation from prior draws, weighs them by their Laplace mass and tests
+  that the draws visit each at least half as often as that mass says (one-sided binomial test).
 
 Examples
 --------
@@ -49,7 +50,7 @@ Examples
 ...                       progressbar=False, random_seed=1)
 >>> table = pymc_sgd.diagnostics.check(idata, model, store=True)
 >>> sorted(set(table["check"]))
-['ksd', 'ksd_linear', 'score_mean', 'score_scale', 'sd_error_vs_prediction']
+['ksd', 'ksd_linear', 'mode_coverage', 'score_mean', 'score_scale', 'sd_error_vs_prediction']
 >>> "sgd_diagnostics" in idata.groups()
 True
 """
@@ -63,6 +64,7 @@ import pymc as pm
 import xarray as xr
 from scipy import stats
 
+from .modes import mode_rows
 from .scores import ROW_BUDGET, scores, unconstrained_draws
 from .stein import ksd_bootstrap_pvalue, ksd_linear, ksd_squared, stein_kernel_matrix
 
@@ -127,12 +129,14 @@ def _prediction_rows(idata, scale_rows: list[dict], alpha: float) -> list[dict]:
 
 
 def check(idata, model: pm.Model | None = None, *, alpha: float = 0.01, max_ksd_draws: int = 1000,
-          row_budget: int = ROW_BUDGET, store: bool = False, random_seed: int = 0) -> pd.DataFrame:
+          row_budget: int = ROW_BUDGET, mode_starts: int = 8, mode_search_rows: int = 20_000, store: bool = False,
+          random_seed: int = 0) -> pd.DataFrame:
     """Score-moment and kernel Stein checks of ``idata``'s posterior against ``model`` (module docstring).
 
     Returns a tidy DataFrame, one row per check and coordinate: check, coordinate, value, se,
     p_value, verdict ("pass"/"fail" at family-wise false-alarm rate ``alpha`` per check), and
-    ``predicted`` for the prediction rows. With
+    ``predicted`` for the prediction and mode rows. ``mode_starts`` optimisations from prior draws search
+    for modes on at most ``mode_search_rows`` rows (0 starts: no mode_coverage rows). With
     ``store=True`` it is also added to ``idata`` as the group "sgd_diagnostics" (kept by
     to_netcdf/from_netcdf).
     """
@@ -162,6 +166,8 @@ def check(idata, model: pm.Model | None = None, *, alpha: float = 0.01, max_ksd_
     rows.append(dict(check="ksd_linear", coordinate="all", value=linear, se=linear_se, p_value=p_linear,
                      verdict="fail" if p_linear < alpha else "pass"))
     rows += _prediction_rows(idata, [row for row in rows if row["check"] == "score_scale"], alpha)
+    if mode_starts > 0:
+        rows += mode_rows(model, flat, flat.shape[0], alpha, mode_starts, mode_search_rows, rng)
     table = pd.DataFrame(rows)
     if store:
         if GROUP in idata.groups():

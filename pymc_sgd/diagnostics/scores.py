@@ -31,7 +31,7 @@ ROW_BUDGET = 5_000_000  # row-gradients for the scores of all draws (5 passes at
 _FORWARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _forward_function(model: pm.Model):
+def forward_function(model: pm.Model):
     """Compiled map from the free variables' constrained values to the flat unconstrained w (cached per model)."""
     if model not in _FORWARD:
         constrained = {rv: rv.type(name=rv.name) for rv in model.free_RVs}
@@ -48,13 +48,14 @@ def _forward_function(model: pm.Model):
 def unconstrained_draws(idata, model: pm.Model) -> np.ndarray:
     """(chain, draw, d) posterior draws mapped to the flat unconstrained vector w the samplers move
     (value variables in model order, each forward-transformed: log for positive variables, etc.)."""
-    forward = _forward_function(model)
+    forward = forward_function(model)
     arrays = [idata.posterior[rv.name].values for rv in model.free_RVs]
     chains, draws = arrays[0].shape[:2]
     return np.array([[forward(*(a[c, t] for a in arrays)) for t in range(draws)] for c in range(chains)])
 
 
-def _estimator(model: pm.Model) -> ModelEstimator:
+def model_estimator(model: pm.Model) -> ModelEstimator:
+    """The model's estimator over its rows, or with its rows coupled the whole likelihood as one row."""
     try:
         return cached_estimator(model)
     except ModelSpecificationError:  # rows coupled: the whole likelihood as one row
@@ -64,7 +65,7 @@ def _estimator(model: pm.Model) -> ModelEstimator:
 def scores(model: pm.Model, draws: np.ndarray, rng: np.random.Generator,
            row_budget: int = ROW_BUDGET) -> tuple[np.ndarray, int]:
     """(scores (m, d) at the draws (m, d), rows per score: n when exact, else the control variate's B)."""
-    est = _estimator(model)
+    est = model_estimator(model)
     n, m = est.n_rows, draws.shape[0]
     out = np.empty_like(draws)
     if n * m <= row_budget or n == 1:
