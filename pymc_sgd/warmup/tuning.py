@@ -46,25 +46,53 @@ def whitened(H: np.ndarray, V: np.ndarray, metric: Metric) -> tuple[np.ndarray, 
     return whitened_curvature(metric, H), 0.5 * (V_z + np.swapaxes(V_z, -1, -2))
 
 
-def worst_point(error_at: Callable[[np.ndarray], float], V_z: np.ndarray) -> float:
-    """max over the noise stack's points p of error_at(V_z[p]) (a single d x d matrix is one point)."""
-    return max(error_at(V_p) for V_p in V_z.reshape(-1, *V_z.shape[-2:]))
+HALVING = float(np.log(2.0))
+PRECISION = 1e-4  # of log h: the step to 0.01%
+ErrorAt = Callable[[float, np.ndarray], float]  # (h, noise at one point V_p) -> predicted SD error
 
 
-def largest_step(error_of: Callable[[float], float], h_max: float, target: float) -> float:
-    """Largest h in (0, h_max] with error_of(h) <= target, by bisection on log h.
+def _points(V_z: np.ndarray) -> list[np.ndarray]:
+    """The noise stack's points (a single d x d matrix is one point)."""
+    return list(V_z.reshape(-1, *V_z.shape[-2:]))
 
-    error_of returns inf where the configuration is unstable or infeasible.
+
+def worst_point(error_at: ErrorAt, h: float, V_z: np.ndarray) -> float:
+    """max over the noise stack's points p of error_at(h, V_z[p])."""
+    return max(error_at(h, V_p) for V_p in _points(V_z))
+
+
+def largest_step(error_at: ErrorAt, V_z: np.ndarray, h_max: float, target: float) -> float:
+    """Largest h in (0, h_max] with error_at(h, V_p) <= target at every point, by bisection on log h
+    (error_at is inf where the configuration is unstable or infeasible, and grows with h).
+
+    Each error is an O(d^3) Lyapunov solve (seconds per search at d ~ 60 if done naively), so the
+    search follows one point, the worst seen so far: h is divided by 2, 4, 16, ... from above until
+    that point is within the target, then bisected to 1e-4 relative, and checked at every
+    point; a point over the target there becomes the one followed, below that step. Where no step
+    above h_max e^-40 is feasible it returns that bottom.
     """
-    if error_of(h_max) <= target:
+    points = _points(V_z)
+
+    def first_violation(h: float) -> int | None:
+        return next((k for k, V_p in enumerate(points) if not error_at(h, V_p) <= target), None)
+
+    violation = first_violation(h_max)
+    if violation is None:
         return h_max
-    lo, hi = np.log(h_max) - 40.0, np.log(h_max)
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        if error_of(np.exp(mid)) <= target:
-            lo = mid
-        else:
-            hi = mid
+    bottom, hi = np.log(h_max) - 40.0, np.log(h_max)
+    lo = hi
+    for _ in range(len(points)):  # each round follows a new point: at most one round per point
+        points.insert(0, points.pop(violation))
+        stride = HALVING  # down from above, doubling the stride: tiny steps can be infeasible too (SGHMC)
+        while lo > bottom and not error_at(np.exp(lo), points[0]) <= target:
+            hi, lo, stride = lo, max(lo - stride, bottom), 2.0 * stride
+        while hi - lo > PRECISION:
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if error_at(np.exp(mid), points[0]) <= target else (lo, mid)
+        violation = first_violation(np.exp(lo))
+        if violation is None:
+            break
+        hi = lo
     return float(np.exp(lo))
 
 
@@ -92,12 +120,12 @@ def langevin_step_size(H: np.ndarray, V: np.ndarray, metric: Metric, temperature
     k_max = curvature_range(metric, H)[1]
     K, V_z = whitened(H, V, metric)
 
-    def error_of(h: float) -> float:
-        return worst_point(lambda V_p: _guarded(lambda: sd_error(
-            theory.langevin_stationary_covariance(K, h, temperature, V_p), K, metric, temperature)), V_z)
+    def error_at(h: float, V_p: np.ndarray) -> float:
+        return _guarded(lambda: sd_error(theory.langevin_stationary_covariance(K, h, temperature, V_p), K, metric,
+                                         temperature))
 
-    h = largest_step(error_of, 1.0 / k_max, target)
-    return h, error_of(h)
+    h = largest_step(error_at, V_z, 1.0 / k_max, target)
+    return h, worst_point(error_at, h, V_z)
 
 
 def whitened_injection(V_z: np.ndarray, h: float, friction: float, temperature: float) -> tuple[np.ndarray, bool]:
@@ -143,14 +171,14 @@ def sghmc_parameters(H: np.ndarray, V: np.ndarray, metric: Metric, temperature: 
             return friction
         return float(min(max(2.0 * np.sqrt(h * k_min), h * noise_max / temperature), 1.0))
 
-    def error_of(h: float) -> float:
+    def error_at(h: float, V_p: np.ndarray) -> float:
         if friction is None and h * noise_max / temperature > 1.0:
             return np.inf
-        return worst_point(lambda V_p: _guarded(lambda: sd_error(
-            sghmc_covariance(K, V_p, h, alpha_at(h), temperature, V_mean), K, metric, temperature)), V_z)
+        return _guarded(lambda: sd_error(sghmc_covariance(K, V_p, h, alpha_at(h), temperature, V_mean), K, metric,
+                                         temperature))
 
-    h = largest_step(error_of, 1.0 / k_max, target)
-    return h, alpha_at(h), error_of(h)
+    h = largest_step(error_at, V_z, 1.0 / k_max, target)
+    return h, alpha_at(h), worst_point(error_at, h, V_z)
 
 
 def baoab_parameters(H: np.ndarray, V: np.ndarray, metric: Metric, temperature: float = 1.0,
@@ -166,12 +194,12 @@ def baoab_parameters(H: np.ndarray, V: np.ndarray, metric: Metric, temperature: 
     gamma = 2.0 * np.sqrt(k_min) if friction is None else friction
     K, V_z = whitened(H, V, metric)
 
-    def error_of(h: float) -> float:
-        return worst_point(lambda V_p: _guarded(lambda: sd_error(
-            theory.baoab_stationary_covariance(K, h, gamma, temperature, V_p), K, metric, temperature)), V_z)
+    def error_at(h: float, V_p: np.ndarray) -> float:
+        return _guarded(lambda: sd_error(theory.baoab_stationary_covariance(K, h, gamma, temperature, V_p), K, metric,
+                                         temperature))
 
-    h = largest_step(error_of, min(1.0 / np.sqrt(k_max), np.sqrt(8.0 * target / k_max)), target)
-    return h, gamma, error_of(h)
+    h = largest_step(error_at, V_z, min(1.0 / np.sqrt(k_max), np.sqrt(8.0 * target / k_max)), target)
+    return h, gamma, worst_point(error_at, h, V_z)
 
 
 def relaxation_rate(friction: float, curvature: float) -> float:
