@@ -26,7 +26,7 @@ Compile time is excluded everywhere (ours are warmed up by a 2-draw run first; n
 timed separately). Figure: benchmarks/outputs/time_to_accuracy_<workload>.png; table and curves
 as CSV next to it.
 
-Run: ``.venv/bin/python benchmarks/time_to_accuracy.py --workload logistic [--n 1000000]``
+Run: ``.venv/bin/python benchmarks/time_to_accuracy.py --workload logistic [--n 1000000] [--methods SGLD]``
 (NUTS at n = 1e6 takes about 1.5 hours per run; the reference is cached afterwards).
 """
 
@@ -198,6 +198,9 @@ def main() -> None:
     parser.add_argument("--max-draws", type=int, default=6400)
     parser.add_argument("--advi-iterations", type=int, default=50_000)
     parser.add_argument("--advi-every", type=int, default=2500)
+    parser.add_argument("--methods", nargs="+", default=None,
+                        help="run only the methods whose names start with these (e.g. SGLD SGHMC); the other "
+                             "methods' curves are kept from the last run's CSV")
     args = parser.parse_args()
     logging.getLogger("pymc").setLevel(logging.ERROR)
     n = args.n or (1_000_000 if args.workload == "logistic" else 100_000)
@@ -221,6 +224,11 @@ def main() -> None:
         methods[f"{label} B={B}"] = lambda name, sampler=sampler: ours_curve(
             model, ref, name, lambda: sampler(batch_size=B), args.max_draws)
     rows = []
+    if args.methods is not None:
+        methods = {name: run for name, run in methods.items() if name.startswith(tuple(args.methods))}
+        if curves_path.exists():
+            kept = pd.read_csv(curves_path)
+            rows = kept[~kept.method.isin(list(methods))].to_dict("records")
     for name, run in methods.items():  # the curves so far are saved after each method (long runs)
         rows += run(name)
         pd.DataFrame(rows).to_csv(curves_path, index=False)
