@@ -129,7 +129,7 @@ def _prediction_rows(idata, scale_rows: list[dict], alpha: float) -> list[dict]:
 
 
 def check(idata, model: pm.Model | None = None, *, alpha: float = 0.01, max_ksd_draws: int = 1000,
-          row_budget: int = ROW_BUDGET, mode_starts: int = 8, mode_search_rows: int = 20_000, store: bool = False,
+          row_budget: int = ROW_BUDGET, mode_starts: int = 8, mode_search_rows: int = 10_000, store: bool = False,
           random_seed: int = 0) -> pd.DataFrame:
     """Score-moment and kernel Stein checks of ``idata``'s posterior against ``model`` (module docstring).
 

@@ -51,7 +51,7 @@ def _hessian(potential, w: np.ndarray) -> np.ndarray:
     return finite_difference_hessian(potential, w, 1e-4 * (1.0 + np.abs(w)))
 
 
-def find_modes(model: pm.Model, draws: np.ndarray, starts: int = 8, rows: int = 20_000,
+def find_modes(model: pm.Model, draws: np.ndarray, starts: int = 8, rows: int = 10_000,
                rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(modes (K, d), Hessians (K, d, d), Laplace probabilities (K,)) of the potential (module docstring)."""
     rng = np.random.default_rng(0) if rng is None else rng
@@ -61,13 +61,12 @@ def find_modes(model: pm.Model, draws: np.ndarray, starts: int = 8, rows: int = 
     for start in _starts(model, draws, starts, rng):
         result = optimize.minimize(potential, start, jac=True, method="L-BFGS-B", options={"maxiter": 500})
         u = float(result.fun)
-        if not np.isfinite(u):
-            continue
+        if not np.isfinite(u) or any((result.x - m) @ Hm @ (result.x - m) < SEPARATION**2
+                                     for m, Hm in zip(modes, hessians)):
+            continue  # a mode already found: no Hessian (2d gradients) for it
         H = _hessian(potential, result.x)
         sign, log_det = np.linalg.slogdet(H)
         if sign <= 0:  # a saddle or a flat direction: not a mode with a Laplace mass
-            continue
-        if any((result.x - m) @ Hm @ (result.x - m) < SEPARATION**2 for m, Hm in zip(modes, hessians)):
             continue
         modes.append(result.x)
         hessians.append(H)
@@ -78,7 +77,7 @@ def find_modes(model: pm.Model, draws: np.ndarray, starts: int = 8, rows: int = 
 
 
 def mode_rows(model: pm.Model, draws: np.ndarray, effective_draws: float, alpha: float, starts: int = 8,
-              rows: int = 20_000, rng: np.random.Generator | None = None) -> list[dict]:
+              rows: int = 10_000, rng: np.random.Generator | None = None) -> list[dict]:
     """One ``mode_coverage`` row per mode found: value = share of draws visiting it, predicted = p_k."""
     modes, hessians, probabilities = find_modes(model, draws, starts, rows, rng)
     distances = np.array([np.einsum("ij,jk,ik->i", draws - m, H, draws - m) for m, H in zip(modes, hessians)])

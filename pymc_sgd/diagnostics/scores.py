@@ -25,7 +25,7 @@ from pytensor.graph.replace import clone_replace
 from ..gradients import ModelEstimator, cached_estimator
 from ..rows import ModelSpecificationError
 
-ROW_BUDGET = 5_000_000  # row-gradients for the scores of all draws (5 passes at n = 1e6, ~0.3 s)
+ROW_BUDGET = 2_000_000  # rows for the scores of all draws: 2 passes at n = 1e6, each row's gradient at w and w*
 
 
 _FORWARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
