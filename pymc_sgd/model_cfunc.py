@@ -25,25 +25,64 @@ from pathlib import Path
 import numba
 import numpy as np
 import pytensor
-from numba import carray, cfunc
+from numba import cfunc
 from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS
 
-from .kernels.model import EVALUATE_SIGNATURE, FULL_PARTS, GRADIENT, address_as_voidptr
+from .kernels.model import EVALUATE_SIGNATURE
+from .unrolled import RowLoop
 
-HEADER = """import numpy as np
+IMPORTS = """import math
+import numpy as np
 from numba import carray, cfunc
 from pymc_sgd.kernels.model import EVALUATE_SIGNATURE, FULL_PARTS, GRADIENT, address_as_voidptr
-from pymc_sgd.model_cfunc import BINDING
+from pymc_sgd.kernels.scalar_math import log1mexp, sigmoid, softplus
+"""
+HEADER = IMPORTS + """from pymc_sgd.model_cfunc import BINDING
 
 fn, grad_fn, full_fn = BINDING  # used only when numba compiles; a cache hit never reads them
 
 
-@cfunc(EVALUATE_SIGNATURE, cache=True)
+@cfunc(EVALUATE_SIGNATURE, cache=True, error_model="numpy")
 """
 BINDING: list = [None, None, None]  # the pytensor functions a generated module compiles against
 
 
-def _source(arrays: Sequence[np.ndarray], columns: int) -> str:
+def _prefetch_source(arrays: Sequence[np.ndarray]) -> list[str]:
+    """A first pass reading one element per cache line of each batch row of the matrices: independent
+    loads overlap, so the row loop finds its rows in cache (a 30-column logistic regression: ~1.7x)."""
+    reads = [f"d{k}[r, {j}]" for k, a in enumerate(arrays) if a.ndim == 2 for j in range(0, a.shape[1], 8)]
+    if not reads:
+        return []
+    return ["        touched = 0.0",
+            "        for i in range(batch):",
+            "            r = idx[i]",
+            f"            touched += {' + '.join(reads)}",
+            "        touched *= 0.0  # not 0 when a value is inf or NaN: the reads cannot be optimised away"]
+
+
+def _gradient_source(data: str, loop: RowLoop | None, arrays: Sequence[np.ndarray]) -> list[str]:
+    """The GRADIENT branch: pytensor's grad_fn, or the unrolled row loop (``pymc_sgd.unrolled``)."""
+    if loop is None:
+        return [f"        grad = grad_fn(w, carray(idx_ptr, (batch,)), carray(scale_ptr, ()){data})[0]",
+                "        for i in range(d):",
+                "            out[i] = grad[i]"]
+    d = len(loop.once)
+    return [
+        "        idx = carray(idx_ptr, (batch,))",
+        *_prefetch_source(arrays),
+        *(f"        {line}" for line in loop.hoisted),
+        *(f"        acc{k} = 0.0" for k in range(d)),
+        "        for i in range(batch):",
+        "            r = idx[i]",
+        *(f"            {line}" for line in loop.in_loop),
+        *(f"            acc{k} += {element}" for k, element in enumerate(loop.per_row)),
+        "        scale = carray(scale_ptr, (1,))[0]",
+        *(f"        out[{k}] = -({element} + scale * acc{k})" for k, element in enumerate(loop.once)),
+        *(["        out[0] += touched"] if _prefetch_source(arrays) else []),
+    ]
+
+
+def _source(arrays: Sequence[np.ndarray], columns: int, loop: RowLoop | None) -> str:
     unpack = []
     for k, array in enumerate(arrays):
         shape = "".join(f"shapes[{k * columns + j}], " for j in range(array.ndim))
@@ -60,9 +99,7 @@ def _source(arrays: Sequence[np.ndarray], columns: int) -> str:
         "    for i in range(d if what == GRADIENT else 2 * d + 2):",
         "        out[i] = np.nan",
         "    if what == GRADIENT:",
-        f"        grad = grad_fn(w, carray(idx_ptr, (batch,)), carray(scale_ptr, ()){data})[0]",
-        "        for i in range(d):",
-        "            out[i] = grad[i]",
+        *_gradient_source(data, loop, arrays),
         "        return",
         "    if what == FULL_PARTS:",
         f"        log_prior, grad_prior, log_lik, grad_lik = full_fn(w{data})",
@@ -90,11 +127,12 @@ def layout(arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 def _cache_key(source: str, fns: Sequence[object]) -> str | None:
     """Digest of everything the compiled cfunc depends on, or None when pytensor does not cache a function."""
-    keys = [CACHED_SRC_FUNCTIONS.get(getattr(f, "py_func", None)) for f in fns]
+    keys = [CACHED_SRC_FUNCTIONS.get(getattr(f, "py_func", None)) for f in fns if f is not None]
     if None in keys or not pytensor.config.numba__cache:
         return None
+    kernels = Path(__file__).with_name("kernels")
     parts = [HEADER, source, *keys, str(EVALUATE_SIGNATURE), numba.__version__, pytensor.__version__,
-             Path(__file__).with_name("kernels").joinpath("model.py").read_text()]
+             kernels.joinpath("model.py").read_text(), kernels.joinpath("scalar_math.py").read_text()]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
 
@@ -120,10 +158,12 @@ def _import_cached(source: str, key: str) -> object:
     return sys.modules[name].evaluate
 
 
-def build_evaluate(fn: object, grad_fn: object, full_fn: object, arrays: Sequence[np.ndarray]) -> object:
+def build_evaluate(fn: object, grad_fn: object | None, full_fn: object, arrays: Sequence[np.ndarray],
+                   loop: RowLoop | None = None) -> object:
     """The ``evaluate`` cfunc for pytensor's numba functions ``fn(w, idx, *data)``,
-    ``grad_fn(w, idx, scale, *data)`` and ``full_fn(w, *data)``, for data of these arrays' dtypes and ranks."""
-    source = _source(arrays, max([1] + [a.ndim for a in arrays]))
+    ``grad_fn(w, idx, scale, *data)`` and ``full_fn(w, *data)``, for data of these arrays' dtypes and ranks.
+    With an unrolled gradient ``loop`` (``pymc_sgd.unrolled``) GRADIENT runs it instead of grad_fn (None)."""
+    source = _source(arrays, max([1] + [a.ndim for a in arrays]), loop)
     BINDING[:] = fn, grad_fn, full_fn
     key = _cache_key(source, BINDING)
     if key is not None:
@@ -131,7 +171,6 @@ def build_evaluate(fn: object, grad_fn: object, full_fn: object, arrays: Sequenc
             return _import_cached(source, key)
         except OSError:  # a read-only cache directory: compile in memory below
             pass
-    namespace = {"np": np, "carray": carray, "address_as_voidptr": address_as_voidptr, "fn": fn,
-                 "grad_fn": grad_fn, "full_fn": full_fn, "GRADIENT": GRADIENT, "FULL_PARTS": FULL_PARTS}
-    exec(source, namespace)  # noqa: S102 (generated from the data's dtypes and ranks only)
-    return cfunc(EVALUATE_SIGNATURE)(namespace["evaluate"])
+    namespace = {"fn": fn, "grad_fn": grad_fn, "full_fn": full_fn}
+    exec(IMPORTS + source, namespace)  # noqa: S102 (generated from the model's graph and data layout only)
+    return cfunc(EVALUATE_SIGNATURE, error_model="numpy")(namespace["evaluate"])

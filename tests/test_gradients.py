@@ -179,10 +179,51 @@ def test_pm_minibatch_model_is_its_full_data_model():
     np.testing.assert_allclose(_rows_terms(est, w), _rows_terms(reference, w), rtol=1e-12)
 
 
-@pytest.mark.parametrize("make", [lambda: regression(True), mixture], ids=["regression", "mixture"])
-def test_hot_loop_gradient_equals_the_scaled_parts(make):
-    """grad_fn (the samplers' inner-loop estimator) is -(grad log p(w) + (n/B) grad sum_batch log p(x_i|w))."""
+def location_scale() -> pm.Model:
+    """Seed 000's regular model: scalar parameters, one column of data."""
+    with pm.Model() as model:
+        pm.Normal("x", pm.Flat("a"), pm.HalfFlat("sigma"), observed=RNG.normal(1.0, 2.0, 200))
+    return model
+
+
+def indexed_coefficients() -> pm.Model:
+    """posteriordb's kidiq style: beta[k] times separate columns, int observations, a half-Cauchy scale."""
+    columns = RNG.normal(size=(3, N))
+    with pm.Model() as model:
+        beta = pm.Flat("beta", shape=4)
+        mu = beta[0] + beta[1] * columns[0] + beta[2] * columns[1] + beta[3] * columns[0] * columns[1]
+        pm.Normal("y", mu, pm.HalfCauchy("sigma", 2.5), observed=np.round(10 * Y).astype(np.int64))
+    return model
+
+
+def poisson_glm() -> pm.Model:
+    """log-link counts (log-gamma of the data, exp of a dot product with a design matrix)."""
+    with pm.Model() as model:
+        beta = pm.Normal("beta", 0, 1, shape=D)
+        pm.Poisson("y", pm.math.exp(pm.math.dot(X, beta) / 3), observed=RNG.poisson(2.0, N))
+    return model
+
+
+def free_degrees_of_freedom() -> pm.Model:
+    """Student-t with a free nu: its gradient needs the digamma function, which is not unrolled."""
+    with pm.Model() as model:
+        pm.StudentT("y", nu=pm.Gamma("nu", 2, 0.1), mu=pm.Normal("mu", 0, 5), sigma=1.0, observed=Y)
+    return model
+
+
+HOT_LOOP_MODELS = {"regression": (lambda: regression(True), True), "mixture": (mixture, True),
+                   "location-scale": (location_scale, True), "indexed": (indexed_coefficients, True),
+                   "poisson": (poisson_glm, True), "student-t": (free_degrees_of_freedom, False)}
+
+
+@pytest.mark.parametrize("name", HOT_LOOP_MODELS)
+def test_hot_loop_gradient_equals_the_scaled_parts(name):
+    """The samplers' inner-loop gradient is -(grad log p(w) + (n/B) grad sum_batch log p(x_i|w)) of
+    pytensor's array code, whether it is the unrolled row loop (pymc_sgd.unrolled: the model's
+    graph has small static shapes and ops it knows; no grad_fn is compiled) or pytensor's grad_fn."""
+    make, unrolled = HOT_LOOP_MODELS[name]
     est = build_estimator(make())
+    assert (est.grad_fn is None) == unrolled
     w = RNG.normal(scale=0.5, size=est.dim)
     rows = RNG.integers(0, est.n_rows, size=7)
     scale = est.n_rows / len(rows)
@@ -208,3 +249,17 @@ def test_an_error_inside_the_model_is_nan_not_stale_values():
         idata = pm.sample(draws=10, tune=0, chains=1, random_seed=1, progressbar=False, compute_convergence_checks=False,
                           initvals={"mu": 1.0}, step=pymc_sgd.SGLD(batch_size=10, step_size=0.1))  # overshoots
     assert idata.sample_stats["diverging"].values[0, -1] and np.isfinite(idata.posterior["mu"].values).all()
+
+
+def test_a_wrong_unrolled_gradient_is_caught_and_the_array_code_kept(monkeypatch, caplog):
+    """The unrolled gradient is checked against pytensor's at build time: a wrong translation of an
+    op (here exp read as exp(2x)) falls back to grad_fn with a warning, never a wrong gradient."""
+    import pytensor.scalar as ps
+
+    from pymc_sgd import unrolled
+    monkeypatch.setitem(unrolled.SCALAR_OPS, ps.Exp, lambda a: f"np.exp(2.0 * {a})")
+    est = build_estimator(location_scale())
+    assert est.grad_fn is not None and "disagrees" in caplog.text
+    w, rows = np.array([0.3, 0.2]), np.arange(10)
+    _, expected = potential_and_grad(est.kernel, w, rows, 20.0)
+    np.testing.assert_allclose(gradient_into(est.kernel, w, rows, np.full(1, 20.0), np.empty(2)), expected, rtol=1e-12)
