@@ -280,7 +280,7 @@ def build_estimator(model: pm.Model, data: Sequence[str | Variable] | None = Non
 
 def _compile(model: pm.Model, sampled: list[Variable], n: int, groups: Sequence[RowGroup],
              full_batch: bool) -> ModelEstimator:
-    """Compile fn, full_fn and the inner-loop gradient (unrolled, else grad_fn) for a row layout (see build_estimator)."""
+    """Compile fn, full_fn and the inner-loop gradient (unrolled, else grad_fn); see build_estimator."""
     held = [v for v in model.value_vars if v not in set(sampled)]
     point = model.initial_point()
     prior = model.logp(vars=list(model.free_RVs) + list(model.potentials), jacobian=True)
