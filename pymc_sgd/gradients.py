@@ -106,8 +106,9 @@ class ModelEstimator:
 
     @functools.cached_property
     def kernel(self) -> tuple:
-        """``(evaluate, addresses, shapes)`` of this estimator's data, the ``model`` argument of every kernel."""
-        return (self.evaluate, *layout(self.data))
+        """``(evaluate's address, addresses, shapes)`` of this estimator's data, the ``model`` argument of
+        every kernel (``pymc_sgd.kernels.model``); the estimator keeps the cfunc and the arrays alive."""
+        return (self.evaluate.address, *layout(self.data))
 
 
 def _check_continuous(model: pm.Model, sampled: Sequence[Variable]) -> None:

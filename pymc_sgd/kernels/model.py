@@ -2,9 +2,11 @@
 
     model = (evaluate, addresses, shapes)
 
-``evaluate`` is a numba ``cfunc`` made per model by ``pymc_sgd.model_cfunc``; its type is the same
-``FunctionType`` for every model, so each kernel compiles once per signature and numba caches it
-on disk (``cache=True``): a new model, or a new worker process, costs only its own gradient.
+``evaluate`` is the address (int64) of a numba ``cfunc`` made per model by ``pymc_sgd.model_cfunc``,
+all of one C signature, called through a function pointer (``_call``): every kernel compiles once
+and numba caches it on disk (``cache=True``), so a new model, or a new worker process, costs only
+its own gradient. An address rather than the cfunc object: numba types a first-class function
+argument afresh at every call (~100 us, as much as 1000 updates of a small model).
 ``addresses`` and ``shapes`` locate the per-row data and held values (int64 addresses; one row of
 ``shapes`` per array, zero-padded); the estimator that made them keeps the arrays alive.
 
@@ -16,14 +18,11 @@ on disk (``cache=True``): a new model, or a new worker process, costs only its o
 Every array passed must be C-contiguous (checked when a kernel is compiled).
 """
 
-import warnings
-
 import numpy as np
+from llvmlite import ir
 from numba import njit, types
-from numba.core.errors import NumbaExperimentalFeatureWarning, TypingError
+from numba.core.errors import TypingError
 from numba.extending import intrinsic
-
-warnings.filterwarnings("ignore", category=NumbaExperimentalFeatureWarning)  # first-class functions
 
 GRADIENT = 0
 PARTS = 1
@@ -56,11 +55,23 @@ def address_as_voidptr(typingctx, address):
     return types.voidptr(types.int64), codegen
 
 
+@intrinsic
+def _call(typingctx, function, what, w, d, idx, batch, scale, addresses, shapes, out):
+    """Call the C function at address ``function`` with EVALUATE_SIGNATURE's arguments."""
+    def codegen(context, builder, signature, args):
+        argument_types = [context.get_value_type(t) for t in EVALUATE_SIGNATURE.args]
+        pointer = builder.inttoptr(args[0], ir.FunctionType(ir.VoidType(), argument_types).as_pointer())
+        builder.call(pointer, args[1:])
+        return context.get_dummy_value()
+
+    return types.void(types.int64, *EVALUATE_SIGNATURE.args), codegen
+
+
 @njit(cache=True, inline="always")
 def _evaluate(model, what, w, idx, scale, out):
     evaluate, addresses, shapes = model
-    evaluate(what, data_pointer(w), w.shape[0], data_pointer(idx), idx.shape[0], data_pointer(scale),
-             data_pointer(addresses), data_pointer(shapes), data_pointer(out))
+    _call(evaluate, what, data_pointer(w), w.shape[0], data_pointer(idx), idx.shape[0], data_pointer(scale),
+          data_pointer(addresses), data_pointer(shapes), data_pointer(out))
     return out
 
 
