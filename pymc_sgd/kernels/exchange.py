@@ -85,16 +85,15 @@ def track_round_trips(labels, direction, round_trips):
 @njit(cache=True)
 def exchange_updates(model, states, rng, batch_mode, perm, cursor, idx, scale, n_updates,
                      h, temperatures, swap_every, t0, energy_mode, n_rows, swap_rows, labels,
-                     direction, round_trips, accepted, attempted, precond_kind, p_full, p_chol, bound):
-    """n_updates SGLD updates of every replica (in the metric p_full = p_chol p_chol^T), a swap
-    round every swap_every updates.
+                     direction, round_trips, accepted, attempted, p_full, p_chol, bound):
+    """n_updates SGLD updates of every replica (in the metric p_full = p_chol p_chol^T, or the
+    identity when both are None), a swap round every swap_every updates.
 
     states (K x d) are updated in place. Returns (t, |grad U_hat| of slot 0, U_hat of slot 0,
     diverged); each replica draws its own minibatch.
     """
     d = states.shape[1]
     scale_arg = np.full(1, scale)
-    unit = np.ones(d)
     proposal, work, xi, grad = np.empty(d), np.empty(d), np.empty(d), np.empty(d)
     grad_norm = 0.0
     t = t0
@@ -102,8 +101,8 @@ def exchange_updates(model, states, rng, batch_mode, perm, cursor, idx, scale, n
         for k in range(states.shape[0]):
             next_batch(batch_mode, rng, perm, cursor, idx)
             gradient_into(model, states[k], idx, scale_arg, grad)
-            langevin_move(states[k], grad, rng, h, temperatures[k], 1.0, precond_kind, unit, p_full, p_chol,
-                          unit, work, xi, proposal)
+            langevin_move(states[k], grad, rng, h, temperatures[k], 1.0, None, p_full, p_chol, None, work, xi,
+                          proposal)
             if is_diverged(grad, proposal, bound):
                 return t, np.inf, np.nan, True
             copy_into(proposal, states[k])

@@ -25,7 +25,7 @@ from .langevin import matvec_into, precondition, standard_normal_into
 
 @njit(cache=True)
 def momentum_updates(model, w, v, rng, batch_mode, perm, cursor, idx, scale, n_updates,
-                     h, friction, noise_factor, precond_kind, p_diag, p_full, bound, centre, centre_grad):
+                     h, friction, noise_factor, p_diag, p_full, bound, centre, centre_grad):
     """Run n_updates heavy-ball/SGHMC updates; stop early (keeping the last finite state).
     A non-empty ``centre`` switches to the control-variate gradient (``estimator.centred_gradient``).
 
@@ -40,7 +40,7 @@ def momentum_updates(model, w, v, rng, batch_mode, perm, cursor, idx, scale, n_u
     for _ in range(n_updates):
         next_batch(batch_mode, rng, perm, cursor, idx)
         centred_gradient(model, w, idx, scale_arg, centre, centre_grad, grad, at_centre)
-        precondition(precond_kind, p_diag, p_full, grad, work)
+        precondition(p_diag, p_full, grad, work)
         for i in range(d):
             v_new[i] = (1.0 - friction) * v[i] - h * work[i]
         if inject:

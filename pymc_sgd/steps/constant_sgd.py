@@ -180,17 +180,17 @@ class ConstantSGD(StochasticGradientStep):
         est = self.estimator
         kind = PRECONDITIONERS[self.preconditioner]
         h = 1.0 if kind != langevin.IDENTITY else self.h  # P already holds h when preconditioned
+        P = langevin.preconditioner(kind, self.p_diag, self.p_full, self.p_full)  # no injected noise: any root
         if self.momentum > 0.0:
             w, self.velocity, grad_norm, potential, diverged = momentum_updates(
                 est.kernel, w, self.velocity, self.rng, self.batch_mode, self.perm, self.cursor,
                 self.idx, self.scale, self.steps_per_draw, h, 1.0 - self.momentum, np.zeros((est.dim, est.dim)),
-                kind, self.p_diag, self.p_full, self.divergence_bound, langevin.NO_CENTRE, langevin.NO_CENTRE)
+                P.diag, P.matrix, self.divergence_bound, langevin.NO_CENTRE, langevin.NO_CENTRE)
         else:
             w, self.t, _, grad_norm, potential, diverged = langevin.langevin_updates(
                 est.kernel, w, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
                 self.scale, self.t, self.steps_per_draw, schedules.CONSTANT, np.array([h, 0.0, 0.0]),
-                self.temperature, 0.0, kind, self.p_diag, self.p_full, self.p_full,
-                self.divergence_bound, langevin.NO_CENTRE, langevin.NO_CENTRE)
+                self.temperature, 0.0, *P, self.divergence_bound, langevin.NO_CENTRE, langevin.NO_CENTRE)
         return w, {"step_size": self.h, "learning_rate": self.h * est.n_rows,
                    "temperature": self.temperature, "grad_norm": grad_norm,
                    "minibatch_potential": potential, "diverging": diverged}

@@ -163,13 +163,14 @@ class ReplicaExchangeSGLD(StochasticGradientStep):
         self.replica_states[0] = w
         accepted = np.zeros(len(self.temperatures) - 1, dtype=np.int64)
         attempted = np.zeros_like(accepted)
+        P = langevin.preconditioner(langevin.IDENTITY if self.metric.kind == "identity" else langevin.FULL,
+                                    matrix=self.metric.matrix, root=self.metric.factor)
         self.t, grad_norm, potential, diverged = exchange.exchange_updates(
             est.kernel, self.replica_states, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
             self.scale, self.steps_per_draw, self.h, self.temperatures, self._swap_every(), self.t,
             SWAP_ENERGIES[self._swap_energy()], est.n_rows, self.swap_batch_size, self.labels, self.direction,
             self.round_trips, accepted, attempted,
-            langevin.IDENTITY if self.metric.kind == "identity" else langevin.FULL, self.metric.matrix,
-            self.metric.factor, self.divergence_bound)
+            P.matrix, P.root, self.divergence_bound)
         if self.tune:
             self._swaps += np.array([accepted, attempted])
         with np.errstate(invalid="ignore", divide="ignore"):

@@ -125,11 +125,12 @@ class SGHMC(StochasticGradientStep):
 
     def _run_updates(self, w: np.ndarray) -> tuple[np.ndarray, dict]:
         est = self.estimator
-        kind = langevin.IDENTITY if self.metric.kind == "identity" else langevin.FULL
+        P = langevin.preconditioner(langevin.IDENTITY if self.metric.kind == "identity" else langevin.FULL,
+                                    matrix=self.metric.matrix)
         w, self.velocity, grad_norm, potential, diverged = momentum_updates(
             est.kernel, w, self.velocity, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
-            self.scale, self.steps_per_draw, self.h, self.friction, self.noise_factor, kind, np.ones(est.dim),
-            self.metric.matrix, self.divergence_bound, *self.centring.arrays(est))
+            self.scale, self.steps_per_draw, self.h, self.friction, self.noise_factor, P.diag, P.matrix,
+            self.divergence_bound, *self.centring.arrays(est))
         return w, {"step_size": self.h, "temperature": self.temperature, "grad_norm": grad_norm,
                    "minibatch_potential": potential, "diverging": diverged, "friction": self.friction,
                    "predicted_sd_error": self.predicted_error, "control_variate": self.centring.active,

@@ -192,7 +192,7 @@ class SGLD(StochasticGradientStep):
         w, self.t, h, grad_norm, potential, diverged = langevin.langevin_updates(
             est.kernel, w, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
             self.scale, self.t, self.steps_per_draw, self.schedule_kind, self.schedule,
-            self.temperature, 1.0, kind, np.ones(est.dim), self.metric.matrix, noise_root,
+            self.temperature, 1.0, *langevin.preconditioner(kind, matrix=self.metric.matrix, root=noise_root),
             self.divergence_bound, *self.centring.arrays(est))
         return w, {"step_size": h, "temperature": self.temperature, "grad_norm": grad_norm,
                    "minibatch_potential": potential, "diverging": diverged,
