@@ -11,10 +11,10 @@ both mutated in place and kept by the step across draws.
 - FULL: all n rows every update (idx = 0..n-1, never touched).
 
 Speed: numba's scalar ``rng.integers(lo, hi)`` costs ~45 ns a call, the vectorised
-``rng.integers(0, n, size=B)`` ~3 ns an index (same exact Lemire draw), and
-``int(rng.random() * m)`` ~2.5 ns. With-replacement batches use the vectorised call; the
-partial Fisher-Yates shuffle needs a different bound per position and uses floor(u m), whose
-probabilities differ from 1/m by at most m / 2^53 (below 1e-9 relative for m < 10^7).
+``rng.integers(0, n, size=B)`` ~3 ns an index but allocates, and ``int(rng.random() * m)`` ~2 ns.
+Every mode uses floor(u m), whose probabilities differ from 1/m by at most m / 2^53 (below 1e-9
+relative for m < 10^7), and allocates nothing (the update loops run without reference counting,
+``langevin.py``).
 """
 
 import numpy as np
@@ -35,9 +35,8 @@ def next_batch(mode, rng, perm, cursor, idx):
     n = perm.shape[0]
     batch = idx.shape[0]
     if mode == WITH_REPLACEMENT:
-        draws = rng.integers(0, n, size=batch)
-        for j in range(batch):  # element copies: a slice assignment compiles seconds of error-message code
-            idx[j] = draws[j]
+        for j in range(batch):  # floor(u n): no allocation, so the loops can run without reference counting
+            idx[j] = int(rng.random() * n)
     elif mode == WITHOUT_REPLACEMENT:
         for j in range(batch):  # partial Fisher-Yates shuffle: perm[:B] is a uniform B-subset
             k = j + int(rng.random() * (n - j))

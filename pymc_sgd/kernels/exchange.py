@@ -92,26 +92,40 @@ def exchange_updates(model, states, rng, batch_mode, perm, cursor, idx, scale, n
     states (K x d) are updated in place. Returns (t, |grad U_hat| of slot 0, U_hat of slot 0,
     diverged); each replica draws its own minibatch.
     """
-    d = states.shape[1]
+    buffers = np.zeros((5, states.shape[1]))  # grad, slot 0's last grad, scratch (see _replica_updates)
     scale_arg = np.full(1, scale)
-    proposal, work, xi, grad = np.empty(d), np.empty(d), np.empty(d), np.empty(d)
-    grad_norm = 0.0
-    t = t0
-    for _ in range(n_updates):
+    t, remaining = t0, n_updates
+    while remaining > 0:
+        steps = min(remaining, swap_every - t % swap_every)  # up to the next swap round
+        done = _replica_updates(model, states, buffers, scale_arg, rng, batch_mode, perm, cursor, idx, steps,
+                                h, temperatures, p_full, p_chol, bound)
+        if done < steps:
+            return t + done, np.inf, np.nan, True
+        t += steps
+        remaining -= steps
+        if t % swap_every == 0:
+            swap_round(model, states, temperatures, labels, (t // swap_every) % 2, energy_mode,
+                       n_rows, swap_rows, rng, accepted, attempted)
+            track_round_trips(labels, direction, round_trips)
+    potential = minibatch_potential(model, states[0], idx, scale)
+    return t, norm(buffers[1]), potential, not np.isfinite(potential)
+
+
+@njit(cache=True, _nrt=False)
+def _replica_updates(model, states, buffers, scale_arg, rng, batch_mode, perm, cursor, idx, n_updates, h,
+                     temperatures, p_full, p_chol, bound):
+    """n_updates SGLD updates of every replica, no swaps, on ``buffers`` = [grad, slot 0's last grad,
+    proposal, 2 scratch rows]; returns the updates completed (fewer on divergence; langevin.NO_NRT)."""
+    grad, grad0, proposal, work, xi = buffers[0], buffers[1], buffers[2], buffers[3], buffers[4]
+    for done in range(n_updates):
         for k in range(states.shape[0]):
             next_batch(batch_mode, rng, perm, cursor, idx)
             gradient_into(model, states[k], idx, scale_arg, grad)
             langevin_move(states[k], grad, rng, h, temperatures[k], 1.0, None, p_full, p_chol, None, work, xi,
                           proposal)
             if is_diverged(grad, proposal, bound):
-                return t, np.inf, np.nan, True
+                return done
             copy_into(proposal, states[k])
             if k == 0:
-                grad_norm = norm(grad)
-        t += 1
-        if t % swap_every == 0:
-            swap_round(model, states, temperatures, labels, (t // swap_every) % 2, energy_mode,
-                       n_rows, swap_rows, rng, accepted, attempted)
-            track_round_trips(labels, direction, round_trips)
-    potential = minibatch_potential(model, states[0], idx, scale)
-    return t, grad_norm, potential, not np.isfinite(potential)
+                copy_into(grad, grad0)
+    return n_updates

@@ -20,7 +20,7 @@ from numba import njit
 from .batching import next_batch
 from .estimator import centred_gradient, minibatch_potential, norm
 from .guards import is_diverged
-from .langevin import matvec_into, precondition, standard_normal_into
+from .langevin import copy_into, matvec_into, precondition, standard_normal_into
 
 
 @njit(cache=True)
@@ -31,12 +31,27 @@ def momentum_updates(model, w, v, rng, batch_mode, perm, cursor, idx, scale, n_u
 
     Returns (w, v, |grad U_hat|, U_hat, diverged) (see ``langevin_updates`` for the stats).
     """
+    buffers = np.zeros((8, w.shape[0]))  # w, v, proposals, grad and scratch (see _momentum_loop)
+    copy_into(w, buffers[0])
+    copy_into(v, buffers[1])
+    diverged = _momentum_loop(model, buffers, np.full(1, scale), rng, batch_mode, perm, cursor, idx, n_updates, h,
+                              friction, noise_factor, np.any(noise_factor != 0.0), p_diag, p_full, bound, centre,
+                              centre_grad)
+    w, v = buffers[0].copy(), buffers[1].copy()
+    if diverged:
+        return w, v, np.inf, np.nan, True
+    potential = minibatch_potential(model, w, idx, scale)
+    return w, v, norm(buffers[4]), potential, not np.isfinite(potential)
+
+
+@njit(cache=True, _nrt=False)
+def _momentum_loop(model, buffers, scale_arg, rng, batch_mode, perm, cursor, idx, n_updates, h, friction,
+                   noise_factor, inject, p_diag, p_full, bound, centre, centre_grad):
+    """The loop of ``momentum_updates`` on ``buffers`` = [w, v, w_new, v_new, grad, 3 scratch rows]; leaves
+    the last finite (w, v) in buffers[0:2]; returns whether it diverged (no allocation: langevin.NO_NRT)."""
+    w, v, w_new, v_new, grad = buffers[0], buffers[1], buffers[2], buffers[3], buffers[4]
+    work, xi, at_centre = buffers[5], buffers[6], buffers[7]
     d = w.shape[0]
-    scale_arg = np.full(1, scale)
-    inject = np.any(noise_factor != 0.0)
-    w, v = w.copy(), v.copy()
-    w_new, v_new, work, xi, at_centre = np.empty(d), np.empty(d), np.empty(d), np.empty(d), np.empty(d)
-    grad = np.zeros(d)
     for _ in range(n_updates):
         next_batch(batch_mode, rng, perm, cursor, idx)
         centred_gradient(model, w, idx, scale_arg, centre, centre_grad, grad, at_centre)
@@ -50,8 +65,7 @@ def momentum_updates(model, w, v, rng, batch_mode, perm, cursor, idx, scale, n_u
         for i in range(d):
             w_new[i] = w[i] + v_new[i]
         if is_diverged(grad, w_new, bound):
-            return w, v, np.inf, np.nan, True
-        w, w_new = w_new, w
-        v, v_new = v_new, v
-    potential = minibatch_potential(model, w, idx, scale)
-    return w, v, norm(grad), potential, not np.isfinite(potential)
+            return True
+        copy_into(w_new, w)
+        copy_into(v_new, v)
+    return False

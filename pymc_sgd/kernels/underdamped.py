@@ -26,7 +26,7 @@ BAOAB = 0
 OBABO = 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ou_step(v, c, temperature, rng):
     """v <- c v + sqrt(T (1 - c^2)) xi in place, fresh xi."""
     sd = np.sqrt(temperature * (1.0 - c * c))
@@ -53,9 +53,24 @@ def underdamped_updates(model, x, v, rng, batch_mode, perm, cursor, idx, scale, 
 
     Returns (x, v, |grad U_hat|, U_hat, diverged).
     """
-    scale_arg = np.full(1, scale)
-    x, v = x.copy(), v.copy()
-    x0, v0, grad, at_centre = x.copy(), v.copy(), np.empty(x.shape[0]), np.empty(x.shape[0])
+    buffers = np.zeros((6, x.shape[0]))  # x, v, their copies, grad, scratch (see _underdamped_loop)
+    copy_into(x, buffers[0])
+    copy_into(v, buffers[1])
+    diverged = _underdamped_loop(model, buffers, np.full(1, scale), rng, batch_mode, perm, cursor, idx, n_updates,
+                                 h, gamma, temperature, scheme, factor, bound, centre, centre_grad)
+    x, v = buffers[0].copy(), buffers[1].copy()
+    if diverged:
+        return x, v, np.inf, np.nan, True
+    potential = minibatch_potential(model, x, idx, scale)
+    return x, v, norm(buffers[4]), potential, not np.isfinite(potential)
+
+
+@njit(cache=True, _nrt=False)
+def _underdamped_loop(model, buffers, scale_arg, rng, batch_mode, perm, cursor, idx, n_updates, h, gamma,
+                      temperature, scheme, factor, bound, centre, centre_grad):
+    """The loop of ``underdamped_updates`` on ``buffers`` = [x, v, x0, v0, grad, scratch]; leaves the last
+    finite (x, v) in buffers[0:2]; returns whether it diverged (no allocation: langevin.NO_NRT)."""
+    x, v, x0, v0, grad, at_centre = buffers[0], buffers[1], buffers[2], buffers[3], buffers[4], buffers[5]
     next_batch(batch_mode, rng, perm, cursor, idx)
     centred_gradient(model, x, idx, scale_arg, centre, centre_grad, grad, at_centre)
     c_full, c_half = np.exp(-gamma * h), np.exp(-0.5 * gamma * h)
@@ -77,6 +92,7 @@ def underdamped_updates(model, x, v, rng, batch_mode, perm, cursor, idx, scale, 
         if scheme == OBABO:
             ou_step(v, c_half, temperature, rng)
         if is_diverged(grad, x, bound):
-            return x0, v0, np.inf, np.nan, True
-    potential = minibatch_potential(model, x, idx, scale)
-    return x, v, norm(grad), potential, not np.isfinite(potential)
+            copy_into(x0, x)
+            copy_into(v0, v)
+            return True
+    return False
