@@ -37,6 +37,12 @@ def momentum_updates(model, w, v, rng, batch_mode, perm, cursor, idx, scale, n_u
     diverged = _momentum_loop(model, buffers, np.full(1, scale), rng, batch_mode, perm, cursor, idx, n_updates, h,
                               friction, noise_factor, np.any(noise_factor != 0.0), p_diag, p_full, bound, centre,
                               centre_grad)
+    return second_order_result(model, buffers, diverged, idx, scale)
+
+
+@njit(cache=True)
+def second_order_result(model, buffers, diverged, idx, scale):
+    """(w, v, |grad U_hat|, U_hat at w on the last rows, diverged) from a loop's buffers [w, v, _, _, grad, ...]."""
     w, v = buffers[0].copy(), buffers[1].copy()
     if diverged:
         return w, v, np.inf, np.nan, True

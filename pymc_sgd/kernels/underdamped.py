@@ -18,9 +18,10 @@ import numpy as np
 from numba import njit
 
 from .batching import next_batch
-from .estimator import centred_gradient, minibatch_potential, norm
+from .estimator import centred_gradient
 from .guards import is_diverged
 from .langevin import copy_into
+from .momentum import second_order_result
 
 BAOAB = 0
 OBABO = 1
@@ -58,11 +59,7 @@ def underdamped_updates(model, x, v, rng, batch_mode, perm, cursor, idx, scale, 
     copy_into(v, buffers[1])
     diverged = _underdamped_loop(model, buffers, np.full(1, scale), rng, batch_mode, perm, cursor, idx, n_updates,
                                  h, gamma, temperature, scheme, factor, bound, centre, centre_grad)
-    x, v = buffers[0].copy(), buffers[1].copy()
-    if diverged:
-        return x, v, np.inf, np.nan, True
-    potential = minibatch_potential(model, x, idx, scale)
-    return x, v, norm(buffers[4]), potential, not np.isfinite(potential)
+    return second_order_result(model, buffers, diverged, idx, scale)
 
 
 @njit(cache=True, _nrt=False)
