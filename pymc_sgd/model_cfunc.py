@@ -35,7 +35,7 @@ IMPORTS = """import math
 import numpy as np
 from numba import carray, cfunc
 from pymc_sgd.kernels.model import EVALUATE_SIGNATURE, FULL_PARTS, GRADIENT, address_as_voidptr
-from pymc_sgd.kernels.scalar_math import log1mexp, sigmoid, softplus
+from pymc_sgd.kernels.scalar_math import digamma, log1mexp, sigmoid, softplus
 """
 HEADER = IMPORTS + """from pymc_sgd.model_cfunc import BINDING
 

@@ -66,6 +66,7 @@ SCALAR_OPS: dict[type, Callable[..., str]] = {
     ps.Maximum: _call("np.maximum"), ps.Minimum: _call("np.minimum"),
     psm.Erf: _call("math.erf"), psm.Erfc: _call("math.erfc"), psm.GammaLn: _call("math.lgamma"),
     psm.Sigmoid: _call("sigmoid"), psm.Softplus: _call("softplus"), psm.Log1mexp: _call("log1mexp"),
+    psm.Psi: _call("digamma"),
 }
 REDUCTIONS = {ps.Add: "+", ps.Mul: "*"}
 
