@@ -9,9 +9,9 @@ becomes one loop over the batch with no allocation (``pymc_sgd.model_cfunc``).
 
 ``Unroller.unroll(outputs)`` walks the graph in topological order keeping, for every variable,
 its elements in C order as Python expressions (literals, input reads such as ``w[3]`` or
-``d0[r, 1]``, or temporaries). It supports Elemwise of the scalar ops in ``SCALAR_OPS``,
-DimShuffle, Sum/Prod/Max/Min, Alloc, MakeVector, (Inc)Subtensor with constant indices, Reshape,
-Join, Dot, shape ops and parameter checks; anything else raises ``NotUnrollable`` and the caller
+``d0[r, 1]``, or temporaries). It supports Elemwise of the scalar ops in ``SCALAR_OPS`` (and
+Composites of them), DimShuffle, Sum/Prod/Max/Min, Alloc, MakeVector, (Inc)Subtensor with constant
+indices, Reshape, Join, Dot, shape ops and parameter checks; anything else raises ``NotUnrollable`` and the caller
 keeps pytensor's array code. Each temporary records whether it depends on the row, so
 statements that do not are hoisted out of the row loop.
 """
@@ -118,14 +118,27 @@ MOVES = (DimShuffle, Reshape, SpecifyShape, Alloc, ScalarFromTensor, TensorFromS
 STRUCTURAL = (*MOVES, Shape, Shape_i, MakeVector, CheckAndRaise, CAReduce, Subtensor, IncSubtensor, Join, Dot)
 
 
+def _template(scalar_op) -> Callable[..., str]:
+    if isinstance(scalar_op, ps.Cast):
+        return _cast(scalar_op.o_type.dtype)
+    if type(scalar_op) in SCALAR_OPS:
+        return SCALAR_OPS[type(scalar_op)]
+    raise NotUnrollable(f"scalar op {scalar_op}")
+
+
+def _known_scalar(scalar_op) -> bool:
+    if isinstance(scalar_op, ps.Composite):
+        return all(_known_scalar(inner.op) for inner in scalar_op.fgraph.apply_nodes)
+    return type(scalar_op) in SCALAR_OPS or isinstance(scalar_op, ps.Cast)
+
+
 def check_ops(inputs: Sequence[Variable], outputs: Sequence[Variable]) -> None:
     """Raise NotUnrollable when the graph has an op the unroller does not know: called before
     pytensor's rewrites, which can take minutes on graphs that would not be unrolled anyway
     (e.g. a Categorical's softmax gradient)."""
     for node in io_toposort(list(inputs), list(outputs)):
         op = node.op
-        known = isinstance(op, STRUCTURAL) or (
-            isinstance(op, Elemwise) and (type(op.scalar_op) in SCALAR_OPS or isinstance(op.scalar_op, ps.Cast)))
+        known = isinstance(op, STRUCTURAL) or (isinstance(op, Elemwise) and _known_scalar(op.scalar_op))
         if not known:
             raise NotUnrollable(f"op {op}")
 
@@ -215,25 +228,25 @@ class Unroller:
         return source.reshape(out_shape).ravel()
 
     def _elemwise(self, node, inputs: list[list[str]]) -> list[list[str]]:
-        scalar_op = node.op.scalar_op
-        if isinstance(scalar_op, ps.Cast):
-            template = _cast(scalar_op.o_type.dtype)
-        elif type(scalar_op) in SCALAR_OPS:
-            template = SCALAR_OPS[type(scalar_op)]
-        else:
-            raise NotUnrollable(f"scalar op {scalar_op}")
-        if len(node.outputs) != 1:
-            raise NotUnrollable(f"multi-output op {node.op}")
         out_shape = self._shape(node.outputs[0])
-        size = int(np.prod(out_shape))
         positions = [np.broadcast_to(np.arange(len(e)).reshape(self._shape(v)), out_shape).ravel()
                      for v, e in zip(node.inputs, inputs)]
-        out = []
-        for k in range(size):
+        outputs = [[] for _ in node.outputs]
+        for k in range(int(np.prod(out_shape))):
             operands = [e[p[k]] for e, p in zip(inputs, positions)]
-            out.append(self._emit(template(*operands), operands))
-        return [out]
+            for out, element in zip(outputs, self._scalar(node.op.scalar_op, operands)):
+                out.append(element)
+        return outputs
 
+    def _scalar(self, scalar_op, operands: list[str]) -> list[str]:
+        """The outputs of one scalar op (a Composite: its inner graph, op by op) on operand expressions."""
+        if isinstance(scalar_op, ps.Composite):
+            values = dict(zip(scalar_op.fgraph.inputs, operands))
+            for inner in scalar_op.fgraph.toposort():
+                inner_operands = [values[v] if v in values else _literal(v.data) for v in inner.inputs]
+                values.update(zip(inner.outputs, self._scalar(inner.op, inner_operands)))
+            return [values[v] if v in values else _literal(v.data) for v in scalar_op.fgraph.outputs]
+        return [self._emit(_template(scalar_op)(*operands), operands)]
     def _reduce(self, node, elements: list[str]) -> list[str]:
         scalar_op = node.op.scalar_op
         shape = self._shape(node.inputs[0])
