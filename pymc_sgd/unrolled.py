@@ -11,8 +11,8 @@ becomes one loop over the batch with no allocation (``pymc_sgd.model_cfunc``).
 its elements in C order as Python expressions (literals, input reads such as ``w[3]`` or
 ``d0[r, 1]``, or temporaries). It supports Elemwise of the scalar ops in ``SCALAR_OPS`` (and
 Composites of them), DimShuffle, Sum/Prod/Max/Min, Alloc, MakeVector, (Inc)Subtensor with constant
-indices, Reshape, Join, Dot, shape ops and parameter checks; anything else raises ``NotUnrollable`` and the caller
-keeps pytensor's array code. Each temporary records whether it depends on the row, so
+indices, Reshape, Join, Dot, shape ops and parameter checks; anything else raises ``NotUnrollable``
+and the caller keeps pytensor's array code. Each temporary records whether it depends on the row, so
 statements that do not are hoisted out of the row loop.
 """
 
@@ -247,6 +247,7 @@ class Unroller:
                 values.update(zip(inner.outputs, self._scalar(inner.op, inner_operands)))
             return [values[v] if v in values else _literal(v.data) for v in scalar_op.fgraph.outputs]
         return [self._emit(_template(scalar_op)(*operands), operands)]
+
     def _reduce(self, node, elements: list[str]) -> list[str]:
         scalar_op = node.op.scalar_op
         shape = self._shape(node.inputs[0])
