@@ -363,20 +363,21 @@ def test_sgld_on_defaults_matches_nuts(build):
     assert_matches_nuts(model, pymc_sgd.SGLD(batch_size=batch_size, model=model), *reference_model)
 
 
-@pytest.mark.parametrize("control_variate", ["auto", "mode"])
-def test_compound_step_with_another_sampler_matches_nuts(control_variate):
+@pytest.mark.parametrize("gradient_estimator", ["auto", "control_variate", "svrg"])
+def test_compound_step_with_another_sampler_matches_nuts(gradient_estimator):
     """step=[SGLD(vars=[a, b]), pm.Slice([sigma])]: SGLD samples the regression coefficients from
     their conditional posterior given the other block's current sigma (PyMC's compound step).
     With a control variate its full-data gradient at the centre must follow sigma (a cached one
-    biases every update); "auto" centres here too."""
+    biases every update); "auto" centres here too. SVRG's centre and full-data gradient restart at every
+    draw for the same reason."""
     with pm.Model() as model:
         a = pm.Normal("a", 0.0, 10.0)
         b = pm.Normal("b", 0.0, 10.0)
         sigma = pm.HalfNormal("sigma", 2.0)
         pm.Normal("y", a + b * X, sigma, observed=Y)
-    step = pymc_sgd.SGLD([a, b], batch_size=30, control_variate=control_variate, model=model)
+    step = pymc_sgd.SGLD([a, b], batch_size=30, gradient_estimator=gradient_estimator, model=model)
     assert_matches_nuts(model, [step, pm.Slice([sigma], model=model)])
-    assert step.centring.active
+    assert step.gradient_estimator.active or gradient_estimator == "svrg"
 
 
 def test_discrete_variables_go_to_their_own_step():

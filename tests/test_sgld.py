@@ -154,8 +154,8 @@ def test_control_variate_matches_its_exact_covariance_at_a_large_step(centre):
     plain = theory.langevin_stationary_covariance(hessian, h, grad_noise_cov=grad_noise_cov(model, post_mean, 100))
     assert np.min(np.diag(plain) / np.diag(post_cov)) > 4
     assert np.max(np.diag(predicted) / np.diag(post_cov)) > 1.15
-    control = "mode" if centre == "mode" else {"beta": post_mean - offset}
-    step = pymc_sgd.SGLD(batch_size=100, step_size=h, control_variate=control, steps_per_draw=100, model=model)
+    control = "control_variate" if centre == "mode" else {"beta": post_mean - offset}
+    step = pymc_sgd.SGLD(batch_size=100, step_size=h, gradient_estimator=control, steps_per_draw=100, model=model)
     beta = posterior_draws(sample(model, step, draws=1500), "beta")
     for i in range(D_REG):
         assert_close(*mean_and_se(beta[..., i]), post_mean[i], f"mean of beta[{i}]")
@@ -163,13 +163,20 @@ def test_control_variate_matches_its_exact_covariance_at_a_large_step(centre):
             assert_close(*cov_and_se(beta[..., i], beta[..., j]), predicted[i, j], f"cov[{i},{j}]")
 
 
-def test_control_variate_refuses_bad_arguments():
+def test_gradient_estimator_refuses_bad_arguments():
     with pm.Model():
         mu = pm.Normal("mu", 0, 1)
         pm.Normal("x", mu, 1.0, observed=np.zeros(10))
-        with pytest.raises(ValueError, match="control_variate='median' is unknown"):
-            pymc_sgd.SGLD(batch_size=5, step_size=1e-3, control_variate="median")
+        with pytest.raises(ValueError, match="gradient_estimator='median' is unknown"):
+            pymc_sgd.SGLD(batch_size=5, step_size=1e-3, gradient_estimator="median")
         with pytest.raises(ValueError, match="lacks"):
-            pymc_sgd.SGLD(batch_size=5, step_size=1e-3, control_variate={"sigma": 1.0})
+            pymc_sgd.SGLD(batch_size=5, step_size=1e-3, gradient_estimator={"sigma": 1.0})
         with pytest.raises(ValueError, match="cannot be combined"):
-            pymc_sgd.SGLD(batch_size=5, step_size=1e-3, control_variate="mode", correction="exact")
+            pymc_sgd.SGLD(batch_size=5, step_size=1e-3, gradient_estimator="control_variate", correction="exact")
+        with pytest.raises(ValueError, match="batch_size=None has none"):
+            pymc_sgd.SGLD(batch_size=None, step_size=1e-3, gradient_estimator="svrg")
+        with pytest.raises(ValueError, match="epoch_length"):
+            pymc_sgd.SVRG(epoch_length=0)
+        with pytest.warns(FutureWarning, match="gradient_estimator='control_variate'"):
+            step = pymc_sgd.SGLD(batch_size=5, step_size=1e-3, control_variate="mode")
+        assert step.gradient_estimator.choice == "control_variate"

@@ -27,14 +27,13 @@ import numpy as np
 from numba import njit
 
 from .batching import next_batch
-from .estimator import centred_gradient, minibatch_potential, norm
+from .estimator import estimate_gradient, minibatch_potential, norm
 from .guards import is_diverged
 from .schedules import step_size_at
 
 IDENTITY = 0
 DIAGONAL = 1
 FULL = 2
-NO_CENTRE = np.zeros(0)  # centre / centre_grad of langevin_updates without a control variate
 
 
 class Preconditioner(NamedTuple):
@@ -117,21 +116,20 @@ def langevin_move(w, grad, rng, h, temperature, noise, p_diag, p_full, p_chol, n
 @njit(cache=True)
 def langevin_updates(model, w, rng, batch_mode, perm, cursor, idx, scale,
                      t0, n_updates, schedule_kind, schedule, temperature, noise,
-                     p_diag, p_full, p_chol, noise_diag, bound, centre, centre_grad):
+                     p_diag, p_full, p_chol, noise_diag, bound, estimator):
     """Run n_updates updates from w; stop early (keeping the last finite w) on divergence.
 
-    A non-empty ``centre`` w* (with ``centre_grad`` = grad U(w*)) switches the gradient to the
-    control-variate estimator ``estimator.centred_gradient``. (p_diag, p_full, p_chol, noise_diag) is
+    ``estimator`` is the gradient estimator (``estimator.Estimator``). (p_diag, p_full, p_chol, noise_diag) is
     a ``Preconditioner``.
 
     Returns (w, t, h, |grad U_hat|, U_hat, diverged): the last gradient's norm and U_hat at
     the returned w on the last minibatch.
     """
-    buffers = np.zeros((6, w.shape[0]))  # w, proposal, grad and scratch (see _langevin_loop)
+    buffers = np.zeros((5, w.shape[0]))  # w, proposal, grad and scratch (see _langevin_loop)
     copy_into(w, buffers[0])
     t, h, diverged = _langevin_loop(model, buffers, np.full(1, scale), rng, batch_mode, perm, cursor, idx, t0,
                                     n_updates, schedule_kind, schedule, temperature, noise, p_diag, p_full, p_chol,
-                                    noise_diag, bound, centre, centre_grad)
+                                    noise_diag, bound, estimator)
     w = buffers[0].copy()
     if diverged:
         return w, t, h, np.inf, np.nan, True
@@ -141,16 +139,16 @@ def langevin_updates(model, w, rng, batch_mode, perm, cursor, idx, scale,
 
 @njit(cache=True, _nrt=False)
 def _langevin_loop(model, buffers, scale_arg, rng, batch_mode, perm, cursor, idx, t0, n_updates, schedule_kind,
-                   schedule, temperature, noise, p_diag, p_full, p_chol, noise_diag, bound, centre, centre_grad):
-    """The update loop of ``langevin_updates`` on ``buffers`` = [w, proposal, grad, 3 scratch rows]; leaves
+                   schedule, temperature, noise, p_diag, p_full, p_chol, noise_diag, bound, estimator):
+    """The update loop of ``langevin_updates`` on ``buffers`` = [w, proposal, grad, 2 scratch rows]; leaves
     the last finite state in buffers[0] and returns (t, h, diverged). No allocation: see NO_NRT."""
-    w, proposal, grad, work, xi, at_centre = buffers[0], buffers[1], buffers[2], buffers[3], buffers[4], buffers[5]
+    w, proposal, grad, work, xi = buffers[0], buffers[1], buffers[2], buffers[3], buffers[4]
     h = step_size_at(schedule_kind, schedule, t0)
     t = t0
     for _ in range(n_updates):
         h = step_size_at(schedule_kind, schedule, t)
         next_batch(batch_mode, rng, perm, cursor, idx)
-        centred_gradient(model, w, idx, scale_arg, centre, centre_grad, grad, at_centre)
+        estimate_gradient(model, w, idx, scale_arg, perm, estimator, grad)
         langevin_move(w, grad, rng, h, temperature, noise, p_diag, p_full, p_chol, noise_diag, work, xi, proposal)
         if is_diverged(grad, proposal, bound):
             return t, h, True

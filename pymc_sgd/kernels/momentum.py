@@ -18,25 +18,24 @@ import numpy as np
 from numba import njit
 
 from .batching import next_batch
-from .estimator import centred_gradient, minibatch_potential, norm
+from .estimator import estimate_gradient, minibatch_potential, norm
 from .guards import is_diverged
 from .langevin import copy_into, matvec_into, precondition, standard_normal_into
 
 
 @njit(cache=True)
 def momentum_updates(model, w, v, rng, batch_mode, perm, cursor, idx, scale, n_updates,
-                     h, friction, noise_factor, p_diag, p_full, bound, centre, centre_grad):
+                     h, friction, noise_factor, p_diag, p_full, bound, estimator):
     """Run n_updates heavy-ball/SGHMC updates; stop early (keeping the last finite state).
-    A non-empty ``centre`` switches to the control-variate gradient (``estimator.centred_gradient``).
+    ``estimator`` is the gradient estimator (``estimator.Estimator``).
 
     Returns (w, v, |grad U_hat|, U_hat, diverged) (see ``langevin_updates`` for the stats).
     """
-    buffers = np.zeros((8, w.shape[0]))  # w, v, proposals, grad and scratch (see _momentum_loop)
+    buffers = np.zeros((7, w.shape[0]))  # w, v, proposals, grad and scratch (see _momentum_loop)
     copy_into(w, buffers[0])
     copy_into(v, buffers[1])
     diverged = _momentum_loop(model, buffers, np.full(1, scale), rng, batch_mode, perm, cursor, idx, n_updates, h,
-                              friction, noise_factor, np.any(noise_factor != 0.0), p_diag, p_full, bound, centre,
-                              centre_grad)
+                              friction, noise_factor, np.any(noise_factor != 0.0), p_diag, p_full, bound, estimator)
     return second_order_result(model, buffers, diverged, idx, scale)
 
 
@@ -52,15 +51,15 @@ def second_order_result(model, buffers, diverged, idx, scale):
 
 @njit(cache=True, _nrt=False)
 def _momentum_loop(model, buffers, scale_arg, rng, batch_mode, perm, cursor, idx, n_updates, h, friction,
-                   noise_factor, inject, p_diag, p_full, bound, centre, centre_grad):
-    """The loop of ``momentum_updates`` on ``buffers`` = [w, v, w_new, v_new, grad, 3 scratch rows]; leaves
+                   noise_factor, inject, p_diag, p_full, bound, estimator):
+    """The loop of ``momentum_updates`` on ``buffers`` = [w, v, w_new, v_new, grad, 2 scratch rows]; leaves
     the last finite (w, v) in buffers[0:2]; returns whether it diverged (no allocation: langevin.NO_NRT)."""
     w, v, w_new, v_new, grad = buffers[0], buffers[1], buffers[2], buffers[3], buffers[4]
-    work, xi, at_centre = buffers[5], buffers[6], buffers[7]
+    work, xi = buffers[5], buffers[6]
     d = w.shape[0]
     for _ in range(n_updates):
         next_batch(batch_mode, rng, perm, cursor, idx)
-        centred_gradient(model, w, idx, scale_arg, centre, centre_grad, grad, at_centre)
+        estimate_gradient(model, w, idx, scale_arg, perm, estimator, grad)
         precondition(p_diag, p_full, grad, work)
         for i in range(d):
             v_new[i] = (1.0 - friction) * v[i] - h * work[i]

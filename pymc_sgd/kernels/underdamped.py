@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit
 
 from .batching import next_batch
-from .estimator import centred_gradient
+from .estimator import estimate_gradient
 from .guards import is_diverged
 from .langevin import copy_into
 from .momentum import second_order_result
@@ -48,28 +48,28 @@ def factor_axpy(a, factor, transpose, x, y):
 
 @njit(cache=True)
 def underdamped_updates(model, x, v, rng, batch_mode, perm, cursor, idx, scale, n_updates,
-                        h, gamma, temperature, scheme, factor, bound, centre, centre_grad):
-    """Run n_updates BAOAB/OBABO steps in the metric L L^T (``factor`` = L); a non-empty ``centre``
-    switches to the control-variate gradient (``estimator.centred_gradient``).
+                        h, gamma, temperature, scheme, factor, bound, estimator):
+    """Run n_updates BAOAB/OBABO steps in the metric L L^T (``factor`` = L) with the gradient
+    estimator ``estimator`` (``estimator.Estimator``).
 
     Returns (x, v, |grad U_hat|, U_hat, diverged).
     """
-    buffers = np.zeros((6, x.shape[0]))  # x, v, their copies, grad, scratch (see _underdamped_loop)
+    buffers = np.zeros((5, x.shape[0]))  # x, v, their copies, grad (see _underdamped_loop)
     copy_into(x, buffers[0])
     copy_into(v, buffers[1])
     diverged = _underdamped_loop(model, buffers, np.full(1, scale), rng, batch_mode, perm, cursor, idx, n_updates,
-                                 h, gamma, temperature, scheme, factor, bound, centre, centre_grad)
+                                 h, gamma, temperature, scheme, factor, bound, estimator)
     return second_order_result(model, buffers, diverged, idx, scale)
 
 
 @njit(cache=True, _nrt=False)
 def _underdamped_loop(model, buffers, scale_arg, rng, batch_mode, perm, cursor, idx, n_updates, h, gamma,
-                      temperature, scheme, factor, bound, centre, centre_grad):
-    """The loop of ``underdamped_updates`` on ``buffers`` = [x, v, x0, v0, grad, scratch]; leaves the last
+                      temperature, scheme, factor, bound, estimator):
+    """The loop of ``underdamped_updates`` on ``buffers`` = [x, v, x0, v0, grad]; leaves the last
     finite (x, v) in buffers[0:2]; returns whether it diverged (no allocation: langevin.NO_NRT)."""
-    x, v, x0, v0, grad, at_centre = buffers[0], buffers[1], buffers[2], buffers[3], buffers[4], buffers[5]
+    x, v, x0, v0, grad = buffers[0], buffers[1], buffers[2], buffers[3], buffers[4]
     next_batch(batch_mode, rng, perm, cursor, idx)
-    centred_gradient(model, x, idx, scale_arg, centre, centre_grad, grad, at_centre)
+    estimate_gradient(model, x, idx, scale_arg, perm, estimator, grad)
     c_full, c_half = np.exp(-gamma * h), np.exp(-0.5 * gamma * h)
     for _ in range(n_updates):
         copy_into(x, x0)
@@ -84,7 +84,7 @@ def _underdamped_loop(model, buffers, scale_arg, rng, batch_mode, perm, cursor, 
             factor_axpy(-0.5 * h, factor, True, grad, v)
             factor_axpy(h, factor, False, v, x)
         next_batch(batch_mode, rng, perm, cursor, idx)
-        centred_gradient(model, x, idx, scale_arg, centre, centre_grad, grad, at_centre)
+        estimate_gradient(model, x, idx, scale_arg, perm, estimator, grad)
         factor_axpy(-0.5 * h, factor, True, grad, v)
         if scheme == OBABO:
             ou_step(v, c_half, temperature, rng)

@@ -3,9 +3,10 @@
 from .base import StochasticGradientStep
 from .constant_sgd import ConstantSGD
 from .exchange import ReplicaExchangeSGLD
+from .gradient_estimator import SVRG
 from .sghmc import SGHMC
 from .sgld import SGLD, PolynomialDecay
 from .underdamped import UnderdampedLangevin
 
 __all__ = ["StochasticGradientStep", "SGLD", "ConstantSGD", "SGHMC", "UnderdampedLangevin",
-           "ReplicaExchangeSGLD", "PolynomialDecay"]
+           "ReplicaExchangeSGLD", "PolynomialDecay", "SVRG"]

@@ -18,7 +18,7 @@ import dataclasses
 import multiprocessing
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,7 +35,7 @@ from ..gradients import ModelEstimator, cached_estimator, sampled_value_vars
 from ..rows import minibatch_size
 from ..kernels import batching as batch_sampling
 from ..warmup.settle import settling_message
-from .centring import Centring
+from .gradient_estimator import SVRG, GradientEstimator
 
 BASE_STATS = {
     "step_size": (np.float64, []),
@@ -109,7 +109,7 @@ class StochasticGradientStep(BlockedStep):
     """
 
     measures_gradient_noise = False
-    centring: Centring | None = None  # samplers whose kernel takes a control variate's centre set one
+    gradient_estimator: GradientEstimator | None = None  # samplers whose kernel takes one set it
     auto_step_size = False  # subclasses set it before calling __init__ when step_size=None
     refines_metric = True  # re-estimate the metric from tuning draws (see _maybe_refine_metric)
 
@@ -225,8 +225,8 @@ class StochasticGradientStep(BlockedStep):
         self.warmup_time = 0.0
         self.predicted_ess_per_draw = np.nan
         self._pending_warnings: list[str] = []
-        if self.centring is not None:
-            self.centring.reset()
+        if self.gradient_estimator is not None:
+            self.gradient_estimator.reset()
         self._start_chain()
 
     def set_rng(self, rng: Any) -> None:
@@ -316,10 +316,22 @@ class StochasticGradientStep(BlockedStep):
         return warmup.gradient_noise(self.estimator, self._noise_points(bulk), self.rng, self.batch_size,
                                      self.batch_mode == batch_sampling.WITH_REPLACEMENT, self.noise_rows, centre)
 
-    def _centring_pays(self) -> bool:
-        """Whether control_variate="auto" may centre: with minibatches. (Inside a compound step the
-        centre's full-data gradient is recomputed at every draw, ``Centring.arrays``.)"""
-        return self.batch_mode != batch_sampling.FULL
+    def _use_gradient_estimator(self, choice: Any) -> None:
+        """Set the gradient estimator (``steps.gradient_estimator``; call after __init__ found the batch size)."""
+        if self.full_batch and (choice == "saga" or isinstance(choice, SVRG)):
+            raise ValueError(f"gradient_estimator={choice!r} reduces minibatch noise, and batch_size=None has none; "
+                             "give a batch_size, or use gradient_estimator='minibatch'.")
+        self.gradient_estimator = GradientEstimator(choice, self.var_names)
+
+    def _choose_gradient_estimator(self, bulk: warmup.Bulk, tune: Callable) -> Any:
+        """``GradientEstimator.choose`` for this step: "auto" may centre only with minibatches (inside a
+        compound step the centre's full-data gradient is recomputed at every draw)."""
+        return self.gradient_estimator.choose(bulk, self.auto_step_size, self.batch_mode != batch_sampling.FULL, tune,
+                                              lambda: warmup.laplace_draws(bulk, self.rng, 1)[0])
+
+    def _kernel_estimator(self, w: np.ndarray):
+        """The kernel's ``Estimator`` for an update run starting at w."""
+        return self.gradient_estimator.for_kernel(self.estimator, w, self.batch_size)
 
     def _set_updates_per_draw(self, rate_per_update: float) -> None:
         """steps_per_draw from the slowest relaxation rate, when the user left it to us."""
@@ -365,7 +377,7 @@ class StochasticGradientStep(BlockedStep):
         est = self.estimator
         points = spread_out(np.atleast_2d(points), NOISE_POINTS)
         rows = np.sort(self.rng.choice(est.n_rows, size=min(est.n_rows, self.noise_rows), replace=False))
-        centre = None if self.centring is None else self.centring.centre  # the noise of the estimator in use
+        centre = None if self.gradient_estimator is None else self.gradient_estimator.noise_centre  # in use
         covariances = [warmup.per_example_gradient_covariance(est, w, rows.astype(np.int64), centre) for w in points]
         self._check_gradient_noise(covariances)
         self._use_gradient_noise(np.mean(covariances, axis=0), points.mean(axis=0))
@@ -435,7 +447,8 @@ class StochasticGradientStep(BlockedStep):
 
     def _grad_evals_per_draw(self) -> float:
         """Gradient evaluations of one draw, in units of a full-data gradient."""
-        cost = 1.0 if self.centring is None else self.centring.cost
+        cost = 1.0 if self.gradient_estimator is None else self.gradient_estimator.cost(
+            self.batch_size, self.estimator.n_rows)
         return cost * self.steps_per_draw * self.batch_size / self.estimator.n_rows
 
     def _halt(self, reason: int) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import theory
 from ..kernels import batching, langevin, schedules
-from ..kernels.estimator import potential_hessian
+from ..kernels.estimator import plain, potential_hessian
 from ..kernels.momentum import momentum_updates
 from ..warmup.metric import jacobi_inverse
 from .base import BASE_STATS, FROM_MINIBATCH, StochasticGradientStep, require_positive
@@ -185,12 +185,12 @@ class ConstantSGD(StochasticGradientStep):
             w, self.velocity, grad_norm, potential, diverged = momentum_updates(
                 est.kernel, w, self.velocity, self.rng, self.batch_mode, self.perm, self.cursor,
                 self.idx, self.scale, self.steps_per_draw, h, 1.0 - self.momentum, np.zeros((est.dim, est.dim)),
-                P.diag, P.matrix, self.divergence_bound, langevin.NO_CENTRE, langevin.NO_CENTRE)
+                P.diag, P.matrix, self.divergence_bound, plain(len(w)))
         else:
             w, self.t, _, grad_norm, potential, diverged = langevin.langevin_updates(
                 est.kernel, w, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
                 self.scale, self.t, self.steps_per_draw, schedules.CONSTANT, np.array([h, 0.0, 0.0]),
-                self.temperature, 0.0, *P, self.divergence_bound, langevin.NO_CENTRE, langevin.NO_CENTRE)
+                self.temperature, 0.0, *P, self.divergence_bound, plain(len(w)))
         return w, {"step_size": self.h, "learning_rate": self.h * est.n_rows,
                    "temperature": self.temperature, "grad_norm": grad_norm,
                    "minibatch_potential": potential, "diverging": diverged}

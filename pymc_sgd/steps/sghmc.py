@@ -11,7 +11,7 @@ from ..kernels import langevin
 from ..kernels.momentum import momentum_updates
 from ..warmup.tuning import curvature_range, relaxation_rate, sghmc_parameters, whitened, whitened_injection
 from .base import BASE_STATS, FROM_MINIBATCH, StochasticGradientStep, kinetic_energy, require_positive
-from .centring import Centring, check_control_variate
+from .gradient_estimator import check_gradient_estimator
 
 
 class SGHMC(StochasticGradientStep):
@@ -40,8 +40,8 @@ class SGHMC(StochasticGradientStep):
         mu = 1 - alpha); the O(h) bias is small when h k_max << alpha.
     friction : alpha in (0, 1], i.e. momentum 1 - alpha.
     noise_correction : "full", "diag" or None (see above).
-    control_variate : "auto" (default), "mode", None or a point: centre the gradient estimator
-        as SGLD's does (``steps.centring``); the noise correction then measures the centred noise.
+    gradient_estimator : "auto" (default), "minibatch", "control_variate", "svrg", "saga" or a point, as
+        SGLD's (``steps.gradient_estimator``); the noise correction then measures the centred noise.
 
     Examples
     --------
@@ -63,7 +63,7 @@ class SGHMC(StochasticGradientStep):
     def __init__(self, vars=None, *, batch_size: int | None | str = FROM_MINIBATCH,
                  step_size: float | None = None,
                  friction: float | None = None, noise_correction: str | None = "full",
-                 steps_per_draw: int | None = None, control_variate: str | dict | None = "auto",
+                 steps_per_draw: int | None = None, gradient_estimator: Any = "auto",
                  **kwargs: Any) -> None:
         self.auto_step_size = step_size is None
         self.h = np.nan if step_size is None else require_positive(
@@ -77,9 +77,9 @@ class SGHMC(StochasticGradientStep):
             raise ValueError(f"noise_correction={noise_correction!r} is unknown; use 'full', 'diag' or None.")
         self.noise_correction = noise_correction
         self.measures_gradient_noise = noise_correction is not None and batch_size is not None
-        check_control_variate(control_variate)
+        gradient_estimator = check_gradient_estimator(gradient_estimator, kwargs)
         super().__init__(vars, batch_size=batch_size, steps_per_draw=steps_per_draw, **kwargs)
-        self.centring = Centring(control_variate, self.var_names)
+        self._use_gradient_estimator(gradient_estimator)
 
     def _start_chain(self) -> None:
         d = self.estimator.dim
@@ -90,7 +90,7 @@ class SGHMC(StochasticGradientStep):
 
     def _tune_sampler(self, bulk: warmup.Bulk) -> None:
         """(h, alpha) from ``warmup.tuning.sghmc_parameters`` with the plain or centred gradient noise
-        (``steps.centring``); thinning from the slowest mode's relaxation (time step sqrt(h),
+        (``steps.gradient_estimator``); thinning from the slowest mode's relaxation (time step sqrt(h),
         gamma = alpha / sqrt(h))."""
         k_min = curvature_range(self.metric, bulk.hessian)[0]
 
@@ -102,7 +102,7 @@ class SGHMC(StochasticGradientStep):
                                                   self.temperature, self.target_error, self.user_friction)
             return (h, friction, error), rate(h, friction)
 
-        chosen = self.centring.choose(bulk, self.auto_step_size, self._centring_pays(), tune)
+        chosen = self._choose_gradient_estimator(bulk, tune)
         if chosen is not None:
             self.h, self.friction, self.predicted_error = chosen
         self.noise_factor = np.sqrt(2.0 * self.friction * self.h * self.temperature) * self.metric.factor
@@ -130,8 +130,8 @@ class SGHMC(StochasticGradientStep):
         w, self.velocity, grad_norm, potential, diverged = momentum_updates(
             est.kernel, w, self.velocity, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
             self.scale, self.steps_per_draw, self.h, self.friction, self.noise_factor, P.diag, P.matrix,
-            self.divergence_bound, *self.centring.arrays(est))
+            self.divergence_bound, self._kernel_estimator(w))
         return w, {"step_size": self.h, "temperature": self.temperature, "grad_norm": grad_norm,
                    "minibatch_potential": potential, "diverging": diverged, "friction": self.friction,
-                   "predicted_sd_error": self.predicted_error, "control_variate": self.centring.active,
+                   "predicted_sd_error": self.predicted_error, "control_variate": self.gradient_estimator.active,
                    "kinetic_energy": kinetic_energy(self.metric, self.velocity) / self.h}

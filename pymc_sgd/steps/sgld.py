@@ -12,7 +12,7 @@ from ..kernels import batching, langevin, schedules
 from ..kernels.estimator import potential_hessian
 from ..warmup.tuning import curvature_range, langevin_step_size
 from .base import BASE_STATS, FROM_MINIBATCH, StochasticGradientStep, require_positive
-from .centring import Centring, check_control_variate
+from .gradient_estimator import check_gradient_estimator
 
 
 @dataclass(frozen=True)
@@ -81,13 +81,14 @@ class SGLD(StochasticGradientStep):
         a :class:`PolynomialDecay` schedule. An explicit h is in the parameters' own units
         (metric "identity" unless ``metric`` says otherwise).
     steps_per_draw : updates per recorded draw, all inside one numba call (None: chosen).
-    control_variate : "auto" (default: the centred estimator when the theory says it is
-        cheaper), "mode", None, or a point (dict of value-variable arrays, e.g. a MAP
-        estimate from ``pm.find_MAP``): centre the gradient estimator at w* (SGLD-CV, Baker,
-        Fearnhead, Fox & Nemeth 2019): grad U_hat(w) - grad U_hat(w*) + grad U(w*). Its noise
-        shrinks from O(n^2 / B) to O(n d / B) near w*, so on large n the step can approach
-        the stability limit with a small minibatch-noise bias. "mode" centres at the mode the
-        warm-up found; the cost is two gradient evaluations per update.
+    gradient_estimator : "auto" (default), "minibatch", "control_variate", "svrg" (or ``SVRG(epoch_length)``),
+        "saga", or a point (dict of value-variable arrays, e.g. ``pm.find_MAP(include_transformed=True)``) to
+        centre a control variate at (``steps.gradient_estimator``). "auto" centres the gradient at the mode
+        the warm-up found (SGLD-CV, Baker, Fearnhead, Fox & Nemeth 2019: grad U_hat(w) - grad U_hat(w*) +
+        grad U(w*), two gradient evaluations per update) when the theory says that reads fewer rows per
+        effective draw: its noise shrinks from O(n^2 / B) to O(n d / B) near w*, so on large n the step can
+        approach the stability limit with a small minibatch-noise bias. SVRG and SAGA (Dubey et al. 2016)
+        move their reference points with the chain.
     metric : "auto" (default with step_size=None), "dense", "diag" or "identity".
     target_error : largest predicted relative error of a posterior SD (default 0.03).
     max_steps_per_draw : the compute budget of the automatic thinning (default 10000).
@@ -122,7 +123,7 @@ class SGLD(StochasticGradientStep):
 
     def __init__(self, vars=None, *, batch_size: int | None | str = FROM_MINIBATCH,
                  step_size: float | PolynomialDecay | None = None,
-                 correction: str | None = None, control_variate: str | dict | None = "auto",
+                 correction: str | None = None, gradient_estimator: Any = "auto",
                  steps_per_draw: int | None = None, **kwargs: Any) -> None:
         self.auto_step_size = step_size is None
         self.schedule_kind, self.schedule = (schedules.CONSTANT, np.full(3, np.nan)) if step_size is None \
@@ -133,21 +134,21 @@ class SGLD(StochasticGradientStep):
             raise ValueError("correction='exact' needs a constant step_size (the correction depends on h).")
         self.correction = correction
         self.measures_gradient_noise = correction == "exact"
-        check_control_variate(control_variate)
-        if correction is not None and control_variate == "auto":
-            control_variate = None
-        if control_variate is not None and correction is not None:
+        gradient_estimator = check_gradient_estimator(gradient_estimator, kwargs)
+        if correction is not None and gradient_estimator == "auto":
+            gradient_estimator = "minibatch"
+        if gradient_estimator != "minibatch" and correction is not None:
             raise ValueError("correction='exact' models the plain minibatch noise; it cannot be combined "
-                             "with control_variate.")
+                             f"with gradient_estimator={gradient_estimator!r}: use gradient_estimator='minibatch'.")
         super().__init__(vars, batch_size=batch_size, steps_per_draw=steps_per_draw, **kwargs)
-        self.centring = Centring(control_variate, self.var_names)
+        self._use_gradient_estimator(gradient_estimator)
 
     def _tune_sampler(self, bulk: warmup.Bulk) -> None:
         """Step size, control variate and thinning from the bulk's curvature and measured noise.
 
         With step_size=None: the largest h whose predicted SD error is below target_error
         (``warmup.tuning.langevin_step_size``), for the plain and, when allowed, the centred
-        estimator (``steps.centring``: the relaxation rate per update is h k_min).
+        estimator (``steps.gradient_estimator``: the relaxation rate per update is h k_min).
         """
         H, T = bulk.hessian, self.temperature
         k_min = curvature_range(self.metric, H)[0]
@@ -156,7 +157,7 @@ class SGLD(StochasticGradientStep):
             h, error = langevin_step_size(H, self._minibatch_noise(bulk, centre), self.metric, T, self.target_error)
             return (h, error), h * k_min
 
-        chosen = self.centring.choose(bulk, self.auto_step_size, self._centring_pays(), tune)
+        chosen = self._choose_gradient_estimator(bulk, tune)
         if chosen is not None:
             h, self.predicted_error = chosen
             self.schedule = np.array([h, 0.0, 0.0])
@@ -193,7 +194,7 @@ class SGLD(StochasticGradientStep):
             est.kernel, w, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
             self.scale, self.t, self.steps_per_draw, self.schedule_kind, self.schedule,
             self.temperature, 1.0, *langevin.preconditioner(kind, matrix=self.metric.matrix, root=noise_root),
-            self.divergence_bound, *self.centring.arrays(est))
+            self.divergence_bound, self._kernel_estimator(w))
         return w, {"step_size": h, "temperature": self.temperature, "grad_norm": grad_norm,
                    "minibatch_potential": potential, "diverging": diverged,
-                   "control_variate": self.centring.active, "predicted_sd_error": self.predicted_error}
+                   "control_variate": self.gradient_estimator.active, "predicted_sd_error": self.predicted_error}

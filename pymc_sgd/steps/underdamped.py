@@ -10,7 +10,7 @@ from .. import warmup
 from ..kernels import underdamped
 from ..warmup.tuning import baoab_parameters, curvature_range, relaxation_rate
 from .base import BASE_STATS, StochasticGradientStep, require_positive
-from .centring import Centring, check_control_variate
+from .gradient_estimator import check_gradient_estimator
 
 SCHEMES = {"BAOAB": underdamped.BAOAB, "OBABO": underdamped.OBABO}
 
@@ -26,7 +26,7 @@ class UnderdampedLangevin(StochasticGradientStep):
     stable h; the velocity's kinetic temperature is biased as T (1 - h^2 k / 4).
     ``batch_size=None`` (default) uses full-batch gradients; a batch size makes it a
     stochastic-gradient sampler whose gradient noise adds heat of order h Var(grad) / (4 gamma);
-    ``control_variate`` ("auto" by default) centres its gradient as SGLD's does (``steps.centring``).
+    ``gradient_estimator`` ("auto" by default; "control_variate", "svrg", "saga", ...) as SGLD's (``steps.gradient_estimator``).
 
     Stats: ``kinetic_energy`` = |v|^2 / 2 (mean d T / 2) and ``kinetic_temperature`` = |v|^2 / d.
 
@@ -50,7 +50,7 @@ class UnderdampedLangevin(StochasticGradientStep):
 
     def __init__(self, vars=None, *, step_size: float | None = None, friction: float | None = None,
                  batch_size: int | None = None, scheme: str = "BAOAB", steps_per_draw: int | None = None,
-                 control_variate: str | dict | None = "auto", **kwargs: Any) -> None:
+                 gradient_estimator: Any = "auto", **kwargs: Any) -> None:
         self.auto_step_size = step_size is None
         self.h = np.nan if step_size is None else require_positive(
             "step_size", step_size, "It is the time step; stability needs h < 2 / sqrt(k_max). None chooses it.")
@@ -60,9 +60,9 @@ class UnderdampedLangevin(StochasticGradientStep):
         if scheme not in SCHEMES:
             raise ValueError(f"scheme={scheme!r} is unknown; use 'BAOAB' or 'OBABO'.")
         self.scheme = scheme
-        check_control_variate(control_variate)
+        gradient_estimator = check_gradient_estimator(gradient_estimator, kwargs)
         super().__init__(vars, batch_size=batch_size, steps_per_draw=steps_per_draw, **kwargs)
-        self.centring = Centring(control_variate, self.var_names)
+        self._use_gradient_estimator(gradient_estimator)
 
     def _start_chain(self) -> None:
         d = self.estimator.dim
@@ -75,7 +75,7 @@ class UnderdampedLangevin(StochasticGradientStep):
 
     def _tune_sampler(self, bulk: warmup.Bulk) -> None:
         """(h, gamma) from ``warmup.tuning.baoab_parameters`` with the plain or centred gradient noise
-        (``steps.centring``); thinning from the slowest mode's relaxation."""
+        (``steps.gradient_estimator``); thinning from the slowest mode's relaxation."""
         k_min = curvature_range(self.metric, bulk.hessian)[0]
 
         def tune(centre: np.ndarray | None) -> tuple[tuple[float, float, float], float]:
@@ -83,7 +83,7 @@ class UnderdampedLangevin(StochasticGradientStep):
                                                self.temperature, self.target_error, self.user_friction)
             return (h, gamma, error), relaxation_rate(gamma, k_min) * h
 
-        chosen = self.centring.choose(bulk, self.auto_step_size, self._centring_pays(), tune)
+        chosen = self._choose_gradient_estimator(bulk, tune)
         if chosen is not None:
             self.h, self.gamma, self.predicted_error = chosen
         self._set_updates_per_draw(relaxation_rate(self.gamma, k_min) * self.h)
@@ -93,9 +93,9 @@ class UnderdampedLangevin(StochasticGradientStep):
         w, self.velocity, grad_norm, potential, diverged = underdamped.underdamped_updates(
             est.kernel, w, self.velocity, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
             self.scale, self.steps_per_draw, self.h, self.gamma, self.temperature, SCHEMES[self.scheme],
-            self.metric.factor, self.divergence_bound, *self.centring.arrays(est))
+            self.metric.factor, self.divergence_bound, self._kernel_estimator(w))
         v2 = float(self.velocity @ self.velocity)
         return w, {"step_size": self.h, "temperature": self.temperature, "grad_norm": grad_norm,
                    "minibatch_potential": potential, "diverging": diverged, "friction": self.gamma,
-                   "predicted_sd_error": self.predicted_error, "control_variate": self.centring.active,
+                   "predicted_sd_error": self.predicted_error, "control_variate": self.gradient_estimator.active,
                    "kinetic_energy": 0.5 * v2, "kinetic_temperature": v2 / est.dim}
