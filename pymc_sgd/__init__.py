@@ -7,8 +7,8 @@
 
 from . import diagnostics
 from .gradients import ModelSpecificationError, build_estimator
-from .steps import SGHMC, SGLD, SVRG, ConstantSGD, PolynomialDecay, ReplicaExchangeSGLD, UnderdampedLangevin
+from .steps import SGHMC, SGLD, SGNHT, SVRG, ConstantSGD, PolynomialDecay, ReplicaExchangeSGLD, UnderdampedLangevin
 from .warmup.report import tuning_report
 
-__all__ = ["SGLD", "ConstantSGD", "SGHMC", "UnderdampedLangevin", "ReplicaExchangeSGLD", "PolynomialDecay", "SVRG",
+__all__ = ["SGLD", "ConstantSGD", "SGHMC", "SGNHT", "UnderdampedLangevin", "ReplicaExchangeSGLD", "PolynomialDecay", "SVRG",
            "build_estimator", "ModelSpecificationError", "tuning_report", "diagnostics"]

@@ -6,7 +6,8 @@ from .exchange import ReplicaExchangeSGLD
 from .gradient_estimator import SVRG
 from .sghmc import SGHMC
 from .sgld import SGLD, PolynomialDecay
+from .sgnht import SGNHT
 from .underdamped import UnderdampedLangevin
 
 __all__ = ["StochasticGradientStep", "SGLD", "ConstantSGD", "SGHMC", "UnderdampedLangevin",
-           "ReplicaExchangeSGLD", "PolynomialDecay", "SVRG"]
+           "ReplicaExchangeSGLD", "PolynomialDecay", "SVRG", "SGNHT"]
