@@ -4,10 +4,11 @@ from .base import StochasticGradientStep
 from .constant_sgd import ConstantSGD
 from .exchange import ReplicaExchangeSGLD
 from .gradient_estimator import SVRG
+from .mala import MALA
 from .sghmc import SGHMC
 from .sgld import SGLD, PolynomialDecay
 from .sgnht import SGNHT
 from .underdamped import UnderdampedLangevin
 
 __all__ = ["StochasticGradientStep", "SGLD", "ConstantSGD", "SGHMC", "UnderdampedLangevin",
-           "ReplicaExchangeSGLD", "PolynomialDecay", "SVRG", "SGNHT"]
+           "ReplicaExchangeSGLD", "PolynomialDecay", "SVRG", "SGNHT", "MALA"]

@@ -1,0 +1,82 @@
+"""Metropolis-adjusted Langevin algorithm (MALA) on full-data U: the exact reference sampler.
+
+Proposal (Roberts & Tweedie 1996, Bernoulli 2, 341-363; in the h-on-U convention of DESIGN.md, with
+a metric M = L L^T and the target exp(-U/T)):
+
+    w' = w - h M grad U(w) + sqrt(2 h T) L xi,      xi ~ N(0, I),
+
+accepted with probability min(1, exp(-(U(w') - U(w)) / T + log q(w | w') - log q(w' | w))), where
+log q(b | a) = -|L^{-1}(b - a + h M grad U(a))|^2 / (4 h T). Forward, L^{-1}(...) = sqrt(2 h T) xi;
+backward, -sqrt(2 h T) xi + h L^T (grad U(w) + grad U(w')) (L^{-1} M = L^T). This is the standard ratio:
+seed 002's chapter has it inverted (ERRATA.md). The chain's law is exactly exp(-U/T) for any h; h only
+sets the acceptance rate and the mixing.
+"""
+
+import numpy as np
+from numba import njit
+
+from .langevin import copy_into
+from .model import FULL_PARTS, _evaluate
+from .underdamped import factor_axpy
+
+
+@njit(cache=True)
+def mala_updates(model, w, rng, n_updates, h, temperature, factor, bound):
+    """Run n_updates MALA steps from w. Returns (w, U(w), |grad U(w)|, acceptance rate)."""
+    d = w.shape[0]
+    buffers = np.zeros((6, d))  # w, proposal, grad at w, grad at proposal, xi, scratch (see _mala_loop)
+    copy_into(w, buffers[0])
+    state = np.zeros(2)  # U(w), accepted count
+    _mala_loop(model, buffers, np.zeros(2 * d + 2), state, np.zeros(0, dtype=np.int64), np.zeros(1), rng,
+               n_updates, h, temperature, factor, bound)
+    grad = buffers[2]
+    return buffers[0].copy(), state[0], np.sqrt(np.sum(grad * grad)), state[1] / max(n_updates, 1)
+
+
+@njit(cache=True, inline="always")
+def _potential_and_grad(model, w, parts, no_rows, zero, grad):
+    """U(w) over all rows, with grad U(w) into ``grad`` (FULL_PARTS, no allocation)."""
+    d = w.shape[0]
+    _evaluate(model, FULL_PARTS, w, no_rows, zero, parts)
+    for i in range(d):
+        grad[i] = -(parts[2 + i] + parts[d + 2 + i])
+    return -(parts[0] + parts[1])
+
+
+@njit(cache=True, _nrt=False)
+def _mala_loop(model, buffers, parts, state, no_rows, zero, rng, n_updates, h, temperature, factor, bound):
+    """The loop of ``mala_updates`` on ``buffers`` = [w, proposal, grad U(w), grad U(proposal), xi, scratch]
+    and ``state`` = [U(w), accepted]; no allocation (langevin.NO_NRT)."""
+    w, proposal, grad, proposal_grad, xi, kick = buffers[0], buffers[1], buffers[2], buffers[3], buffers[4], buffers[5]
+    d = w.shape[0]
+    potential = _potential_and_grad(model, w, parts, no_rows, zero, grad)
+    sd = np.sqrt(2.0 * h * temperature)
+    for _ in range(n_updates):
+        for i in range(d):
+            xi[i] = rng.standard_normal()
+            kick[i] = sd * xi[i]
+        factor_axpy(-h, factor, True, grad, kick)  # kick = -h L^T grad U(w) + sqrt(2hT) xi (whitened move)
+        copy_into(w, proposal)
+        factor_axpy(1.0, factor, False, kick, proposal)
+        in_bounds = True
+        for i in range(d):
+            if not abs(proposal[i]) <= bound:
+                in_bounds = False
+        if not in_bounds:
+            continue
+        proposal_potential = _potential_and_grad(model, proposal, parts, no_rows, zero, proposal_grad)
+        for i in range(d):
+            kick[i] = -sd * xi[i]  # the backward residual: -sqrt(2hT) xi + h L^T (grad U(w) + grad U(w'))
+            proposal_grad[i] += grad[i]
+        factor_axpy(h, factor, True, proposal_grad, kick)
+        for i in range(d):
+            proposal_grad[i] -= grad[i]
+        log_ratio = -(proposal_potential - potential) / temperature
+        for i in range(d):
+            log_ratio += 0.5 * xi[i] * xi[i] - kick[i] * kick[i] / (4.0 * h * temperature)
+        if np.log(rng.random()) < log_ratio:  # False for NaN: a non-finite proposal is rejected
+            copy_into(proposal, w)
+            copy_into(proposal_grad, grad)
+            potential = proposal_potential
+            state[1] += 1.0
+    state[0] = potential
