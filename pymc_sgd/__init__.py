@@ -2,13 +2,13 @@
 
 >>> import pymc_sgd
 >>> sorted(pymc_sgd.__all__)[:2]
-['ConstantSGD', 'MALA']
+['AveragedSGD', 'ConstantSGD']
 """
 
 from . import diagnostics
 from .gradients import ModelSpecificationError, build_estimator
-from .steps import MALA, SGHMC, SGLD, SGNHT, SVRG, ConstantSGD, PolynomialDecay, ReplicaExchangeSGLD, UnderdampedLangevin
+from .steps import MALA, AveragedSGD, SGHMC, SGLD, SGNHT, SVRG, ConstantSGD, Cyclical, PolynomialDecay, ReplicaExchangeSGLD, UnderdampedLangevin
 from .warmup.report import tuning_report
 
-__all__ = ["SGLD", "ConstantSGD", "SGHMC", "SGNHT", "UnderdampedLangevin", "ReplicaExchangeSGLD", "MALA", "PolynomialDecay", "SVRG",
+__all__ = ["SGLD", "AveragedSGD", "ConstantSGD", "SGHMC", "SGNHT", "UnderdampedLangevin", "ReplicaExchangeSGLD", "MALA", "PolynomialDecay", "Cyclical", "SVRG",
            "build_estimator", "ModelSpecificationError", "tuning_report", "diagnostics"]

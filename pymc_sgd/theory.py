@@ -157,6 +157,34 @@ def sgd_stationary_covariance(hessian: np.ndarray, noise_cov: np.ndarray, learni
     return (sigma + sigma.T) / 2
 
 
+def averaged_iterate_covariance(hessian: np.ndarray, noise_cov: np.ndarray, step_matrix: float | np.ndarray,
+                                count: int) -> np.ndarray:
+    """Exact covariance of the mean of ``count`` consecutive constant-SGD iterates on a quadratic U, started
+    at stationarity (Mandt, Hoffman & Blei 2017, Sec. 6, seed 004, in U units: H the Hessian of U,
+    V = noise_cov = Cov(grad U_hat), S = step_matrix, e.g. h M).
+
+    With A = I - S H and Sigma the stationary covariance (Sigma = A Sigma A^T + S V S^T),
+    Cov(x_s, x_t) = A^(t-s) Sigma for t >= s, so
+
+        Cov(mean) = (1/K^2) [K Sigma + sum_{k=1}^{K-1} (K - k) (A^k Sigma + Sigma A^kT)],
+
+    which tends to (1/K) H^-1 V H^-1 (independent of S) as K grows past the relaxation time.
+    """
+    H = np.atleast_2d(hessian)
+    d = H.shape[0]
+    S = _step_matrix(step_matrix, d)
+    A = np.eye(d) - S @ H
+    if np.max(np.abs(np.linalg.eigvals(A))) >= _UNIT_CIRCLE:
+        raise ValueError("Constant SGD is unstable at this step: every eigenvalue of S H must lie in (0, 2).")
+    sigma = linalg.solve_discrete_lyapunov(A, S @ np.atleast_2d(noise_cov) @ S.T)
+    weighted_powers, power = np.zeros((d, d)), np.eye(d)
+    for k in range(1, count):
+        power = power @ A
+        weighted_powers += (count - k) * power
+    lagged = weighted_powers @ sigma
+    return (count * sigma + lagged + lagged.T) / count**2
+
+
 def sgd_continuous_covariance(hessian: np.ndarray, noise_cov: np.ndarray, learning_rate: float,
                               batch_size: int = 1) -> np.ndarray:
     """Continuous-time (Ornstein-Uhlenbeck) covariance S of constant SGD: H S + S H = (eta / B) C.

@@ -53,3 +53,14 @@ def batch_means_se(values: np.ndarray, batches_per_chain: int = 10) -> float:
     size = draws // batches_per_chain
     means = values[:, : size * batches_per_chain].reshape(chains * batches_per_chain, size).mean(axis=1)
     return float(np.std(means, ddof=1) / np.sqrt(len(means)))
+
+
+def assert_means_and_sds(draws: np.ndarray, mean: np.ndarray, sd: np.ndarray, sd_slack: float) -> None:
+    """draws (chain, draw, k): every mean within Z SE of ``mean``, every SD within Z SE plus
+    ``sd_slack`` * sd (a sampler's promised relative SD error) of ``sd``. The SD's SE is the variance's
+    (``mean_and_se`` of the squared deviations) over 2 SD (delta method)."""
+    for k in range(draws.shape[-1]):
+        assert_close(*mean_and_se(draws[..., k]), mean[k], f"mean of coordinate {k}")
+        variance, se = mean_and_se((draws[..., k] - draws[..., k].mean()) ** 2)
+        assert_close(np.sqrt(variance), se / (2 * np.sqrt(variance)), sd[k], f"SD of coordinate {k}",
+                     slack=sd_slack * sd[k])

@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import pymc as pm
 import pytest
-from mc import Z, assert_close, mean_and_se, posterior_draws
+from mc import Z, assert_close, assert_means_and_sds, posterior_draws
 
 import pymc_sgd
 from pymc_sgd import theory
@@ -135,11 +135,5 @@ def test_samplers_with_variance_reduction_match_the_posterior_on_defaults(regres
         warnings.simplefilter("error", RuntimeWarning)  # no halted chain, no untrustworthy warm-up
         idata = pm.sample(draws=800, tune=400, chains=2, cores=1, random_seed=3, progressbar=False, step=step,
                           compute_convergence_checks=False)
-    beta = posterior_draws(idata, "beta")
-    for k in range(D):
-        assert_close(*mean_and_se(beta[..., k]), POST_MEAN[k], f"mean of beta[{k}]")
-        deviation = beta[..., k] - beta[..., k].mean()
-        variance, se = mean_and_se(deviation**2)
-        sd_se = se / (2 * np.sqrt(variance))
-        assert_close(np.sqrt(variance), sd_se, POST_SD[k], f"sd of beta[{k}]", slack=0.03 * POST_SD[k])
+    assert_means_and_sds(posterior_draws(idata, "beta"), POST_MEAN, POST_SD, sd_slack=0.03)
     assert not idata.sample_stats["diverging"].values.any()

@@ -6,7 +6,7 @@ import numpy as np
 import pymc as pm
 import pytest
 import scipy.linalg
-from mc import assert_close, mean_and_se, posterior_draws
+from mc import assert_close, assert_means_and_sds, mean_and_se, posterior_draws
 
 import pymc_sgd
 from pymc_sgd import theory
@@ -60,18 +60,14 @@ def test_sgnht_matches_the_posterior_on_defaults(sgnht_run):
     """Means within Z SE of the exact posterior; SDs within Z SE plus the warm-up's 3% target (the
     whitened noise of this well-specified regression is isotropic, which one scalar xi can absorb)."""
     _, idata = sgnht_run
-    beta = posterior_draws(idata, "beta")
-    sd = np.sqrt(np.diag(POST_COV))
-    for k in range(D):
-        assert_close(*mean_and_se(beta[..., k]), POST_MEAN[k], f"mean of beta[{k}]")
-        deviation = beta[..., k] - beta[..., k].mean()
-        variance, se = mean_and_se(deviation**2)
-        assert_close(np.sqrt(variance), se / (2 * np.sqrt(variance)), sd[k], f"sd of beta[{k}]", slack=0.03 * sd[k])
+    assert_means_and_sds(posterior_draws(idata, "beta"), POST_MEAN, np.sqrt(np.diag(POST_COV)), sd_slack=0.03)
 
 
-def test_sgnht_refuses_a_bad_diffusion():
+def test_sgnht_refuses_a_bad_diffusion_and_a_cycle():
     with pm.Model():
         mu = pm.Normal("mu", 0, 1)
         pm.Normal("x", mu, 1.0, observed=np.zeros(10))
         with pytest.raises(ValueError, match="diffusion must be in"):
             pymc_sgd.SGNHT(batch_size=5, diffusion=1.5)
+        with pytest.raises(ValueError, match="cannot follow a cyclical step"):
+            pymc_sgd.SGNHT(batch_size=5, step_size=pymc_sgd.Cyclical())

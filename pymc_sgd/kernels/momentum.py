@@ -21,21 +21,24 @@ from .batching import next_batch
 from .estimator import estimate_gradient, minibatch_potential, norm
 from .guards import is_diverged
 from .langevin import copy_into, matvec_into, precondition, standard_normal_into
+from .schedules import step_size_at
 
 
 @njit(cache=True)
 def momentum_updates(model, w, v, rng, batch_mode, perm, cursor, idx, scale, n_updates,
-                     h, friction, noise_factor, p_diag, p_full, bound, estimator):
+                     schedule_kind, schedule, friction, noise_factor, p_diag, p_full, bound, estimator):
     """Run n_updates heavy-ball/SGHMC updates; stop early (keeping the last finite state).
-    ``estimator`` is the gradient estimator (``estimator.Estimator``).
+    ``estimator`` is the gradient estimator (``estimator.Estimator``). The step at update t = 0, 1, ... of
+    this call is ``schedules.step_size_at(schedule_kind, schedule, t)``; the injected noise covariance
+    ``noise_factor`` noise_factor^T, meant for h = schedule[0], is scaled by h_t / schedule[0].
 
     Returns (w, v, |grad U_hat|, U_hat, diverged) (see ``langevin_updates`` for the stats).
     """
     buffers = np.zeros((7, w.shape[0]))  # w, v, proposals, grad and scratch (see _momentum_loop)
     copy_into(w, buffers[0])
     copy_into(v, buffers[1])
-    diverged = _momentum_loop(model, buffers, np.full(1, scale), rng, batch_mode, perm, cursor, idx, n_updates, h,
-                              friction, noise_factor, np.any(noise_factor != 0.0), p_diag, p_full, bound, estimator)
+    diverged = _momentum_loop(model, buffers, np.full(1, scale), rng, batch_mode, perm, cursor, idx, n_updates,
+                              schedule_kind, schedule, friction, noise_factor, np.any(noise_factor != 0.0), p_diag, p_full, bound, estimator)
     return second_order_result(model, buffers, diverged, idx, scale)
 
 
@@ -50,14 +53,15 @@ def second_order_result(model, buffers, diverged, idx, scale):
 
 
 @njit(cache=True, _nrt=False)
-def _momentum_loop(model, buffers, scale_arg, rng, batch_mode, perm, cursor, idx, n_updates, h, friction,
-                   noise_factor, inject, p_diag, p_full, bound, estimator):
+def _momentum_loop(model, buffers, scale_arg, rng, batch_mode, perm, cursor, idx, n_updates, schedule_kind,
+                   schedule, friction, noise_factor, inject, p_diag, p_full, bound, estimator):
     """The loop of ``momentum_updates`` on ``buffers`` = [w, v, w_new, v_new, grad, 2 scratch rows]; leaves
     the last finite (w, v) in buffers[0:2]; returns whether it diverged (no allocation: langevin.NO_NRT)."""
     w, v, w_new, v_new, grad = buffers[0], buffers[1], buffers[2], buffers[3], buffers[4]
     work, xi = buffers[5], buffers[6]
     d = w.shape[0]
-    for _ in range(n_updates):
+    for t in range(n_updates):
+        h = step_size_at(schedule_kind, schedule, t)
         next_batch(batch_mode, rng, perm, cursor, idx)
         estimate_gradient(model, w, idx, scale_arg, perm, estimator, grad)
         precondition(p_diag, p_full, grad, work)
@@ -65,8 +69,9 @@ def _momentum_loop(model, buffers, scale_arg, rng, batch_mode, perm, cursor, idx
             v_new[i] = (1.0 - friction) * v[i] - h * work[i]
         if inject:
             matvec_into(noise_factor, standard_normal_into(rng, xi), work)
+            noise_scale = np.sqrt(h / schedule[0])
             for i in range(d):
-                v_new[i] += work[i]
+                v_new[i] += noise_scale * work[i]
         for i in range(d):
             w_new[i] = w[i] + v_new[i]
         if is_diverged(grad, w_new, bound):

@@ -22,6 +22,7 @@ from .estimator import estimate_gradient
 from .guards import is_diverged
 from .langevin import copy_into
 from .momentum import second_order_result
+from .schedules import CONSTANT, step_size_at
 
 BAOAB = 0
 OBABO = 1
@@ -48,9 +49,10 @@ def factor_axpy(a, factor, transpose, x, y):
 
 @njit(cache=True)
 def underdamped_updates(model, x, v, rng, batch_mode, perm, cursor, idx, scale, n_updates,
-                        h, gamma, temperature, scheme, factor, bound, estimator):
+                        schedule_kind, schedule, gamma, temperature, scheme, factor, bound, estimator):
     """Run n_updates BAOAB/OBABO steps in the metric L L^T (``factor`` = L) with the gradient
-    estimator ``estimator`` (``estimator.Estimator``).
+    estimator ``estimator`` (``estimator.Estimator``); the time step of update t = 0, 1, ... of this call is
+    ``schedules.step_size_at(schedule_kind, schedule, t)``.
 
     Returns (x, v, |grad U_hat|, U_hat, diverged).
     """
@@ -58,20 +60,24 @@ def underdamped_updates(model, x, v, rng, batch_mode, perm, cursor, idx, scale, 
     copy_into(x, buffers[0])
     copy_into(v, buffers[1])
     diverged = _underdamped_loop(model, buffers, np.full(1, scale), rng, batch_mode, perm, cursor, idx, n_updates,
-                                 h, gamma, temperature, scheme, factor, bound, estimator)
+                                 schedule_kind, schedule, gamma, temperature, scheme, factor, bound, estimator)
     return second_order_result(model, buffers, diverged, idx, scale)
 
 
 @njit(cache=True, _nrt=False)
-def _underdamped_loop(model, buffers, scale_arg, rng, batch_mode, perm, cursor, idx, n_updates, h, gamma,
-                      temperature, scheme, factor, bound, estimator):
+def _underdamped_loop(model, buffers, scale_arg, rng, batch_mode, perm, cursor, idx, n_updates, schedule_kind,
+                      schedule, gamma, temperature, scheme, factor, bound, estimator):
     """The loop of ``underdamped_updates`` on ``buffers`` = [x, v, x0, v0, grad]; leaves the last
     finite (x, v) in buffers[0:2]; returns whether it diverged (no allocation: langevin.NO_NRT)."""
     x, v, x0, v0, grad = buffers[0], buffers[1], buffers[2], buffers[3], buffers[4]
     next_batch(batch_mode, rng, perm, cursor, idx)
     estimate_gradient(model, x, idx, scale_arg, perm, estimator, grad)
+    h = step_size_at(schedule_kind, schedule, 0)
     c_full, c_half = np.exp(-gamma * h), np.exp(-0.5 * gamma * h)
-    for _ in range(n_updates):
+    for t in range(n_updates):
+        if schedule_kind != CONSTANT:
+            h = step_size_at(schedule_kind, schedule, t)
+            c_full, c_half = np.exp(-gamma * h), np.exp(-0.5 * gamma * h)
         copy_into(x, x0)
         copy_into(v, v0)
         if scheme == BAOAB:

@@ -1,14 +1,16 @@
 """PyMC step methods (BlockedStep adapters around the numba kernels)."""
 
+from .averaged import AveragedSGD
 from .base import StochasticGradientStep
 from .constant_sgd import ConstantSGD
 from .exchange import ReplicaExchangeSGLD
 from .gradient_estimator import SVRG
 from .mala import MALA
 from .sghmc import SGHMC
-from .sgld import SGLD, PolynomialDecay
+from .schedules import Cyclical, PolynomialDecay
+from .sgld import SGLD
 from .sgnht import SGNHT
 from .underdamped import UnderdampedLangevin
 
 __all__ = ["StochasticGradientStep", "SGLD", "ConstantSGD", "SGHMC", "UnderdampedLangevin",
-           "ReplicaExchangeSGLD", "PolynomialDecay", "SVRG", "SGNHT", "MALA"]
+           "ReplicaExchangeSGLD", "PolynomialDecay", "SVRG", "SGNHT", "MALA", "Cyclical", "AveragedSGD"]

@@ -34,8 +34,12 @@ from .. import warmup
 from ..gradients import ModelEstimator, cached_estimator, sampled_value_vars
 from ..rows import minibatch_size
 from ..kernels import batching as batch_sampling
+from ..kernels import schedules as kernel_schedules
 from ..warmup.settle import settling_message
+from ..warmup.tuning import curvature_range
 from .gradient_estimator import SVRG, GradientEstimator
+from .schedules import Cyclical, relaxation_fraction
+from .validation import require_int, require_positive
 
 BASE_STATS = {
     "step_size": (np.float64, []),
@@ -78,22 +82,6 @@ def kinetic_energy(metric: warmup.Metric, velocity: np.ndarray) -> float:
     return 0.5 * float(z @ z)
 
 
-def require_int(name: str, value: Any, low: int, hint: str = "") -> int:
-    """An integer >= low (bools and non-integral numbers are refused, not coerced)."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}. {hint}".rstrip())
-    return int(value)
-
-
-def require_positive(name: str, value: float, hint: str) -> float:
-    """A finite number > 0 (strings and bools are refused, not coerced)."""
-    if isinstance(value, bool | str) or not isinstance(value, int | float | np.integer | np.floating):
-        raise ValueError(f"{name} must be a positive number, got {value!r}. {hint}".rstrip())
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive number, got {value}. {hint}".rstrip())
-    return float(value)
-
-
 class StochasticGradientStep(BlockedStep):
     """Base class: minibatching, seeding, the per-draw compiled loop, stats, pickling.
 
@@ -111,6 +99,7 @@ class StochasticGradientStep(BlockedStep):
     measures_gradient_noise = False
     gradient_estimator: GradientEstimator | None = None  # samplers whose kernel takes one set it
     auto_step_size = False  # subclasses set it before calling __init__ when step_size=None
+    cycle: Any = None  # a schedules.Cyclical from step_size=Cyclical(...) (see _take_step_size)
     refines_metric = True  # re-estimate the metric from tuning draws (see _maybe_refine_metric)
 
     name = "stochastic_gradient"
@@ -316,6 +305,14 @@ class StochasticGradientStep(BlockedStep):
         return warmup.gradient_noise(self.estimator, self._noise_points(bulk), self.rng, self.batch_size,
                                      self.batch_mode == batch_sampling.WITH_REPLACEMENT, self.noise_rows, centre)
 
+    def _take_step_size(self, step_size: Any) -> Any:
+        """Record a ``Cyclical`` schedule (the warm-up then chooses the base step: returns None) or pass the
+        step size through; sets ``auto_step_size``."""
+        if isinstance(step_size, Cyclical):
+            self.cycle, self.cycle_peak, step_size = step_size, np.nan, None
+        self.auto_step_size = step_size is None
+        return step_size
+
     def _use_gradient_estimator(self, choice: Any) -> None:
         """Set the gradient estimator (``steps.gradient_estimator``; call after __init__ found the batch size)."""
         if self.full_batch and (choice == "saga" or isinstance(choice, SVRG)):
@@ -333,11 +330,26 @@ class StochasticGradientStep(BlockedStep):
         """The kernel's ``Estimator`` for an update run starting at w."""
         return self.gradient_estimator.for_kernel(self.estimator, w, self.batch_size)
 
-    def _set_updates_per_draw(self, rate_per_update: float) -> None:
-        """steps_per_draw from the slowest relaxation rate, when the user left it to us."""
+    def _set_updates_per_draw(self, rate_per_update: float, step: float | None = None) -> None:
+        """steps_per_draw from the slowest relaxation rate at the step ``step``, when the user left it to
+        us. With a ``Cyclical`` schedule, also the cycle's peak, and the rate is that of the cycle's part
+        at steps <= ``step`` (``schedules.relaxation_fraction``)."""
+        if self.cycle is not None and step is not None:
+            self.cycle_peak = self.cycle.peak_for(step, self._stable_step_limit())
+            rate_per_update *= relaxation_fraction(self.cycle_peak / step)
         if self.auto_steps_per_draw:
             self.steps_per_draw, self.predicted_ess_per_draw = warmup.tuning.updates_per_draw(
                 rate_per_update, self.max_steps_per_draw)
+
+    def _stable_step_limit(self) -> float:
+        """The largest stable step in the current metric (SGLD's 2 / k_max; samplers override)."""
+        return 2.0 / curvature_range(self.metric, self.bulk.hessian)[1]
+
+    def _schedule(self, h: float) -> tuple[int, np.ndarray]:
+        """(kind, params) of this draw's steps for the kernels: constant h, or the ``Cyclical`` cycle."""
+        if self.cycle is None:
+            return kernel_schedules.CONSTANT, np.array([h, 0.0, 0.0])
+        return kernel_schedules.CYCLICAL, np.array([self.cycle_peak, float(self.steps_per_draw), 0.0])
 
     def _warn_if_undersampled(self) -> None:
         """Say so when max_steps_per_draw caps the thinning below half an effective draw per draw

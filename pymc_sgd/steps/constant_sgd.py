@@ -181,15 +181,17 @@ class ConstantSGD(StochasticGradientStep):
         kind = PRECONDITIONERS[self.preconditioner]
         h = 1.0 if kind != langevin.IDENTITY else self.h  # P already holds h when preconditioned
         P = langevin.preconditioner(kind, self.p_diag, self.p_full, self.p_full)  # no injected noise: any root
+        schedule = np.array([h, 0.0, 0.0])
         if self.momentum > 0.0:
             w, self.velocity, grad_norm, potential, diverged = momentum_updates(
                 est.kernel, w, self.velocity, self.rng, self.batch_mode, self.perm, self.cursor,
-                self.idx, self.scale, self.steps_per_draw, h, 1.0 - self.momentum, np.zeros((est.dim, est.dim)),
+                self.idx, self.scale, self.steps_per_draw, schedules.CONSTANT, schedule,
+                1.0 - self.momentum, np.zeros((est.dim, est.dim)),
                 P.diag, P.matrix, self.divergence_bound, plain(len(w)))
         else:
             w, self.t, _, grad_norm, potential, diverged = langevin.langevin_updates(
                 est.kernel, w, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
-                self.scale, self.t, self.steps_per_draw, schedules.CONSTANT, np.array([h, 0.0, 0.0]),
+                self.scale, self.t, self.steps_per_draw, schedules.CONSTANT, schedule,
                 self.temperature, 0.0, *P, self.divergence_bound, plain(len(w)))
         return w, {"step_size": self.h, "learning_rate": self.h * est.n_rows,
                    "temperature": self.temperature, "grad_norm": grad_norm,

@@ -11,6 +11,7 @@ from ..kernels import langevin
 from ..kernels.momentum import momentum_updates
 from ..warmup.tuning import curvature_range, relaxation_rate, sghmc_parameters, whitened, whitened_injection
 from .base import BASE_STATS, FROM_MINIBATCH, StochasticGradientStep, kinetic_energy, require_positive
+from .schedules import Cyclical
 from .gradient_estimator import check_gradient_estimator
 
 
@@ -36,8 +37,9 @@ class SGHMC(StochasticGradientStep):
     ----------
     batch_size : rows per gradient (None for full batch). Default: the model's pm.Minibatch batch size
         (a model written with pm.Minibatch + total_size); otherwise required.
-    step_size : h on U; the recursion is stable iff h k_max < 2 (2 - alpha) (seed 003 with
-        mu = 1 - alpha); the O(h) bias is small when h k_max << alpha.
+    step_size : None (chosen), h on U, or :class:`Cyclical` (cSGHMC, with the uncorrected injection); the
+        recursion is stable iff h k_max < 2 (2 - alpha) (seed 003 with mu = 1 - alpha); the O(h) bias is small
+        when h k_max << alpha.
     friction : alpha in (0, 1], i.e. momentum 1 - alpha.
     noise_correction : "full", "diag" or None (see above).
     gradient_estimator : "auto" (default), "minibatch", "control_variate", "svrg", "saga" or a point, as
@@ -61,11 +63,11 @@ class SGHMC(StochasticGradientStep):
                            "predicted_sd_error": (np.float64, []), "control_variate": (bool, [])}
 
     def __init__(self, vars=None, *, batch_size: int | None | str = FROM_MINIBATCH,
-                 step_size: float | None = None,
+                 step_size: float | Cyclical | None = None,
                  friction: float | None = None, noise_correction: str | None = "full",
                  steps_per_draw: int | None = None, gradient_estimator: Any = "auto",
                  **kwargs: Any) -> None:
-        self.auto_step_size = step_size is None
+        step_size = self._take_step_size(step_size)
         self.h = np.nan if step_size is None else require_positive(
             "step_size", step_size, "It is h on U; try h ~ 0.01 friction / (largest curvature), or None.")
         if friction is not None and not 0.0 < friction <= 1.0:
@@ -75,6 +77,8 @@ class SGHMC(StochasticGradientStep):
         self.friction = 0.1 if friction is None else float(friction)
         if noise_correction not in ("full", "diag", None):
             raise ValueError(f"noise_correction={noise_correction!r} is unknown; use 'full', 'diag' or None.")
+        if self.cycle is not None:  # Zhang et al.'s cSGHMC: the injection is not corrected for the gradient noise
+            noise_correction = None
         self.noise_correction = noise_correction
         self.measures_gradient_noise = noise_correction is not None and batch_size is not None
         gradient_estimator = check_gradient_estimator(gradient_estimator, kwargs)
@@ -106,7 +110,18 @@ class SGHMC(StochasticGradientStep):
         if chosen is not None:
             self.h, self.friction, self.predicted_error = chosen
         self.noise_factor = np.sqrt(2.0 * self.friction * self.h * self.temperature) * self.metric.factor
-        self._set_updates_per_draw(rate(self.h, self.friction))
+        self._set_updates_per_draw(rate(self.h, self.friction), step=self.h)
+
+    def _stable_step_limit(self) -> float:
+        """h k_max < 2 (2 - alpha) (seed 003 with mu = 1 - alpha)."""
+        return 2.0 * (2.0 - self.friction) / curvature_range(self.metric, self.bulk.hessian)[1]
+
+    def _peak_noise_factor(self) -> np.ndarray:
+        """The injected noise's factor for the kernel, which scales its variance by h_t / schedule[0]: the
+        tuned one, or, in a cycle (uncorrected injection 2 alpha h T), the one for the cycle's peak."""
+        if self.cycle is None:
+            return self.noise_factor
+        return np.sqrt(self.cycle_peak / self.h) * self.noise_factor
 
     def _use_gradient_noise(self, per_example_cov: np.ndarray, w: np.ndarray) -> None:
         """Injected noise L N_z with N_z N_z^T = 2 alpha h T I - h^2 L^T V L (V = Cov(grad U_hat)),
@@ -129,7 +144,8 @@ class SGHMC(StochasticGradientStep):
                                     matrix=self.metric.matrix)
         w, self.velocity, grad_norm, potential, diverged = momentum_updates(
             est.kernel, w, self.velocity, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
-            self.scale, self.steps_per_draw, self.h, self.friction, self.noise_factor, P.diag, P.matrix,
+            self.scale, self.steps_per_draw, *self._schedule(self.h), self.friction, self._peak_noise_factor(), P.diag,
+            P.matrix,
             self.divergence_bound, self._kernel_estimator(w))
         return w, {"step_size": self.h, "temperature": self.temperature, "grad_norm": grad_norm,
                    "minibatch_potential": potential, "diverging": diverged, "friction": self.friction,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -11,35 +10,9 @@ from .. import theory, warmup
 from ..kernels import batching, langevin, schedules
 from ..kernels.estimator import potential_hessian
 from ..warmup.tuning import curvature_range, langevin_step_size
-from .base import BASE_STATS, FROM_MINIBATCH, StochasticGradientStep, require_positive
+from .base import BASE_STATS, FROM_MINIBATCH, StochasticGradientStep
+from .schedules import Cyclical, PolynomialDecay, schedule_arrays
 from .gradient_estimator import check_gradient_estimator
-
-
-@dataclass(frozen=True)
-class PolynomialDecay:
-    """Step size h_t = a (b + t)^(-gamma), t = updates since the chain started.
-
-    Welling & Teh (2011), Sec. 3: 0.5 < gamma <= 1 satisfies sum h_t = inf, sum h_t^2 < inf,
-    so the O(h) discretisation bias vanishes as t grows.
-    """
-
-    a: float
-    b: float = 1.0
-    gamma: float = 0.55
-
-    def __post_init__(self) -> None:
-        require_positive("PolynomialDecay.a", self.a, "It is the step size at t = 0 (times b^gamma).")
-        if self.b < 0 or not 0 < self.gamma <= 1:
-            raise ValueError(f"PolynomialDecay needs b >= 0 and 0 < gamma <= 1, got b={self.b}, gamma={self.gamma}.")
-
-
-def schedule_arrays(step_size: float | PolynomialDecay) -> tuple[int, np.ndarray]:
-    """(kind, params) for ``kernels.schedules.step_size_at``."""
-    if isinstance(step_size, PolynomialDecay):
-        return schedules.POLYNOMIAL, np.array([step_size.a, step_size.b, step_size.gamma])
-    h = require_positive("step_size", step_size, "It is h in w <- w - h grad U + sqrt(2 h T) xi; "
-                         "stability needs h < 2 / (largest curvature of U), e.g. h ~ 0.1 / n for n rows.")
-    return schedules.CONSTANT, np.array([h, 0.0, 0.0])
 
 
 class SGLD(StochasticGradientStep):
@@ -78,7 +51,8 @@ class SGLD(StochasticGradientStep):
     batch_size : rows per update; None for full-batch gradients (unadjusted Langevin). Default: the
         model's pm.Minibatch batch size (a model written with pm.Minibatch + total_size); otherwise required.
     step_size : None (default: chosen by the warm-up), h (on U, not on the average loss) or
-        a :class:`PolynomialDecay` schedule. An explicit h is in the parameters' own units
+        a :class:`PolynomialDecay` schedule, or :class:`Cyclical` (cSGLD: one cosine cycle per draw
+        around the warm-up's step). An explicit h is in the parameters' own units
         (metric "identity" unless ``metric`` says otherwise).
     steps_per_draw : updates per recorded draw, all inside one numba call (None: chosen).
     gradient_estimator : "auto" (default), "minibatch", "control_variate", "svrg" (or ``SVRG(epoch_length)``),
@@ -122,15 +96,15 @@ class SGLD(StochasticGradientStep):
     stats_dtypes_shapes = {**BASE_STATS, "control_variate": (bool, []), "predicted_sd_error": (np.float64, [])}
 
     def __init__(self, vars=None, *, batch_size: int | None | str = FROM_MINIBATCH,
-                 step_size: float | PolynomialDecay | None = None,
+                 step_size: float | PolynomialDecay | Cyclical | None = None,
                  correction: str | None = None, gradient_estimator: Any = "auto",
                  steps_per_draw: int | None = None, **kwargs: Any) -> None:
-        self.auto_step_size = step_size is None
+        step_size = self._take_step_size(step_size)
         self.schedule_kind, self.schedule = (schedules.CONSTANT, np.full(3, np.nan)) if step_size is None \
             else schedule_arrays(step_size)
         if correction not in (None, "exact"):
             raise ValueError(f"correction={correction!r} is unknown; use None or 'exact'.")
-        if correction == "exact" and self.schedule_kind != schedules.CONSTANT:
+        if correction == "exact" and (self.schedule_kind != schedules.CONSTANT or self.cycle is not None):
             raise ValueError("correction='exact' needs a constant step_size (the correction depends on h).")
         self.correction = correction
         self.measures_gradient_noise = correction == "exact"
@@ -161,7 +135,7 @@ class SGLD(StochasticGradientStep):
         if chosen is not None:
             h, self.predicted_error = chosen
             self.schedule = np.array([h, 0.0, 0.0])
-        self._set_updates_per_draw(self.schedule[0] * k_min)
+        self._set_updates_per_draw(self.schedule[0] * k_min, step=self.schedule[0])
 
     def _start_chain(self) -> None:
         d = self.estimator.dim
@@ -190,11 +164,15 @@ class SGLD(StochasticGradientStep):
         est = self.estimator
         kind = langevin.FULL if self.correction or self.metric.kind != "identity" else langevin.IDENTITY
         noise_root = self._noise_factor if self.correction else self.metric.factor
-        w, self.t, h, grad_norm, potential, diverged = langevin.langevin_updates(
+        schedule_kind, schedule, t0 = self.schedule_kind, self.schedule, self.t
+        if self.cycle is not None:  # one cycle per draw, from its start
+            (schedule_kind, schedule), t0 = self._schedule(self.schedule[0]), 0
+        w, t, h, grad_norm, potential, diverged = langevin.langevin_updates(
             est.kernel, w, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
-            self.scale, self.t, self.steps_per_draw, self.schedule_kind, self.schedule,
+            self.scale, t0, self.steps_per_draw, schedule_kind, schedule,
             self.temperature, 1.0, *langevin.preconditioner(kind, matrix=self.metric.matrix, root=noise_root),
             self.divergence_bound, self._kernel_estimator(w))
-        return w, {"step_size": h, "temperature": self.temperature, "grad_norm": grad_norm,
+        self.t += t - t0
+        return w, {"step_size": h if self.cycle is None else self.schedule[0], "temperature": self.temperature, "grad_norm": grad_norm,
                    "minibatch_potential": potential, "diverging": diverged,
                    "control_variate": self.gradient_estimator.active, "predicted_sd_error": self.predicted_error}

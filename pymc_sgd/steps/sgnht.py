@@ -9,6 +9,7 @@ import numpy as np
 from .. import warmup
 from ..kernels.thermostat import thermostat_mass, thermostat_updates
 from .base import BASE_STATS, FROM_MINIBATCH, require_positive
+from .schedules import Cyclical
 from .sghmc import SGHMC
 
 
@@ -73,6 +74,10 @@ class SGNHT(SGHMC):
                              "chooses it.")
             if diffusion > 1.0:
                 raise ValueError(f"diffusion must be in (0, 1], got {diffusion}. None chooses it.")
+        if isinstance(step_size, Cyclical):
+            raise ValueError("SGNHT's thermostat cannot follow a cyclical step (its target h T changes within the cycle "
+                             "faster than it adapts: chains diverged); use SGLD, SGHMC or UnderdampedLangevin with "
+                             "step_size=Cyclical(), or SGNHT with step_size=None.")
         super().__init__(vars, batch_size=batch_size, step_size=step_size, friction=diffusion, noise_correction=None,
                          steps_per_draw=steps_per_draw, gradient_estimator=gradient_estimator, **kwargs)
         self.friction = MAX_DIFFUSION if diffusion is None else float(diffusion)

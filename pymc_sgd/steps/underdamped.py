@@ -10,6 +10,7 @@ from .. import warmup
 from ..kernels import underdamped
 from ..warmup.tuning import baoab_parameters, curvature_range, relaxation_rate
 from .base import BASE_STATS, StochasticGradientStep, require_positive
+from .schedules import Cyclical
 from .gradient_estimator import check_gradient_estimator
 
 SCHEMES = {"BAOAB": underdamped.BAOAB, "OBABO": underdamped.OBABO}
@@ -27,6 +28,8 @@ class UnderdampedLangevin(StochasticGradientStep):
     ``batch_size=None`` (default) uses full-batch gradients; a batch size makes it a
     stochastic-gradient sampler whose gradient noise adds heat of order h Var(grad) / (4 gamma);
     ``gradient_estimator`` ("auto" by default; "control_variate", "svrg", "saga", ...) as SGLD's (``steps.gradient_estimator``).
+
+    ``step_size`` is the time step h (None: chosen) or :class:`Cyclical` (one cosine cycle of h per draw).
 
     Stats: ``kinetic_energy`` = |v|^2 / 2 (mean d T / 2) and ``kinetic_temperature`` = |v|^2 / d.
 
@@ -48,10 +51,10 @@ class UnderdampedLangevin(StochasticGradientStep):
                            "friction": (np.float64, []), "predicted_sd_error": (np.float64, []),
                            "control_variate": (bool, [])}
 
-    def __init__(self, vars=None, *, step_size: float | None = None, friction: float | None = None,
+    def __init__(self, vars=None, *, step_size: float | Cyclical | None = None, friction: float | None = None,
                  batch_size: int | None = None, scheme: str = "BAOAB", steps_per_draw: int | None = None,
                  gradient_estimator: Any = "auto", **kwargs: Any) -> None:
-        self.auto_step_size = step_size is None
+        step_size = self._take_step_size(step_size)
         self.h = np.nan if step_size is None else require_positive(
             "step_size", step_size, "It is the time step; stability needs h < 2 / sqrt(k_max). None chooses it.")
         self.user_friction = None if friction is None else require_positive(
@@ -86,13 +89,17 @@ class UnderdampedLangevin(StochasticGradientStep):
         chosen = self._choose_gradient_estimator(bulk, tune)
         if chosen is not None:
             self.h, self.gamma, self.predicted_error = chosen
-        self._set_updates_per_draw(relaxation_rate(self.gamma, k_min) * self.h)
+        self._set_updates_per_draw(relaxation_rate(self.gamma, k_min) * self.h, step=self.h)
+
+    def _stable_step_limit(self) -> float:
+        """BAOAB is stable for h^2 k_max < 4 (Leimkuhler & Matthews 2013)."""
+        return 2.0 / np.sqrt(curvature_range(self.metric, self.bulk.hessian)[1])
 
     def _run_updates(self, w: np.ndarray) -> tuple[np.ndarray, dict]:
         est = self.estimator
         w, self.velocity, grad_norm, potential, diverged = underdamped.underdamped_updates(
             est.kernel, w, self.velocity, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
-            self.scale, self.steps_per_draw, self.h, self.gamma, self.temperature, SCHEMES[self.scheme],
+            self.scale, self.steps_per_draw, *self._schedule(self.h), self.gamma, self.temperature, SCHEMES[self.scheme],
             self.metric.factor, self.divergence_bound, self._kernel_estimator(w))
         v2 = float(self.velocity @ self.velocity)
         return w, {"step_size": self.h, "temperature": self.temperature, "grad_norm": grad_norm,
