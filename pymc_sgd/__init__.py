@@ -7,8 +7,8 @@
 
 from . import diagnostics
 from .gradients import ModelSpecificationError, build_estimator
-from .steps import MALA, AveragedSGD, SGHMC, SGLD, SGNHT, SVRG, ConstantSGD, Cyclical, PolynomialDecay, ReplicaExchangeSGLD, UnderdampedLangevin
+from .steps import MALA, SGFS, AveragedSGD, SGHMC, SGLD, SGNHT, SVRG, ConstantSGD, Cyclical, PolynomialDecay, ReplicaExchangeSGLD, UnderdampedLangevin
 from .warmup.report import tuning_report
 
-__all__ = ["SGLD", "AveragedSGD", "ConstantSGD", "SGHMC", "SGNHT", "UnderdampedLangevin", "ReplicaExchangeSGLD", "MALA", "PolynomialDecay", "Cyclical", "SVRG",
+__all__ = ["SGLD", "AveragedSGD", "ConstantSGD", "SGHMC", "SGNHT", "SGFS", "UnderdampedLangevin", "ReplicaExchangeSGLD", "MALA", "PolynomialDecay", "Cyclical", "SVRG",
            "build_estimator", "ModelSpecificationError", "tuning_report", "diagnostics"]

@@ -8,9 +8,10 @@ from .gradient_estimator import SVRG
 from .mala import MALA
 from .sghmc import SGHMC
 from .schedules import Cyclical, PolynomialDecay
+from .sgfs import SGFS
 from .sgld import SGLD
 from .sgnht import SGNHT
 from .underdamped import UnderdampedLangevin
 
 __all__ = ["StochasticGradientStep", "SGLD", "ConstantSGD", "SGHMC", "UnderdampedLangevin",
-           "ReplicaExchangeSGLD", "PolynomialDecay", "SVRG", "SGNHT", "MALA", "Cyclical", "AveragedSGD"]
+           "ReplicaExchangeSGLD", "PolynomialDecay", "SVRG", "SGNHT", "MALA", "Cyclical", "AveragedSGD", "SGFS"]

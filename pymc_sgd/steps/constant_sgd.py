@@ -120,6 +120,7 @@ class ConstantSGD(StochasticGradientStep):
     def _start_chain(self) -> None:
         d = self.estimator.dim
         self.p_diag, self.p_full = np.ones(d), np.eye(d)
+        self.noise_root = None  # a factor of injected noise (SGFS at finite epsilon); None: only minibatch noise
         self.velocity = np.zeros(d)
 
     def _use_gradient_noise(self, per_example_cov: np.ndarray, w: np.ndarray) -> None:
@@ -148,7 +149,7 @@ class ConstantSGD(StochasticGradientStep):
         average over points of a non-centred model's C is regular, and the chain diverged."""
         if self.preconditioner is not None and any(self._degenerate(C) for C in covariances):
             raise ValueError(
-                "ConstantSGD: the per-example gradients of this model do not vary in every direction of the "
+                f"{type(self).__name__}: the per-example gradients of this model do not vary in every direction of the "
                 f"parameters {list(self.var_names)} (their covariance is singular: a parameter that no data row "
                 "informs, or gradients that are linearly dependent, as in a non-centred hierarchical model). "
                 "Constant-rate SGD is moved only by that variation, so it cannot sample those directions. "
@@ -180,7 +181,8 @@ class ConstantSGD(StochasticGradientStep):
         est = self.estimator
         kind = PRECONDITIONERS[self.preconditioner]
         h = 1.0 if kind != langevin.IDENTITY else self.h  # P already holds h when preconditioned
-        P = langevin.preconditioner(kind, self.p_diag, self.p_full, self.p_full)  # no injected noise: any root
+        noise, root = (0.0, self.p_full) if self.noise_root is None else (1.0, self.noise_root)  # no noise: any root
+        P = langevin.preconditioner(kind, self.p_diag, self.p_full, root)
         schedule = np.array([h, 0.0, 0.0])
         if self.momentum > 0.0:
             w, self.velocity, grad_norm, potential, diverged = momentum_updates(
@@ -192,7 +194,7 @@ class ConstantSGD(StochasticGradientStep):
             w, self.t, _, grad_norm, potential, diverged = langevin.langevin_updates(
                 est.kernel, w, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
                 self.scale, self.t, self.steps_per_draw, schedules.CONSTANT, schedule,
-                self.temperature, 0.0, *P, self.divergence_bound, plain(len(w)))
+                self.temperature, noise, *P, self.divergence_bound, plain(len(w)))
         return w, {"step_size": self.h, "learning_rate": self.h * est.n_rows,
                    "temperature": self.temperature, "grad_norm": grad_norm,
                    "minibatch_potential": potential, "diverging": diverged}
