@@ -15,15 +15,20 @@ the same number of updates. Both are warmed up first (the first ``pm.sample`` ca
 builds and compiles the estimator and the update loop, is reported as "compile s") and
 timed as the best of 3 repetitions with ``time.perf_counter``.
 
-ConstantSGD, SGHMC and UnderdampedLangevin are timed the same way against the same SGLD
-kernel: every update of each costs one minibatch gradient plus O(d) (O(d^2) for a full
-preconditioner) arithmetic, so the hand-written gradient is the common yardstick.
+Every other sampler is timed the same way against the same SGLD kernel: every update of each
+costs one minibatch gradient plus O(d) (O(d^2) for a full preconditioner) arithmetic, so the
+hand-written gradient is the common yardstick. The exceptions read more rows: SGLD+control
+variate 2B, SGLD+SVRG ~3B (2B plus a full pass per epoch), SGLD+SAGA B single-row calls, and MALA,
+full batch, n rows per update: MALA runs B/n as many updates per draw and its time is per B rows
+read, so its ratio compares the cost per row. AMAGOLD (step and friction chosen, centred gradient)
+runs rounds of n/B minibatch steps, each ended by a full-data potential: its time per minibatch step
+includes that test (2x the rows of plain SGLD, 3x with the centred gradient's second evaluation).
 "gradient us" is the compiled pytensor gradient alone with its index draw, called from an
 njit loop: the floor for any sampler built on it, and the part of the ratio that the
 generated graph, not the update loop, is responsible for.
 
 Run: ``.venv/bin/python benchmarks/throughput.py [--draws 300] [--workload {A,B,all}]
-[--samplers SGLD ConstantSGD SGHMC UnderdampedLangevin]``
+[--samplers SGLD ...]`` (names: ``SAMPLERS``)
 """
 
 from __future__ import annotations
@@ -151,16 +156,29 @@ def make_step(workload: Workload, sampler: str) -> pm.step_methods.compound.Bloc
     """
     common = dict(batch_size=workload.batch_size, steps_per_draw=STEPS_PER_DRAW)
     h = workload.step_size
-    if sampler == "SGLD":
-        return pymc_sgd.SGLD(step_size=h, **common)
-    if sampler == "ConstantSGD":
-        return pymc_sgd.ConstantSGD(**common)
-    if sampler == "SGHMC":
-        return pymc_sgd.SGHMC(step_size=h, friction=0.1, **common)
-    return pymc_sgd.UnderdampedLangevin(step_size=np.sqrt(h), friction=1.0 / np.sqrt(h), **common)
+    epoch = max(1, cached_estimator(workload.model).n_rows // workload.batch_size)  # updates per n rows
+    makers = {
+        "SGLD": lambda: pymc_sgd.SGLD(step_size=h, **common),
+        "SGLD+control_variate": lambda: pymc_sgd.SGLD(step_size=h, gradient_estimator="control_variate", **common),
+        "SGLD+svrg": lambda: pymc_sgd.SGLD(step_size=h, gradient_estimator="svrg", **common),
+        "SGLD+saga": lambda: pymc_sgd.SGLD(step_size=h, gradient_estimator="saga", **common),
+        "SGLD+Cyclical": lambda: pymc_sgd.SGLD(step_size=pymc_sgd.Cyclical(peak=h), **common),
+        "ConstantSGD": lambda: pymc_sgd.ConstantSGD(**common),
+        "SGFS": lambda: pymc_sgd.SGFS(**common),
+        "AveragedSGD": lambda: pymc_sgd.AveragedSGD(step_size=h, **common),
+        "SGHMC": lambda: pymc_sgd.SGHMC(step_size=h, friction=0.1, **common),
+        "SGNHT": lambda: pymc_sgd.SGNHT(**common),  # h chosen: at SGHMC's h its gradient noise needs xi > 2
+        "UnderdampedLangevin": lambda: pymc_sgd.UnderdampedLangevin(step_size=np.sqrt(h), friction=1.0 / np.sqrt(h),
+                                                                    **common),
+        "MALA": lambda: pymc_sgd.MALA(step_size=h, steps_per_draw=max(1, STEPS_PER_DRAW // epoch)),
+        "AMAGOLD": lambda: pymc_sgd.AMAGOLD(batch_size=workload.batch_size, inner_steps=epoch,
+                                            steps_per_draw=max(1, STEPS_PER_DRAW // epoch)),
+    }
+    return makers[sampler]()
 
 
-SAMPLERS = ("SGLD", "ConstantSGD", "SGHMC", "UnderdampedLangevin")
+SAMPLERS = ("SGLD", "SGLD+control_variate", "SGLD+svrg", "SGLD+saga", "SGLD+Cyclical", "ConstantSGD", "SGFS",
+            "AveragedSGD", "SGHMC", "SGNHT", "UnderdampedLangevin", "MALA", "AMAGOLD")
 
 
 def sample(workload: Workload, step: pm.step_methods.compound.BlockedStep, draws: int) -> None:

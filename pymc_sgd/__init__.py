@@ -2,13 +2,15 @@
 
 >>> import pymc_sgd
 >>> sorted(pymc_sgd.__all__)[:2]
-['AveragedSGD', 'ConstantSGD']
+['AMAGOLD', 'AveragedSGD']
 """
 
 from . import diagnostics
 from .gradients import ModelSpecificationError, build_estimator
-from .steps import MALA, SGFS, AveragedSGD, SGHMC, SGLD, SGNHT, SVRG, ConstantSGD, Cyclical, PolynomialDecay, ReplicaExchangeSGLD, UnderdampedLangevin
+from .steps import (AMAGOLD, MALA, SGFS, SGHMC, SGLD, SGNHT, SVRG, AveragedSGD, ConstantSGD, Cyclical, PolynomialDecay,
+                    ReplicaExchangeSGLD, UnderdampedLangevin)
 from .warmup.report import tuning_report
 
-__all__ = ["SGLD", "AveragedSGD", "ConstantSGD", "SGHMC", "SGNHT", "SGFS", "UnderdampedLangevin", "ReplicaExchangeSGLD", "MALA", "PolynomialDecay", "Cyclical", "SVRG",
-           "build_estimator", "ModelSpecificationError", "tuning_report", "diagnostics"]
+__all__ = ["SGLD", "AveragedSGD", "ConstantSGD", "SGHMC", "SGNHT", "SGFS", "UnderdampedLangevin",
+           "ReplicaExchangeSGLD", "MALA", "AMAGOLD", "PolynomialDecay", "Cyclical", "SVRG", "build_estimator",
+           "ModelSpecificationError", "tuning_report", "diagnostics"]

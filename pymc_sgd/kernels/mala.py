@@ -34,7 +34,7 @@ def mala_updates(model, w, rng, n_updates, h, temperature, factor, bound):
 
 
 @njit(cache=True, inline="always")
-def _potential_and_grad(model, w, parts, no_rows, zero, grad):
+def full_potential_into(model, w, parts, no_rows, zero, grad):
     """U(w) over all rows, with grad U(w) into ``grad`` (FULL_PARTS, no allocation)."""
     d = w.shape[0]
     _evaluate(model, FULL_PARTS, w, no_rows, zero, parts)
@@ -49,7 +49,7 @@ def _mala_loop(model, buffers, parts, state, no_rows, zero, rng, n_updates, h, t
     and ``state`` = [U(w), accepted]; no allocation (langevin.NO_NRT)."""
     w, proposal, grad, proposal_grad, xi, kick = buffers[0], buffers[1], buffers[2], buffers[3], buffers[4], buffers[5]
     d = w.shape[0]
-    potential = _potential_and_grad(model, w, parts, no_rows, zero, grad)
+    potential = full_potential_into(model, w, parts, no_rows, zero, grad)
     sd = np.sqrt(2.0 * h * temperature)
     for _ in range(n_updates):
         for i in range(d):
@@ -64,7 +64,7 @@ def _mala_loop(model, buffers, parts, state, no_rows, zero, rng, n_updates, h, t
                 in_bounds = False
         if not in_bounds:
             continue
-        proposal_potential = _potential_and_grad(model, proposal, parts, no_rows, zero, proposal_grad)
+        proposal_potential = full_potential_into(model, proposal, parts, no_rows, zero, proposal_grad)
         for i in range(d):
             kick[i] = -sd * xi[i]  # the backward residual: -sqrt(2hT) xi + h L^T (grad U(w) + grad U(w'))
             proposal_grad[i] += grad[i]

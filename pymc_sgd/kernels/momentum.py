@@ -38,7 +38,8 @@ def momentum_updates(model, w, v, rng, batch_mode, perm, cursor, idx, scale, n_u
     copy_into(w, buffers[0])
     copy_into(v, buffers[1])
     diverged = _momentum_loop(model, buffers, np.full(1, scale), rng, batch_mode, perm, cursor, idx, n_updates,
-                              schedule_kind, schedule, friction, noise_factor, np.any(noise_factor != 0.0), p_diag, p_full, bound, estimator)
+                              schedule_kind, schedule, friction, noise_factor, np.any(noise_factor != 0.0), p_diag,
+                              p_full, bound, estimator)
     return second_order_result(model, buffers, diverged, idx, scale)
 
 

@@ -1,5 +1,6 @@
 """PyMC step methods (BlockedStep adapters around the numba kernels)."""
 
+from .amagold import AMAGOLD
 from .averaged import AveragedSGD
 from .base import StochasticGradientStep
 from .constant_sgd import ConstantSGD
@@ -14,4 +15,4 @@ from .sgnht import SGNHT
 from .underdamped import UnderdampedLangevin
 
 __all__ = ["StochasticGradientStep", "SGLD", "ConstantSGD", "SGHMC", "UnderdampedLangevin",
-           "ReplicaExchangeSGLD", "PolynomialDecay", "SVRG", "SGNHT", "MALA", "Cyclical", "AveragedSGD", "SGFS"]
+           "ReplicaExchangeSGLD", "PolynomialDecay", "SVRG", "SGNHT", "MALA", "Cyclical", "AveragedSGD", "SGFS", "AMAGOLD"]

@@ -61,7 +61,8 @@ class AveragedSGD(StochasticGradientStep):
                  steps_per_draw: int | None = None, **kwargs: Any) -> None:
         self.auto_step_size = step_size is None
         self.h = np.nan if step_size is None else require_positive(
-            "step_size", step_size, "It is h in w <- w - h M grad U_hat; stability needs h < 2 / k_max. None chooses it.")
+            "step_size", step_size,
+            "It is h in w <- w - h M grad U_hat; stability needs h < 2 / k_max. None chooses it.")
         if kwargs.get("batching") == "epoch":
             raise ValueError("AveragedSGD needs batches drawn at random: an epoch's gradient noise sums to zero, so "
                              "its means are not the averages the rescaling assumes. Use batching='with_replacement'.")

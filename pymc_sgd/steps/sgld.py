@@ -173,6 +173,7 @@ class SGLD(StochasticGradientStep):
             self.temperature, 1.0, *langevin.preconditioner(kind, matrix=self.metric.matrix, root=noise_root),
             self.divergence_bound, self._kernel_estimator(w))
         self.t += t - t0
-        return w, {"step_size": h if self.cycle is None else self.schedule[0], "temperature": self.temperature, "grad_norm": grad_norm,
+        return w, {"step_size": h if self.cycle is None else self.schedule[0], "temperature": self.temperature,
+                   "grad_norm": grad_norm,
                    "minibatch_potential": potential, "diverging": diverged,
                    "control_variate": self.gradient_estimator.active, "predicted_sd_error": self.predicted_error}

@@ -35,7 +35,8 @@ class SGNHT(SGHMC):
 
     Defaults: give only ``batch_size``. The warm-up chooses (h, a) as SGHMC's (h, friction), with the
     measured noise of the chosen gradient estimator, and a at most 0.5 (see ``_tune_sampler``;
-    ``predicted_sd_error`` is SGHMC's prediction for them); xi starts at a. Stats: ``thermostat`` (xi), ``kinetic_temperature`` (mean T at equilibrium),
+    ``predicted_sd_error`` is SGHMC's prediction for them); xi starts at a. Stats: ``thermostat`` (xi),
+    ``kinetic_temperature`` (mean T at equilibrium),
     ``kinetic_energy`` = |u|^2 / (2 h).
 
     Parameters
@@ -75,9 +76,9 @@ class SGNHT(SGHMC):
             if diffusion > 1.0:
                 raise ValueError(f"diffusion must be in (0, 1], got {diffusion}. None chooses it.")
         if isinstance(step_size, Cyclical):
-            raise ValueError("SGNHT's thermostat cannot follow a cyclical step (its target h T changes within the cycle "
-                             "faster than it adapts: chains diverged); use SGLD, SGHMC or UnderdampedLangevin with "
-                             "step_size=Cyclical(), or SGNHT with step_size=None.")
+            raise ValueError("SGNHT's thermostat cannot follow a cyclical step (its target h T changes within the "
+                             "cycle faster than it adapts: chains diverged); use SGLD, SGHMC or UnderdampedLangevin "
+                             "with step_size=Cyclical(), or SGNHT with step_size=None.")
         super().__init__(vars, batch_size=batch_size, step_size=step_size, friction=diffusion, noise_correction=None,
                          steps_per_draw=steps_per_draw, gradient_estimator=gradient_estimator, **kwargs)
         self.friction = MAX_DIFFUSION if diffusion is None else float(diffusion)

@@ -27,7 +27,8 @@ class UnderdampedLangevin(StochasticGradientStep):
     stable h; the velocity's kinetic temperature is biased as T (1 - h^2 k / 4).
     ``batch_size=None`` (default) uses full-batch gradients; a batch size makes it a
     stochastic-gradient sampler whose gradient noise adds heat of order h Var(grad) / (4 gamma);
-    ``gradient_estimator`` ("auto" by default; "control_variate", "svrg", "saga", ...) as SGLD's (``steps.gradient_estimator``).
+    ``gradient_estimator`` ("auto" by default; "control_variate", "svrg", "saga", ...) as SGLD's
+    (``steps.gradient_estimator``).
 
     ``step_size`` is the time step h (None: chosen) or :class:`Cyclical` (one cosine cycle of h per draw).
 
@@ -99,7 +100,8 @@ class UnderdampedLangevin(StochasticGradientStep):
         est = self.estimator
         w, self.velocity, grad_norm, potential, diverged = underdamped.underdamped_updates(
             est.kernel, w, self.velocity, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
-            self.scale, self.steps_per_draw, *self._schedule(self.h), self.gamma, self.temperature, SCHEMES[self.scheme],
+            self.scale, self.steps_per_draw, *self._schedule(self.h), self.gamma, self.temperature,
+            SCHEMES[self.scheme],
             self.metric.factor, self.divergence_bound, self._kernel_estimator(w))
         v2 = float(self.velocity @ self.velocity)
         return w, {"step_size": self.h, "temperature": self.temperature, "grad_norm": grad_norm,
