@@ -64,3 +64,17 @@ def assert_means_and_sds(draws: np.ndarray, mean: np.ndarray, sd: np.ndarray, sd
         variance, se = mean_and_se((draws[..., k] - draws[..., k].mean()) ** 2)
         assert_close(np.sqrt(variance), se / (2 * np.sqrt(variance)), sd[k], f"SD of coordinate {k}",
                      slack=sd_slack * sd[k])
+
+
+def assert_matches_prediction_and_posterior(draws: np.ndarray, mean: np.ndarray, predicted: np.ndarray,
+                                            posterior_cov: np.ndarray, posterior_slack: float) -> None:
+    """draws (chain, draw, k): every mean within Z SE of ``mean``; every covariance entry within Z SE of the
+    sampler's exact ``predicted`` covariance, and of ``posterior_cov`` with a slack of ``posterior_slack``
+    times the two SDs' product (the sampler's known distance from the posterior)."""
+    for i in range(draws.shape[-1]):
+        assert_close(*mean_and_se(draws[..., i]), mean[i], f"mean of coordinate {i}")
+        for j in range(i, draws.shape[-1]):
+            estimate, se = cov_and_se(draws[..., i], draws[..., j])
+            assert_close(estimate, se, predicted[i, j], f"cov[{i},{j}] against the sampler's exact covariance")
+            assert_close(estimate, se, posterior_cov[i, j], f"cov[{i},{j}] against the posterior",
+                         slack=posterior_slack * np.sqrt(posterior_cov[i, i] * posterior_cov[j, j]))

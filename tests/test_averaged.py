@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 import pymc as pm
-from mc import assert_close, cov_and_se, mean_and_se, posterior_draws
+from mc import assert_matches_prediction_and_posterior, posterior_draws
 
 import pymc_sgd
 from pymc_sgd import theory
@@ -52,12 +52,5 @@ def test_averaged_sampler_covariance_matches_seed_004():
     K, s = step.steps_per_draw, step.rescale
     predicted = s**2 * theory.averaged_iterate_covariance(hessian, V, step.h * step.metric.matrix, K)
     np.testing.assert_allclose(np.diag(predicted), np.diag(POST_COV), rtol=0.05)
-    draws = posterior_draws(idata, "beta")
-    for i in range(D):
-        assert_close(*mean_and_se(draws[..., i]), POST_MEAN[i], f"mean of beta[{i}]")
-        for j in range(i, D):
-            estimate, se = cov_and_se(draws[..., i], draws[..., j])
-            assert_close(estimate, se, predicted[i, j], f"cov[{i},{j}] against seed 004's prediction")
-            assert_close(estimate, se, POST_COV[i, j], f"cov[{i},{j}] against the posterior",
-                         slack=0.05 * np.sqrt(POST_COV[i, i] * POST_COV[j, j]))
+    assert_matches_prediction_and_posterior(posterior_draws(idata, "beta"), POST_MEAN, predicted, POST_COV, 0.05)
     assert (idata.sample_stats["averaged_iterates"].values == K).all()

@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pymc as pm
 import pytest
-from mc import assert_close, cov_and_se, mean_and_se, posterior_draws
+from mc import assert_matches_prediction_and_posterior, posterior_draws
 
 import pymc_sgd
 from pymc_sgd import theory
@@ -39,14 +39,7 @@ def test_sgfs_matches_its_exact_covariance_and_the_posterior(epsilon):
     if epsilon is not None:
         V = V + 4.0 * np.linalg.inv(step.metric.matrix) / epsilon
     predicted = theory.averaged_iterate_covariance(hessian, V, step.p_full, 1)  # K = 1: the stationary covariance
-    draws = posterior_draws(idata, "beta")
-    for i in range(D):
-        assert_close(*mean_and_se(draws[..., i]), POST_MEAN[i], f"mean of beta[{i}]")
-        for j in range(i, D):
-            estimate, se = cov_and_se(draws[..., i], draws[..., j])
-            assert_close(estimate, se, predicted[i, j], f"cov[{i},{j}] against the exact recursion")
-            assert_close(estimate, se, POST_COV[i, j], f"cov[{i},{j}] against the posterior",
-                         slack=0.05 * np.sqrt(POST_COV[i, i] * POST_COV[j, j]))
+    assert_matches_prediction_and_posterior(posterior_draws(idata, "beta"), POST_MEAN, predicted, POST_COV, 0.05)
 
 
 def test_sgfs_refuses_bad_arguments():
