@@ -36,8 +36,10 @@ def test_averaged_sampler_covariance_matches_seed_004():
     (exact for this quadratic U up to the multiplicative noise x_i x_i^T (w - w*), whose share at the
     iterates' spread, ~5 d / n = 0.5%, is far below the tolerance). Every mean and covariance entry within
     Z = 4.5 SE (SE of a variance ~1.6% here: a wrong factor in s, or a draw taken without averaging, is many
-    SE off). That prediction is the posterior covariance here to 5% (n C ~ H), so it is also checked against
-    the exact posterior with that slack."""
+    SE off). The chains' warm-ups choose slightly different (h, K) with the same K h k_min = 20; s^2 times the
+    covariance depends on them only through that product (the finite-K part, ~2 / (K h k) of it), so the last
+    chain's prediction serves both. That prediction is the posterior covariance here to 5% (n C ~ H), so it is also checked
+    against the exact posterior with that slack."""
     with pm.Model() as model:
         beta = pm.Normal("beta", 0, PRIOR_SD, shape=D)
         pm.Normal("y", pm.math.dot(X, beta), NOISE_SD, observed=Y)
@@ -53,4 +55,5 @@ def test_averaged_sampler_covariance_matches_seed_004():
     predicted = s**2 * theory.averaged_iterate_covariance(hessian, V, step.h * step.metric.matrix, K)
     np.testing.assert_allclose(np.diag(predicted), np.diag(POST_COV), rtol=0.05)
     assert_matches_prediction_and_posterior(posterior_draws(idata, "beta"), POST_MEAN, predicted, POST_COV, 0.05)
-    assert (idata.sample_stats["averaged_iterates"].values == K).all()
+    per_chain = idata.sample_stats["averaged_iterates"].values
+    assert (per_chain == per_chain[:, :1]).all()  # each chain's K is fixed once tuning ends

@@ -103,7 +103,8 @@ class SGHMC(StochasticGradientStep):
 
         def tune(centre: np.ndarray | None) -> tuple[tuple[float, float, float], float]:
             h, friction, error = sghmc_parameters(bulk.hessian, self._minibatch_noise(bulk, centre), self.metric,
-                                                  self.temperature, self.target_error, self.user_friction)
+                                                  self.temperature, self.target_error, self.user_friction,
+                                                  corrected=self._injection_corrected)
             return (h, friction, error), rate(h, friction)
 
         chosen = self._choose_gradient_estimator(bulk, tune)
@@ -111,6 +112,12 @@ class SGHMC(StochasticGradientStep):
             self.h, self.friction, self.predicted_error = chosen
         self.noise_factor = np.sqrt(2.0 * self.friction * self.h * self.temperature) * self.metric.factor
         self._set_updates_per_draw(rate(self.h, self.friction), step=self.h)
+
+    @property
+    def _injection_corrected(self) -> bool:
+        """Whether the injected noise makes room for the gradient noise (the warm-up then predicts the error
+        of the corrected chain); without it the step must keep the gradient noise's heat small itself."""
+        return self.noise_correction is not None
 
     def _stable_step_limit(self) -> float:
         """h k_max < 2 (2 - alpha) (seed 003 with mu = 1 - alpha)."""

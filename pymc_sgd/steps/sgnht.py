@@ -83,6 +83,11 @@ class SGNHT(SGHMC):
                          steps_per_draw=steps_per_draw, gradient_estimator=gradient_estimator, **kwargs)
         self.friction = MAX_DIFFUSION if diffusion is None else float(diffusion)
 
+    @property
+    def _injection_corrected(self) -> bool:
+        """The thermostat absorbs the gradient noise's heat, as SGHMC's correction does (on average)."""
+        return True
+
     def _start_chain(self) -> None:
         super()._start_chain()
         self.thermostat = np.nan  # set to the diffusion once the step is known

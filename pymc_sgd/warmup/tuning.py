@@ -151,7 +151,8 @@ def sghmc_covariance(K: np.ndarray, V_z: np.ndarray, h: float, friction: float, 
 
 
 def sghmc_parameters(H: np.ndarray, V: np.ndarray, metric: Metric, temperature: float = 1.0,
-                     target: float = TARGET_ERROR, friction: float | None = None) -> tuple[float, float, float]:
+                     target: float = TARGET_ERROR, friction: float | None = None,
+                     corrected: bool = True) -> tuple[float, float, float]:
     """(h, alpha, predicted SD error) for SGHMC in the metric.
 
     The friction is the critical damping of the slowest whitened mode, alpha = 2 sqrt(h k_min)
@@ -159,7 +160,9 @@ def sghmc_parameters(H: np.ndarray, V: np.ndarray, metric: Metric, temperature: 
     raised so that the average gradient noise is at most half the total heat
     (alpha >= h lambda_max(L^T V L) / T), and at most 1. Steps needing alpha > 1 are infeasible.
     The injection corrects for the average noise over the points; the error is the worst
-    point's, whose own noise the correction misses.
+    point's, whose own noise the correction misses. ``corrected=False``: the injection is 2 alpha h T,
+    uncorrected (SGHMC with noise_correction=None, or in a cyclical schedule), and the error counts all
+    of the gradient noise's heat.
     """
     k_min, k_max = curvature_range(metric, H)
     K, V_z = whitened(H, V, metric)
@@ -174,8 +177,9 @@ def sghmc_parameters(H: np.ndarray, V: np.ndarray, metric: Metric, temperature: 
     def error_at(h: float, V_p: np.ndarray) -> float:
         if friction is None and h * noise_max / temperature > 1.0:
             return np.inf
-        return _guarded(lambda: sd_error(sghmc_covariance(K, V_p, h, alpha_at(h), temperature, V_mean), K, metric,
-                                         temperature))
+        correction = V_mean if corrected else np.zeros_like(V_mean)
+        return _guarded(lambda: sd_error(sghmc_covariance(K, V_p, h, alpha_at(h), temperature, correction), K,
+                                         metric, temperature))
 
     h = largest_step(error_at, V_z, 1.0 / k_max, target)
     return h, alpha_at(h), worst_point(error_at, h, V_z)
