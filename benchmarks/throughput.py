@@ -171,6 +171,7 @@ def make_step(workload: Workload, sampler: str) -> pm.step_methods.compound.Bloc
         "UnderdampedLangevin": lambda: pymc_sgd.UnderdampedLangevin(step_size=np.sqrt(h), friction=1.0 / np.sqrt(h),
                                                                     **common),
         "MALA": lambda: pymc_sgd.MALA(step_size=h, steps_per_draw=max(1, STEPS_PER_DRAW // epoch)),
+        "ContourSGLD": lambda: pymc_sgd.ContourSGLD(step_size=h, **common),
         "AMAGOLD": lambda: pymc_sgd.AMAGOLD(batch_size=workload.batch_size, inner_steps=epoch,
                                             steps_per_draw=max(1, STEPS_PER_DRAW // epoch)),
     }
@@ -178,7 +179,7 @@ def make_step(workload: Workload, sampler: str) -> pm.step_methods.compound.Bloc
 
 
 SAMPLERS = ("SGLD", "SGLD+control_variate", "SGLD+svrg", "SGLD+saga", "SGLD+Cyclical", "ConstantSGD", "SGFS",
-            "AveragedSGD", "SGHMC", "SGNHT", "UnderdampedLangevin", "MALA", "AMAGOLD")
+            "AveragedSGD", "SGHMC", "SGNHT", "UnderdampedLangevin", "ContourSGLD", "MALA", "AMAGOLD")
 
 
 def sample(workload: Workload, step: pm.step_methods.compound.BlockedStep, draws: int) -> None:

@@ -7,10 +7,10 @@
 
 from . import diagnostics
 from .gradients import ModelSpecificationError, build_estimator
-from .steps import (AMAGOLD, MALA, SGFS, SGHMC, SGLD, SGNHT, SVRG, AveragedSGD, ConstantSGD, Cyclical, PolynomialDecay,
-                    ReplicaExchangeSGLD, UnderdampedLangevin)
+from .steps import (AMAGOLD, MALA, SGFS, SGHMC, SGLD, SGNHT, SVRG, AveragedSGD, ConstantSGD, ContourSGLD, Cyclical,
+                    PolynomialDecay, ReplicaExchangeSGLD, UnderdampedLangevin, importance_resample)
 from .warmup.report import tuning_report
 
 __all__ = ["SGLD", "AveragedSGD", "ConstantSGD", "SGHMC", "SGNHT", "SGFS", "UnderdampedLangevin",
-           "ReplicaExchangeSGLD", "MALA", "AMAGOLD", "PolynomialDecay", "Cyclical", "SVRG", "build_estimator",
-           "ModelSpecificationError", "tuning_report", "diagnostics"]
+           "ReplicaExchangeSGLD", "MALA", "AMAGOLD", "ContourSGLD", "PolynomialDecay", "Cyclical", "SVRG",
+           "importance_resample", "build_estimator", "ModelSpecificationError", "tuning_report", "diagnostics"]

@@ -174,6 +174,18 @@ def per_example_loglik_grads(model, w, rows):
 
 
 @njit(cache=True)
+def per_example_loglik(model, w, rows):
+    """log p(x_i | w) for each row i of ``rows``."""
+    one = np.empty(1, dtype=np.int64)
+    parts = np.empty(2 * w.shape[0] + 2)
+    out = np.empty(rows.shape[0])
+    for k in range(rows.shape[0]):
+        one[0] = rows[k]
+        out[k] = parts_into(model, w, one, parts)[1]
+    return out
+
+
+@njit(cache=True)
 def gradient_noise_covariance(model, w, rows):
     """Per-example gradient covariance C1(w) = Cov_i[grad log p(x_i | w)] over `rows`.
 

@@ -4,6 +4,7 @@ from .amagold import AMAGOLD
 from .averaged import AveragedSGD
 from .base import StochasticGradientStep
 from .constant_sgd import ConstantSGD
+from .contour import ContourSGLD, importance_resample
 from .exchange import ReplicaExchangeSGLD
 from .gradient_estimator import SVRG
 from .mala import MALA
@@ -15,4 +16,5 @@ from .sgnht import SGNHT
 from .underdamped import UnderdampedLangevin
 
 __all__ = ["StochasticGradientStep", "SGLD", "ConstantSGD", "SGHMC", "UnderdampedLangevin",
-           "ReplicaExchangeSGLD", "PolynomialDecay", "SVRG", "SGNHT", "MALA", "Cyclical", "AveragedSGD", "SGFS", "AMAGOLD"]
+           "ReplicaExchangeSGLD", "PolynomialDecay", "SVRG", "SGNHT", "MALA", "Cyclical", "AveragedSGD", "SGFS", "AMAGOLD",
+           "ContourSGLD", "importance_resample"]
