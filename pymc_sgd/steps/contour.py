@@ -31,9 +31,9 @@ class ContourSGLD(SGLD):
     samples exp(-U/T - zeta Psi(U)), Psi the piecewise-linear interpolation of log theta in energy: flat
     across the energy levels it has learnt, so it crosses barriers that trap SGLD. Posterior expectations
     weight each draw by exp(zeta Psi(U(w))) (Deng et al. use theta_J^zeta, which was 3 SE off on a mode's
-    weight here; ``kernels.contour``), recorded as the ``importance_weight`` stat. **The posterior group holds the flattened chain**:
-    :func:`importance_resample` turns the InferenceData into posterior draws (a warning says so at the
-    end of tuning).
+    weight here; ``kernels.contour``), recorded as the ``importance_weight`` stat. **The posterior group
+    holds the flattened chain**: :func:`importance_resample` turns the InferenceData into posterior draws
+    (a warning says so at the end of tuning).
 
     Defaults: the warm-up chooses SGLD's step h and metric M at the mode it finds; u_min = U(mode) and
     m = 100 partitions of width du = (3 d + 50) / 100, covering energies up to 3d + 50 above the mode
