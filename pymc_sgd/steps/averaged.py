@@ -32,7 +32,10 @@ class AveragedSGD(StochasticGradientStep):
     covariance (at T = 1). In general the draws have the sandwich covariance n H^{-1} C H^{-1} (robust to a
     misspecified likelihood; the Bayesian posterior only when C matches H / n) around the mode plus O(h).
     With K = n / B (one epoch, the default when it is long enough) s = 1 and the draws are the epoch means
-    themselves. The mean of all draws is the Polyak average of the iterates, the optimal point estimate.
+    themselves. The mean of all draws is the Polyak average of the iterates, the asymptotically optimal point
+    estimate (Polyak & Juditsky 1992); its own sampling covariance is that of the K-iterate means over their
+    number, i.e. Cov(draws) / (s^2 N) for N draws (``theory.averaged_iterate_covariance`` with K = all
+    iterates gives it exactly on a quadratic).
 
     Defaults: give only ``batch_size``. The warm-up sets M = H^{-1}, measures the whitened gradient noise
     V_z = L^T V L and takes h = min(1 / k_max, 2 / lambda_max(V_z)), so that the iterates' own spread

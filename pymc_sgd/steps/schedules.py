@@ -39,7 +39,18 @@ class Cyclical:
     (default ``peak_ratio`` h, at most 0.8 of the sampler's stability limit) sets the exploration, and
     L is chosen so that the part of the cycle with h_t <= h relaxes the slowest mode as much as a draw at
     the constant step would (``relaxation_fraction``). Any of SGLD, SGHMC, SGNHT and UnderdampedLangevin
-    takes it; SGHMC then injects the uncorrected noise 2 alpha h_t T (as Zhang et al.'s cSGHMC).
+    takes it; SGHMC then injects the uncorrected noise 2 alpha h_t T (as Zhang et al.'s cSGHMC), and the
+    second-order samplers rescale their velocity with sqrt(h_t) so it carries the same momentum.
+
+    >>> import numpy as np, pymc as pm, pymc_sgd
+    >>> x = np.random.default_rng(0).normal(1.0, 1.0, size=1000)
+    >>> with pm.Model():
+    ...     mu = pm.Normal("mu", 0, 10)
+    ...     y = pm.Normal("y", mu, 1, observed=x)
+    ...     step = pymc_sgd.SGLD(batch_size=50, step_size=pymc_sgd.Cyclical())
+    ...     idata = pm.sample(draws=300, tune=100, chains=1, random_seed=1, progressbar=False, step=step)
+    >>> bool(abs(idata.posterior["mu"].mean() - x.mean()) < 0.01), bool(step.cycle_peak > step.schedule[0])
+    (True, True)
     """
 
     peak: float | None = None
