@@ -12,11 +12,11 @@ total_size) and with every step, and returns a tidy pandas DataFrame, one row pe
   (compile and warm-up included), ``gradient_evals`` (recorded draws only: NUTS's leapfrog
   steps, our updates x replicas; ADVI's iterations, each one gradient of its batch);
 - ``ess_bulk`` / ``ess_tail`` (ArviZ, minimum over coordinates) and ``ess_bulk_per_s``;
-- ``max_mean_error_sd``: max_i |mean_i - ref_mean_i| / ref_sd_i;
+- ``max_mean_error_sd``: ``max_i |mean_i - ref_mean_i| / ref_sd_i``;
 - ``sd_ratio[<coordinate>]``: sampler SD over reference SD, per coordinate;
-- ``rel_cov_error``: ||S - S_ref||_F / ||S_ref||_F;
+- ``rel_cov_error``: ``||S - S_ref||_F / ||S_ref||_F``;
 - ``w2_gaussian``: 2-Wasserstein distance between the Gaussians with the two means and
-  covariances, |m1 - m2|^2 + tr(S1 + S2 - 2 (S2^1/2 S1 S2^1/2)^1/2) (Givens & Shortt 1984),
+  covariances, ``|m1 - m2|^2 + tr(S1 + S2 - 2 (S2^1/2 S1 S2^1/2)^1/2)`` (Givens & Shortt 1984),
   exact when both are Gaussian;
 - ``ksd`` and ``ksd_p_value``: the kernel Stein discrepancy of the draws and its bootstrap
   p-value (``pymc_sgd.diagnostics``), which needs no reference;

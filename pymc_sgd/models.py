@@ -119,7 +119,7 @@ def seed000_singular_model(x: np.ndarray | None = None, a_bounds: tuple[float, f
     The defaults make the posterior exactly the one `seed000_singular_grid` tabulates (a flat
     prior on the seed's window). The seed's own statement, a in [0, 1] and a flat prior on b
     in R, has an improper posterior: at a = 0 the likelihood does not depend on b, so as
-    |b| -> infinity the b-marginal tends to prod_i N(x_i | 0, 1) * int (1 - a)^n da > 0
+    ``|b| -> infinity`` the b-marginal tends to ``prod_i N(x_i | 0, 1) * int (1 - a)^n da > 0``
     (about 0.5% of its peak with the seed's data) and does not integrate; pm.Flat on b would
     let a sampler drift off to infinity. Truncating b to the grid window is therefore part of
     the model. a_bounds = (0, 1) gives the seed's stated prior on a (posterior mean of a

@@ -239,7 +239,7 @@ def euler_maruyama_variance(curvature: float, dt: float, temperature: float) -> 
 
 def kramers_escape_time(barrier: float, curvature_min: float, curvature_saddle: float,
                         temperature: float) -> float:
-    """Eyring-Kramers mean transition time 2 pi / sqrt(U''(a) |U''(b)|) exp(Delta U / T).
+    """Eyring-Kramers mean transition time ``2 pi / sqrt(U''(a) |U''(b)|) exp(Delta U / T)``.
 
     For dx = -U'(x) dt + sqrt(2 T) dW from the minimum a over the saddle b (barrier
     Delta U = U(b) - U(a)) to the next well, in the SDE's time units, to leading order as T -> 0
@@ -263,9 +263,11 @@ def bayes_optimal_learning_rate(hessian_avg: np.ndarray, n: int, batch_size: int
     """KL-optimal scalar learning rate of constant SGD (seed 003, Theorem 6, Eq. 16).
 
     With minibatch noise C = (N - S)/(N S) K and posterior N(0, (N K)^-1), D_KL(q || posterior) is
-    minimised by the root lambda in (0, 2 / k_max) of
+    minimised by the root lambda in (0, 2 / k_max) of::
+
         (N - 2S)/S sum_i k_i / (2 - lambda k_i) + (N - S)/S lambda sum_i k_i^2 / (2 - lambda k_i)^2
         = D / lambda,
+
     k_i the eigenvalues of K. lambda is on the average loss L (Hessian K = hessian_avg); the step
     on U is lambda / N. Even at this lambda the match is exact only if K is a multiple of I
     (ERRATA.md); see exact_posterior_preconditioner for the exact answer.
@@ -295,8 +297,10 @@ def exact_posterior_preconditioner(hessian_avg: np.ndarray, n: int, batch_size: 
     """Preconditioner Lam with which constant (heavy-ball) SGD samples N(0, (N K)^-1) exactly.
 
     For minibatch noise C = (N - S)/(N S) K, Theorem 3 of seed 003 with Lam = c K^-1 and
-    Sigma = (N K)^-1 gives (ERRATA.md, consequences of Theorem 3)
+    Sigma = (N K)^-1 gives (ERRATA.md, consequences of Theorem 3)::
+
         Lam = 2 (1 - mu^2) / [(1 + mu)(N - S)/S + 1 - mu] K^-1,
+
     i.e. damped Newton with c = 2 S / N at mu = 0. Lam is the learning-rate matrix on the average
     loss L (w <- w - Lam m, K = hessian_avg); on U = N L the same update is h P = c (N K)^-1.
     The continuous-time (first-order) solution 2 (1 - mu) S / (N - S) K^-1 (Mandt et al.) is biased.
@@ -314,8 +318,10 @@ def exact_preconditioner(hessian_U: np.ndarray, grad_noise_cov: np.ndarray, mome
     Update w <- w - Lam grad U_hat (or v <- mu v - Lam grad U_hat, w <- w + v), H the Hessian of U,
     V = Cov(grad U_hat) the measured gradient noise. Seed 003's Theorem 3 (ERRATA.md) gives
     Sigma = H^-1 iff V = 2 (1 - mu) Lam^-1 - (1 - mu)/(1 + mu) H; Sigma is linear in V, so for
-    T H^-1 divide V by T:
+    T H^-1 divide V by T::
+
         Lam = 2 (1 - mu) [V / T + (1 - mu)/(1 + mu) H]^-1      (mu = 0: 2 (V/T + H)^-1).
+
     Mandt et al.'s continuous-time choice is 2 (1 - mu) T V^-1: it drops the H term, which is
     the finite-step correction. With V = a N K, H = N K this is exact_posterior_preconditioner.
     """
@@ -330,12 +336,16 @@ def exact_injected_noise(hessian_U: np.ndarray, grad_noise_cov: np.ndarray, step
                          momentum: float = 0.0, temperature: float = 1.0, clip: bool = False) -> np.ndarray:
     """Covariance Q of the parameter-space noise xi that makes SGLD sample N(0, T H^-1) exactly.
 
-    Update (step h on U, DESIGN.md; Lam = h I, or a positive-definite step matrix):
+    Update (step h on U, DESIGN.md; Lam = h I, or a positive-definite step matrix)::
+
         mu = 0:  w <- w - Lam grad U_hat(w) + xi;
         mu > 0:  v <- mu v - Lam grad U_hat(w) + xi,  w <- w + v      (xi ~ N(0, Q)).
+
     By Theorem 3 of seed 003, Sigma = T H^-1 iff the total gradient-noise covariance is
-    C_tot = T [2 (1 - mu) Lam^-1 - (1 - mu)/(1 + mu) H] (ERRATA.md, consequences of Theorem 3), so
+    C_tot = T [2 (1 - mu) Lam^-1 - (1 - mu)/(1 + mu) H] (ERRATA.md, consequences of Theorem 3), so::
+
         Q = Lam (C_tot - C_grad) Lam = T [2 (1 - mu) Lam - (1 - mu)/(1 + mu) Lam H Lam] - Lam C_grad Lam,
+
     which for mu = 0, T = 1 and a scalar step is 2 h I - h^2 H - h^2 C_grad: SGLD's 2 h I minus an
     exact finite-step correction. C_grad = Cov(grad U_hat). Raises if Q is not positive semi-definite
     (the step or the gradient noise is too large for any injected noise to compensate), or with
@@ -365,9 +375,11 @@ def baoab_stationary_covariance(hessian: np.ndarray, step_size: float, friction:
     One BAOAB step with the gradient reused between steps (``kernels.underdamped``) is, from the
     state (x, v) just after a kick: A: x1 = x + (h/2) v; O: v2 = c v + s xi (c = exp(-gamma h),
     s^2 = T (1 - c^2)); A: x2 = x1 + (h/2) v2; B+B: v3 = v2 - h (H x2 + e) with gradient noise
-    e ~ N(0, V). Hence (x2, v3) = A (x, v) + noise with
+    e ~ N(0, V). Hence (x2, v3) = A (x, v) + noise with::
+
         A = [[I, (h/2)(1 + c) I], [-h H, c I - (h^2/2)(1 + c) H]],
         noise = [(h/2) s I; s (I - (h^2/2) H)] xi + [0; -h I] e,
+
     and the covariance solves a discrete Lyapunov equation (derived here; for V = 0 its position
     block is T H^-1 exactly at any stable h, Leimkuhler & Matthews 2013, which the tests check).
     """

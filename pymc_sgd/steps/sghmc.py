@@ -30,7 +30,7 @@ class SGHMC(StochasticGradientStep):
     beta_hat > alpha the gradient noise alone is too hot: the injection is clipped at 0 and
     a warning tells you to lower h or raise the friction. In the underdamped-Langevin
     mapping the time step is sqrt(h) and the friction gamma = alpha / sqrt(h) (ERRATA.md).
-    The velocity persists across draws (and pickling); ``kinetic_energy`` = |v|^2 / (2 h)
+    The velocity persists across draws (and pickling); ``kinetic_energy`` = ``|v|^2 / (2 h)``
     has mean d T / 2 at equilibrium.
 
     Parameters

@@ -21,12 +21,12 @@ class SGNHT(SGHMC):
 
     .. math::
         u \leftarrow (1 - \xi) u - h L^T \nabla \hat U(w) + \sqrt{2 a h T}\, \zeta,\qquad
-        w \leftarrow w + L u,\qquad \xi \leftarrow \xi + ((1 - \xi / 2) |u|^2 / d - h T) / \mu
+        w \leftarrow w + L u,\qquad \xi \leftarrow \xi + ((1 - \xi / 2) \lVert u \rVert^2 / d - h T) / \mu
 
     (Ding, Fang, Babbush, Chen, Skeel & Neven 2014, NeurIPS, Alg. 1, in SGHMC's parameterisation u = p
     delta, h = delta^2 on U, in the whitened coordinates of the metric M = L L^T; ``kernels.thermostat``.)
     The diffusion a is the injected noise; the minibatch noise adds heat the sampler does not know, and the
-    thermostat xi rises until the mean kinetic temperature (1 - xi / 2) |u|^2 / (d h) is exactly T (the factor
+    thermostat xi rises until the mean kinetic temperature ``(1 - xi / 2) |u|^2 / (d h)`` is exactly T (the factor
     1 - xi / 2 corrects Ding et al.'s continuous-time target for the discrete scheme, so that a Gaussian
     target's variances are exact: ``kernels.thermostat``). Unlike SGHMC it
     needs no measurement of Cov(grad U_hat) during sampling: one scalar xi absorbs the noise's average over
@@ -37,7 +37,7 @@ class SGNHT(SGHMC):
     measured noise of the chosen gradient estimator, and a at most 0.5 (see ``_tune_sampler``;
     ``predicted_sd_error`` is SGHMC's prediction for them); xi starts at a. Stats: ``thermostat`` (xi),
     ``kinetic_temperature`` (mean T at equilibrium),
-    ``kinetic_energy`` = |u|^2 / (2 h).
+    ``kinetic_energy`` = ``|u|^2 / (2 h)``.
 
     Parameters
     ----------

@@ -32,7 +32,7 @@ class UnderdampedLangevin(StochasticGradientStep):
 
     ``step_size`` is the time step h (None: chosen) or :class:`Cyclical` (one cosine cycle of h per draw).
 
-    Stats: ``kinetic_energy`` = |v|^2 / 2 (mean d T / 2) and ``kinetic_temperature`` = |v|^2 / d.
+    Stats: ``kinetic_energy`` = ``|v|^2 / 2`` (mean d T / 2) and ``kinetic_temperature`` = ``|v|^2 / d``.
 
     Examples
     --------
