@@ -236,14 +236,18 @@ def build_estimator(model: pm.Model, data: Sequence[str | Variable] | None = Non
 
     Parameters
     ----------
-    model : a PyMC model with continuous free variables. Without observed variables (a target
+    model
+        a PyMC model with continuous free variables. Without observed variables (a target
         written with priors or potentials) the likelihood part is zero: use full batch.
-    data : optional explicit list of per-row data tensors (pm.Data names or tensors). By
+    data
+        optional explicit list of per-row data tensors (pm.Data names or tensors). By
         default every constant or pm.Data with n rows that feeds the observed variables.
-    full_batch : compile the model's own likelihood unsliced, as a single "row" (n = 1, no
+    full_batch
+        compile the model's own likelihood unsliced, as a single "row" (n = 1, no
         data inputs): right for any model, including those whose rows are coupled (pm.AR,
         random walks, MvNormal across rows) or whose observed variables differ in length.
-    vars : the variables w stands for (default all free variables). The others are held at values
+    vars
+        the variables w stands for (default all free variables). The others are held at values
         passed after the data (``conditioning`` arrays, per-row ones sliced like data): the
         estimator is then of the conditional posterior, as a block of PyMC's compound step needs.
 

@@ -37,11 +37,16 @@ class AMAGOLD(StochasticGradientStep):
 
     Parameters
     ----------
-    batch_size : rows per minibatch gradient (required; default the model's pm.Minibatch batch size).
-    step_size : h, the time step (None: chosen and adapted).
-    friction : beta (None: chosen).
-    inner_steps : minibatch steps per Metropolis test (None: chosen).
-    gradient_estimator : "control_variate" (default: centred at the warm-up's mode), a point, or "minibatch".
+    batch_size
+        rows per minibatch gradient (required; default the model's pm.Minibatch batch size).
+    step_size
+        h, the time step (None: chosen and adapted).
+    friction
+        beta (None: chosen).
+    inner_steps
+        minibatch steps per Metropolis test (None: chosen).
+    gradient_estimator
+        "control_variate" (default: centred at the warm-up's mode), a point, or "minibatch".
         A fixed centre keeps the path reversible; SVRG and SAGA, whose state depends on the path, are refused.
         The centred noise lets a round run many steps per full-data test: on a linear regression with n / B =
         100 it gave 20 times the effective draws per full-data pass of the plain estimator (measured).

@@ -60,13 +60,19 @@ class ConstantSGD(StochasticGradientStep):
 
     Parameters
     ----------
-    batch_size : rows per update (the noise source). Default: the model's pm.Minibatch batch size
+    batch_size
+        rows per update (the noise source). Default: the model's pm.Minibatch batch size
         (a model written with pm.Minibatch + total_size); otherwise required.
-    learning_rate : eta on the average loss L = U / n (seed 000's convention); h = eta / n.
-    step_size : h on U directly. Give at most one of the two; default h = 2 B T / n^2.
-    preconditioner : "full", "diag" or None.
-    momentum : heavy-ball momentum beta in [0, 1).
-    noise_rows : rows used for each measurement of C (all rows if n is smaller).
+    learning_rate
+        eta on the average loss L = U / n (seed 000's convention); h = eta / n.
+    step_size
+        h on U directly. Give at most one of the two; default h = 2 B T / n^2.
+    preconditioner
+        "full", "diag" or None.
+    momentum
+        heavy-ball momentum beta in [0, 1).
+    noise_rows
+        rows used for each measurement of C (all rows if n is smaller).
 
     Examples
     --------

@@ -46,11 +46,14 @@ class ReplicaExchangeSGLD(StochasticGradientStep):
 
     Parameters
     ----------
-    temperatures : explicit ladder starting at 1, kept as given; default geometric with
+    temperatures
+        explicit ladder starting at 1, kept as given; default geometric with
         ``n_replicas`` up to ``max_temperature``, then adapted.
-    swap_every : updates between swap rounds; default ``steps_per_draw // SWAP_ROUNDS_PER_DRAW``
+    swap_every
+        updates between swap rounds; default ``steps_per_draw // SWAP_ROUNDS_PER_DRAW``
         (at least 1), i.e. about 10 swap rounds per recorded draw.
-    swap_batch_size : rows for the minibatch swap energies (default ``batch_size``).
+    swap_batch_size
+        rows for the minibatch swap energies (default ``batch_size``).
 
     Examples
     --------

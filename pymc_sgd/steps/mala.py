@@ -33,9 +33,12 @@ class MALA(StochasticGradientStep):
 
     Parameters
     ----------
-    step_size : h (None: chosen and adapted).
-    steps_per_draw : updates per draw (None: chosen).
-    metric : "auto" (default with step_size=None), "dense", "diag" or "identity".
+    step_size
+        h (None: chosen and adapted).
+    steps_per_draw
+        updates per draw (None: chosen).
+    metric
+        "auto" (default with step_size=None), "dense", "diag" or "identity".
 
     Examples
     --------

@@ -35,14 +35,19 @@ class SGHMC(StochasticGradientStep):
 
     Parameters
     ----------
-    batch_size : rows per gradient (None for full batch). Default: the model's pm.Minibatch batch size
+    batch_size
+        rows per gradient (None for full batch). Default: the model's pm.Minibatch batch size
         (a model written with pm.Minibatch + total_size); otherwise required.
-    step_size : None (chosen), h on U, or :class:`Cyclical` (cSGHMC, with the uncorrected injection); the
+    step_size
+        None (chosen), h on U, or :class:`Cyclical` (cSGHMC, with the uncorrected injection); the
         recursion is stable iff h k_max < 2 (2 - alpha) (seed 003 with mu = 1 - alpha); the O(h) bias is small
         when h k_max << alpha.
-    friction : alpha in (0, 1], i.e. momentum 1 - alpha.
-    noise_correction : "full", "diag" or None (see above).
-    gradient_estimator : "auto" (default), "minibatch", "control_variate", "svrg", "saga" or a point, as
+    friction
+        alpha in (0, 1], i.e. momentum 1 - alpha.
+    noise_correction
+        "full", "diag" or None (see above).
+    gradient_estimator
+        "auto" (default), "minibatch", "control_variate", "svrg", "saga" or a point, as
         SGLD's (``steps.gradient_estimator``); the noise correction then measures the centred noise.
 
     Examples

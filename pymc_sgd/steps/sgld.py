@@ -48,14 +48,18 @@ class SGLD(StochasticGradientStep):
 
     Parameters
     ----------
-    batch_size : rows per update; None for full-batch gradients (unadjusted Langevin). Default: the
+    batch_size
+        rows per update; None for full-batch gradients (unadjusted Langevin). Default: the
         model's pm.Minibatch batch size (a model written with pm.Minibatch + total_size); otherwise required.
-    step_size : None (default: chosen by the warm-up), h (on U, not on the average loss) or
+    step_size
+        None (default: chosen by the warm-up), h (on U, not on the average loss) or
         a :class:`PolynomialDecay` schedule, or :class:`Cyclical` (cSGLD: one cosine cycle per draw
         around the warm-up's step). An explicit h is in the parameters' own units
         (metric "identity" unless ``metric`` says otherwise).
-    steps_per_draw : updates per recorded draw, all inside one numba call (None: chosen).
-    gradient_estimator : "auto" (default), "minibatch", "control_variate", "svrg" (or ``SVRG(epoch_length)``),
+    steps_per_draw
+        updates per recorded draw, all inside one numba call (None: chosen).
+    gradient_estimator
+        "auto" (default), "minibatch", "control_variate", "svrg" (or ``SVRG(epoch_length)``),
         "saga", or a point (dict of value-variable arrays, e.g. ``pm.find_MAP(include_transformed=True)``) to
         centre a control variate at (``steps.gradient_estimator``). "auto" centres the gradient at the mode
         the warm-up found (SGLD-CV, Baker, Fearnhead, Fox & Nemeth 2019: grad U_hat(w) - grad U_hat(w*) +
@@ -63,13 +67,20 @@ class SGLD(StochasticGradientStep):
         effective draw: its noise shrinks from O(n^2 / B) to O(n d / B) near w*, so on large n the step can
         approach the stability limit with a small minibatch-noise bias. SVRG and SAGA (Dubey et al. 2016)
         move their reference points with the chain.
-    metric : "auto" (default with step_size=None), "dense", "diag" or "identity".
-    target_error : largest predicted relative error of a posterior SD (default 0.03).
-    max_steps_per_draw : the compute budget of the automatic thinning (default 10000).
-    batching : "with_replacement" (default), "without_replacement" or "epoch".
-    data : per-row data tensors to subsample, when automatic detection is ambiguous.
-    temperature : T; 1 samples the posterior.
-    correction : None (plain SGLD) or "exact" (finite-step injected-noise correction).
+    metric
+        "auto" (default with step_size=None), "dense", "diag" or "identity".
+    target_error
+        largest predicted relative error of a posterior SD (default 0.03).
+    max_steps_per_draw
+        the compute budget of the automatic thinning (default 10000).
+    batching
+        "with_replacement" (default), "without_replacement" or "epoch".
+    data
+        per-row data tensors to subsample, when automatic detection is ambiguous.
+    temperature
+        T; 1 samples the posterior.
+    correction
+        None (plain SGLD) or "exact" (finite-step injected-noise correction).
 
     Examples
     --------

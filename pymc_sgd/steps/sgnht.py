@@ -41,10 +41,14 @@ class SGNHT(SGHMC):
 
     Parameters
     ----------
-    batch_size : rows per gradient (None for full batch); default: the model's pm.Minibatch batch size.
-    step_size : h on U (None: chosen).
-    diffusion : a in (0, 1], the injected noise's friction scale and xi's start (None: chosen).
-    gradient_estimator : "auto" (default), "minibatch", "control_variate", "svrg", "saga" or a point, as SGLD's.
+    batch_size
+        rows per gradient (None for full batch); default: the model's pm.Minibatch batch size.
+    step_size
+        h on U (None: chosen).
+    diffusion
+        a in (0, 1], the injected noise's friction scale and xi's start (None: chosen).
+    gradient_estimator
+        "auto" (default), "minibatch", "control_variate", "svrg", "saga" or a point, as SGLD's.
 
     Examples
     --------
