@@ -3,6 +3,7 @@ pages). Built by ``make docs`` with warnings as errors; notebooks run once and a
 their text changes."""
 
 import inspect
+from pathlib import Path
 
 project = "pymc_sgd"
 author = "pymc_sgd developers"
@@ -13,7 +14,7 @@ html_theme_options = {"navigation_with_keys": False, "show_toc_level": 2}
 exclude_patterns = ["_build", "jupyter_execute", ".jupyter_cache"]
 
 nb_execution_mode = "cache"
-nb_execution_cache_path = "_build/.jupyter_cache"
+nb_execution_cache_path = str(Path(__file__).parent / "_build" / ".jupyter_cache")  # wherever make runs from
 nb_execution_timeout = 300
 nb_execution_raise_on_error = True
 nb_merge_streams = True
