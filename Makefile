@@ -12,7 +12,7 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e ".[test,examples]"
+	$(BIN)/pip install --quiet -e ".[test,examples,distributed]"
 	touch $(STAMP)
 
 demo: $(STAMP)

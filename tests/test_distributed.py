@@ -1,0 +1,68 @@
+"""Chains on a dask.distributed LocalCluster (processes, 2 workers), merged into one InferenceData."""
+
+import os
+
+import dask
+import numpy as np
+import pymc as pm
+import pytest
+from distributed import Client, LocalCluster
+
+import pymc_sgd
+from pymc_sgd.distributed import current_chain, sample_distributed
+
+SAMPLE = dict(draws=200, tune=100)
+
+
+def regression_model() -> pm.Model:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(500, 2))
+    y = X @ np.array([1.0, -1.0]) + rng.normal(size=500)
+    with pm.Model() as model:
+        beta = pm.Normal("beta", 0, 10, shape=2)
+        pm.Normal("y", pm.math.dot(X, beta), 1.0, observed=y)
+    return model
+
+
+@pytest.fixture(scope="module")
+def client():
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):  # a dead worker fails its task at once
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster, Client(cluster) as client:
+            yield client
+
+
+def test_chains_on_dask_equal_pm_sample_bit_for_bit(client):
+    """Each chain a task; merged, the draws and stats equal pm.sample(chains=3, cores=1) with the same seed."""
+    def step():
+        return pymc_sgd.SGLD(batch_size=50)
+
+    idata = sample_distributed(regression_model, step, chains=3, client=client, random_seed=11, **SAMPLE)
+    with regression_model():
+        reference = pm.sample(chains=3, cores=1, random_seed=11, step=step(), progressbar=False, **SAMPLE)
+    assert idata.posterior["beta"].shape == (3, 200, 2)
+    assert list(idata.posterior.chain.values) == [0, 1, 2]
+    np.testing.assert_array_equal(idata.posterior["beta"].values, reference.posterior["beta"].values)
+    np.testing.assert_array_equal(idata.sample_stats["step_size"].values, reference.sample_stats["step_size"].values)
+
+
+def test_a_dead_worker_is_reported_and_the_other_chains_kept(client):
+    """Chain 1's worker process exits mid-task: a warning names chain 1, and chain 0's draws are returned as
+    pm.sample would have made them."""
+    def dying_model():
+        if current_chain() == 1:
+            os._exit(1)
+        return regression_model()
+
+    with pytest.warns(RuntimeWarning, match="chain 1: KilledWorker"):
+        idata = sample_distributed(dying_model, lambda: pymc_sgd.SGLD(batch_size=50), chains=2, client=client,
+                                   random_seed=5, **SAMPLE)
+    with regression_model():
+        reference = pm.sample(chains=2, cores=1, random_seed=5, step=pymc_sgd.SGLD(batch_size=50),
+                              progressbar=False, **SAMPLE)
+    assert list(idata.posterior.chain.values) == [0]
+    np.testing.assert_array_equal(idata.posterior["beta"].values[0], reference.posterior["beta"].values[0])
+
+
+def test_sample_distributed_refuses_what_it_sets(client):
+    with pytest.raises(TypeError, match="pass chains= and random_seed="):
+        sample_distributed(regression_model, chains=2, client=client, cores=2)
