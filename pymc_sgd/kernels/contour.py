@@ -96,6 +96,9 @@ def _contour_loop(model, buffers, parts, state, theta, rng, batch_mode, perm, cu
     d, m = w.shape[0], theta.shape[0]
     zero = state[2:]  # PARTS ignores the scale argument
     k = k0
+    # theta = shrink * phi (phi stored in theta): the update theta <- (1 - g) theta + g e_J becomes shrink *= 1 - g,
+    # phi_J += g / shrink, O(1) instead of O(m) an update; folded back into theta on return
+    shrink = 1.0
     for _ in range(n_updates):
         next_batch(batch_mode, rng, perm, cursor, idx)
         _evaluate(model, PARTS, w, idx, zero, parts)
@@ -103,18 +106,28 @@ def _contour_loop(model, buffers, parts, state, theta, rng, batch_mode, perm, cu
         partition = partition_of(state[0], u_min, du, m)
         multiplier = 1.0
         if 0 < partition < m - 1:  # beyond [u_min, u_min + (m - 1) du) the landscape is not flattened
-            log_ratio = np.log(max(theta[partition], 1e-300)) - np.log(max(theta[partition - 1], 1e-300))
+            log_ratio = (np.log(max(shrink * theta[partition], 1e-300))
+                         - np.log(max(shrink * theta[partition - 1], 1e-300)))
             multiplier = min(max(1.0 + zeta * temperature * log_ratio / du, -max_multiplier), max_multiplier)
         for i in range(d):
             grad[i] = -multiplier * (parts[2 + i] + scale * parts[d + 2 + i])
         langevin_move(w, grad, rng, h, temperature, 1.0, None, p_full, p_chol, None, work, xi, proposal)
         if is_diverged(grad, proposal, bound):
             state[1] = 1.0
-            return k
+            break
         copy_into(proposal, w)
         k += 1
-        gain = 10.0 / (k**0.75 + 100.0) * theta[partition] ** zeta
-        for i in range(m):
-            theta[i] -= gain * theta[i]
-        theta[partition] += gain
+        gain = 10.0 / (k**0.75 + 100.0) * (shrink * theta[partition]) ** zeta
+        shrink *= 1.0 - gain
+        theta[partition] += gain / shrink
+        if shrink < 1e-200:
+            _fold(theta, shrink)
+            shrink = 1.0
+    _fold(theta, shrink)
     return k
+
+
+@njit(cache=True, inline="always")
+def _fold(theta, shrink):
+    for i in range(theta.shape[0]):
+        theta[i] *= shrink
