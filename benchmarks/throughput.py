@@ -150,7 +150,7 @@ def best_of(fn: Callable[[], object]) -> float:
 def make_step(workload: Workload, sampler: str) -> pm.step_methods.compound.BlockedStep:
     """Each sampler at settings of the same scale as the SGLD step h (inside the model context).
 
-    SGHMC takes h on U with friction 0.1; the underdamped time step is sqrt(h) (ERRATA.md's
+    SGHMC takes h on U with friction 0.1; the underdamped time step is sqrt(h) (docs/pages/sources.md's
     mapping h = sqrt(eta)) with friction 1 / sqrt(h); ConstantSGD uses its default
     (preconditioned, measured at the start point since tune = 0).
     """

@@ -51,7 +51,7 @@ def main() -> None:
         cells = " ".join(f"{draws[v].mean():8.4f} ({draws[v].std():.4f})" for v in ("a", "sigma"))
         ratios = ", ".join(f"{draws[v].std() / exact[v]['sd']:.2f}" for v in ("a", "sigma"))
         print(f"{name:32s} {cells}   {ratios}")
-    print("(eta = 2B/n without preconditioning inflates the SDs by ~1.08 and ~1.46: ERRATA.md on seed 000;"
+    print("(eta = 2B/n without preconditioning inflates the SDs by ~1.08 and ~1.46: docs/pages/sources.md on seed 000;"
           " the warm-up keeps SGLD's and SGHMC's predicted SD error below 3%.)")
     plot(traces)
     print(f"\nFigure saved to {OUTPUT}")

@@ -14,7 +14,7 @@ ConstantSGD run through pm.sample on the seed's two models (pymc_sgd.models):
 * Fig. 4: the temperature sweep T = alpha/n, alpha in {0.1, 0.5, 1, 2, 5}, both models;
 * Fig. 5: marginals at T = 1/n, both models.
 
-Where the seed's text is wrong (shared/seeds/ERRATA.md, seed 000), the output says so and
+Where the seed's text is wrong (shared/seeds/docs/pages/sources.md, seed 000), the output says so and
 shows why:
 
 1. eta = 2B/n alone does not make SGD sample the posterior: its covariance (eta/2B) H^-1 C is,
@@ -194,7 +194,7 @@ def report_regular(model: pm.Model, runs: dict) -> None:
         ratios = np.sqrt(np.diag(predicted)) / laplace_sd
         print(f"  {run_label(key):42s} " + "   ".join(f"{m:.3f} ({p:.3f})" for m, p in zip(measured, ratios)))
     sigma_hat = np.exp(geo.w[1])
-    print("The seed says eta = 2B/n samples the posterior. It does not (ERRATA.md): with the per-example noise C\n"
+    print("The seed says eta = 2B/n samples the posterior. It does not (docs/pages/sources.md): with the per-example noise C\n"
           "equal to the Hessian H of the average loss (Fisher = Hessian), SGD's covariance (eta/2B) H^-1 C is the\n"
           "isotropic I/n, the posterior's is H^-1/n, and H = diag(1/sigma^2, 2) in (a, log sigma) is not I. So the\n"
           f"SDs are 1/sigma = {1 / sigma_hat:.3f}x and sqrt(2) = 1.414x too large, times the finite-step and without-"
@@ -294,7 +294,7 @@ def report_seed_ou(x: np.ndarray, mle: np.ndarray, seed_trajectory: np.ndarray) 
     print(f"  {'empirical, seed clipped SGD (its code, rerun)':46s} {'':25s}    {cells(empirical)}")
     true_eig = np.sort(np.linalg.eigvals(seed_formula["MLE"]).real)
     shift = mean - mle
-    print("  The seed drops eta: its Sigma is (eta/2B) H^-1 C divided by eta = 0.1 (ERRATA.md). And as H and C do\n"
+    print("  The seed drops eta: its Sigma is (eta/2B) H^-1 C divided by eta = 0.1 (docs/pages/sources.md). And as H and C do\n"
           "  not commute, (1/2B) H^-1 C is neither symmetric nor the Lyapunov solution; np.linalg.eigh reads its\n"
           f"  lower triangle only (at the MLE its eigenvalues are {true_eig[0]:.6f}, {true_eig[1]:.6f}). Solved\n"
           "  properly, the OU covariance at the SGD mean matches the seed's own SGD cloud in size and axis:\n"

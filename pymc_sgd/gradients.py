@@ -1,6 +1,6 @@
 """Minibatch estimators of the potential U and its gradient, built from a full-data PyMC model.
 
-Conventions (DESIGN.md): the target is pi(w) ~ exp(-U(w)/T) in PyMC's unconstrained space,
+Conventions (docs/pages/design.md): the target is pi(w) ~ exp(-U(w)/T) in PyMC's unconstrained space,
 
     U(w)     = -log p(w) - sum_{i=1..n} log p(x_i | w)            (prior + Jacobian + potentials),
     U_hat(w) = -log p(w) - (n/B) sum_{i in batch} log p(x_i | w)  (unbiased for U).

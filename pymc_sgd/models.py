@@ -1,6 +1,6 @@
 """Reference models with exact answers.
 
-Seed 000 ("SGD distribution versus posterior", shared/seeds/000_c35aa16086ff4942.txt):
+Seed 000 ("SGD distribution versus posterior", seed 000, docs/pages/sources.md):
 
 * the regular normal model p(x | a, sigma) = N(x | a, sigma^2) with flat priors, data from the
   legacy generator np.random.seed(42), n = 200, and its exact posterior on the seed's grid;
@@ -188,7 +188,7 @@ def seed000_singular_mle(x: np.ndarray | None = None, learning_rate: float = 1e-
 
     Full-batch GD on the average loss L(a, b) = -(1/n) sum_i log p(x_i | a, b) from
     (a, b) = (0.5, 0.3), w <- w - learning_rate * grad L, a clipped to [0.01, 0.99] after
-    each step (in DESIGN.md's units, a step h = learning_rate / n on U = n L). The loop is
+    each step (in docs/pages/design.md's units, a step h = learning_rate / n on U = n L). The loop is
     the seed's, compiled with numba (0.25 s instead of 2.6 s).
 
     It is not the maximum-likelihood point, and no optimiser run to convergence reproduces

@@ -1,7 +1,7 @@
 """Measured geometry of a model at a point: full-batch U and gradient, Hessian, gradient noise.
 
 Everything is computed through the model's compiled estimator (``pymc_sgd.gradients``) in
-PyMC's unconstrained space, in the conventions of DESIGN.md.
+PyMC's unconstrained space, in the conventions of docs/pages/design.md.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def predicted_sgd_covariance(geo: Geometry, n: int, step_size: float, batch_size
 def scalar_learning_rate_sd_ratio(geo: Geometry, n: int, batch_size: int) -> np.ndarray:
     """SD of constant SGD at seed 000's eta = 2B/n (h = 2B/n^2), over the Laplace posterior SD.
 
-    ERRATA.md on seed 000: about 1.08 (a) and 1.46 (log sigma) on the seed's regular model;
+    docs/pages/sources.md on seed 000: about 1.08 (a) and 1.46 (log sigma) on the seed's regular model;
     1 in every direction only where C = I (h = 2B/n^2 gives S = H^-1 C).
     """
     sgd = predicted_sgd_covariance(geo, n, 2.0 * batch_size / n**2, batch_size)

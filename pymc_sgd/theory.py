@@ -1,7 +1,7 @@
 """Closed-form oracles: conjugate posteriors and exact stationary covariances of the samplers.
 
-Conventions as in DESIGN.md: U = -log prior - sum_i log p(x_i | w), step h on U, target
-exp(-U/T). Every formula names its source; ERRATA.md wins over seed 002.
+Conventions as in docs/pages/design.md: U = -log prior - sum_i log p(x_i | w), step h on U, target
+exp(-U/T). Every formula names its source; docs/pages/sources.md wins over seed 002.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def minibatch_gradient_covariance(per_example_cov: np.ndarray, n: int, batch_siz
     """Covariance of grad U_hat for B rows: (n^2 / B) C, times (n - B)/(n - 1) without replacement.
 
     C is the per-example covariance of grad log p(x_i | w) (seed 000, rescaled from the
-    average loss to U = n L); the finite-population factor is ERRATA.md's (1 - B/n) exactly.
+    average loss to U = n L); the finite-population factor is docs/pages/sources.md's (1 - B/n) exactly.
     """
     factor = 1.0 if replacement else (n - batch_size) / (n - 1)
     return factor * n**2 / batch_size * np.asarray(per_example_cov)
@@ -51,8 +51,8 @@ def langevin_stationary_covariance(hessian: np.ndarray, step_size: float, temper
     The recursion is linear: w' = A w + e with A = I - h P H and Cov(e) = h^2 P Cov(g) P
     + 2 h T P (the last term only for SGLD, ``injected_noise=True``), so Sigma solves the
     discrete Lyapunov equation Sigma = A Sigma A^T + Cov(e) (seed 003, Liu, Ziyin & Ueda,
-    Thm. 1 with mu = 0, solved exactly as ERRATA.md recommends). Special cases, 1-D with
-    curvature k and P = 1: ULA T / (k (1 - h k / 2)) (ERRATA.md); constant SGD
+    Thm. 1 with mu = 0, solved exactly as docs/pages/sources.md recommends). Special cases, 1-D with
+    curvature k and P = 1: ULA T / (k (1 - h k / 2)) (docs/pages/sources.md); constant SGD
     h c / (k (2 - h k)) for gradient-noise variance c.
     """
     H = np.atleast_2d(hessian)
@@ -70,7 +70,7 @@ def langevin_stationary_covariance(hessian: np.ndarray, step_size: float, temper
     return linalg.solve_discrete_lyapunov(A, Q)
 
 
-# --- Exact finite-learning-rate SGD (seed 003, Liu, Ziyin & Ueda; ERRATA.md) -------------------
+# --- Exact finite-learning-rate SGD (seed 003, Liu, Ziyin & Ueda; docs/pages/sources.md) -------------------
 #
 # Seed 003 writes everything on the AVERAGE loss L = U/n: Hessian K, gradient-noise covariance C of
 # grad L, learning rate lambda, heavy ball g = K w + noise, m <- mu m + g, w <- w - Lam m. The same
@@ -133,7 +133,7 @@ def sgd_stationary_covariance(hessian: np.ndarray, noise_cov: np.ndarray, learni
     Cov(noise) = C; m <- mu m + g; w <- w - Lam m, Lam = learning_rate * P (P = I by default).
     The state z = (w, m) is a linear AR(1): z' = A z + Bn noise with
     A = [[I - Lam K, -mu Lam], [K, mu I]], Bn = [-Lam; I], so Z = A Z A^T + Bn C Bn^T and
-    Sigma = Z[:D, :D] (ERRATA.md on seed 003; this solves Theorems 1-3 exactly, for any K, C, P).
+    Sigma = Z[:D, :D] (docs/pages/sources.md on seed 003; this solves Theorems 1-3 exactly, for any K, C, P).
     It exists iff the spectral radius of A is < 1, i.e. (for symmetric positive-definite P and K)
     every eigenvalue of Lam K is below 2 (1 + mu). Units: the learning rate is on the average loss L
     (K, C of grad L), or equivalently h = lambda / n on U with H = n K and noise covariance n^2 C.
@@ -189,7 +189,7 @@ def sgd_continuous_covariance(hessian: np.ndarray, noise_cov: np.ndarray, learni
                               batch_size: int = 1) -> np.ndarray:
     """Continuous-time (Ornstein-Uhlenbeck) covariance S of constant SGD: H S + S H = (eta / B) C.
 
-    Mandt, Hoffman & Blei 2017 (seed 004); ERRATA.md ("the Lyapunov equation H C + C H = (eta/B)
+    Mandt, Hoffman & Blei 2017 (seed 004); docs/pages/sources.md ("the Lyapunov equation H C + C H = (eta/B)
     Sigma is right"). eta is on the average loss L with Hessian H, C the per-example gradient
     covariance, so the batch gradient has covariance C / B. This is the first-order-in-eta truncation
     of sgd_stationary_covariance (seed 003, remark after Theorem 1); the exact 1-D answer is larger
@@ -202,14 +202,14 @@ def sgd_continuous_covariance(hessian: np.ndarray, noise_cov: np.ndarray, learni
 # --- Temperatures and 1-D closed forms ---------------------------------------------------------
 
 def sgd_temperature(learning_rate: float, noise_var: float, batch_size: int) -> float:
-    """T_eff = eta sigma^2 / (2 B) of constant SGD (ERRATA.md, conventions; seed 000's eta/(2B) at
+    """T_eff = eta sigma^2 / (2 B) of constant SGD (docs/pages/sources.md, conventions; seed 000's eta/(2B) at
     sigma^2 = Fisher = Hessian). eta on the average loss L, sigma^2 the per-example gradient-noise
     variance, B the batch size; continuous-time limit (stationary variance T_eff / curvature)."""
     return learning_rate * noise_var / (2.0 * batch_size)
 
 
 def momentum_temperature(learning_rate: float, noise_var: float, momentum: float) -> float:
-    """T_eff = eta sigma^2 / (2 (1 - beta)) of heavy-ball SGD (ERRATA.md on seed 002; not
+    """T_eff = eta sigma^2 / (2 (1 - beta)) of heavy-ball SGD (docs/pages/sources.md on seed 002; not
     sigma^2 / (1 - beta^2)). v <- beta v - eta g, w <- w + v, with sigma^2 the variance of the
     gradient noise of g (the batch gradient of the average loss); continuous-time limit."""
     _check_momentum(momentum)
@@ -219,7 +219,7 @@ def momentum_temperature(learning_rate: float, noise_var: float, momentum: float
 def heavy_ball_variance(eta: float, h: float, beta: float, s2: float) -> float:
     """Exact stationary Var(x) of v <- beta v - eta (h x + noise), x <- x + v, with per-step
     velocity noise variance s^2 (= eta^2 sigma^2 for gradient noise sigma^2):
-    (1 + beta) s^2 / ((1 - beta) eta h (2 (1 + beta) - eta h)) (ERRATA.md on seed 002; seed 003,
+    (1 + beta) s^2 / ((1 - beta) eta h (2 (1 + beta) - eta h)) (docs/pages/sources.md on seed 002; seed 003,
     Corollary 1). Stable iff eta h < 2 (1 + beta). eta is on the loss whose curvature is h."""
     _check_momentum(beta)
     if not 0.0 < eta * h < 2.0 * (1.0 + beta):
@@ -230,8 +230,8 @@ def heavy_ball_variance(eta: float, h: float, beta: float, s2: float) -> float:
 
 def euler_maruyama_variance(curvature: float, dt: float, temperature: float) -> float:
     """Stationary variance T / (lambda (1 - lambda dt / 2)) of Euler-Maruyama (ULA)
-    x <- x - dt lambda x + sqrt(2 dt T) xi on U = lambda x^2 / 2 (ERRATA.md). dt is the step h on U
-    (DESIGN.md). Stable iff dt < 2 / lambda."""
+    x <- x - dt lambda x + sqrt(2 dt T) xi on U = lambda x^2 / 2 (docs/pages/sources.md). dt is the step h on U
+    (docs/pages/design.md). Stable iff dt < 2 / lambda."""
     if not 0.0 < curvature * dt < 2.0:
         raise ValueError(f"Euler-Maruyama is unstable: need 0 < curvature * dt < 2, got {curvature * dt:.6g}")
     return temperature / (curvature * (1.0 - curvature * dt / 2.0))
@@ -243,7 +243,7 @@ def kramers_escape_time(barrier: float, curvature_min: float, curvature_saddle: 
 
     For dx = -U'(x) dt + sqrt(2 T) dW from the minimum a over the saddle b (barrier
     Delta U = U(b) - U(a)) to the next well, in the SDE's time units, to leading order as T -> 0
-    (Kramers 1940; prefactor as in ERRATA.md). The first passage to the saddle itself takes half as
+    (Kramers 1940; prefactor as in docs/pages/sources.md). The first passage to the saddle itself takes half as
     long. Directions transverse to the escape path with equal curvature at a and b cancel. A sampler
     with step h on U needs about this time / h steps.
     """
@@ -270,7 +270,7 @@ def bayes_optimal_learning_rate(hessian_avg: np.ndarray, n: int, batch_size: int
 
     k_i the eigenvalues of K. lambda is on the average loss L (Hessian K = hessian_avg); the step
     on U is lambda / N. Even at this lambda the match is exact only if K is a multiple of I
-    (ERRATA.md); see exact_posterior_preconditioner for the exact answer.
+    (docs/pages/sources.md); see exact_posterior_preconditioner for the exact answer.
     """
     k = np.linalg.eigvalsh(np.atleast_2d(hessian_avg))
     a = _minibatch_noise_scale(n, batch_size)
@@ -286,7 +286,7 @@ def bayes_optimal_learning_rate(hessian_avg: np.ndarray, n: int, batch_size: int
 
 def mandt_learning_rate(hessian_avg: np.ndarray, n: int, batch_size: int) -> float:
     """Mandt, Hoffman & Blei's continuous-time optimal scalar rate 2 S D / (N Tr K) (seed 004;
-    seed 003, Sec. 6.1, which shows it is Eq. 16 to first order in lambda for S << N; ERRATA.md).
+    seed 003, Sec. 6.1, which shows it is Eq. 16 to first order in lambda for S << N; docs/pages/sources.md).
     On the average loss L (Hessian K); the step on U is this / N."""
     K = np.atleast_2d(hessian_avg)
     return 2.0 * batch_size * K.shape[0] / (n * np.trace(K))
@@ -297,7 +297,7 @@ def exact_posterior_preconditioner(hessian_avg: np.ndarray, n: int, batch_size: 
     """Preconditioner Lam with which constant (heavy-ball) SGD samples N(0, (N K)^-1) exactly.
 
     For minibatch noise C = (N - S)/(N S) K, Theorem 3 of seed 003 with Lam = c K^-1 and
-    Sigma = (N K)^-1 gives (ERRATA.md, consequences of Theorem 3)::
+    Sigma = (N K)^-1 gives (docs/pages/sources.md, consequences of Theorem 3)::
 
         Lam = 2 (1 - mu^2) / [(1 + mu)(N - S)/S + 1 - mu] K^-1,
 
@@ -316,7 +316,7 @@ def exact_preconditioner(hessian_U: np.ndarray, grad_noise_cov: np.ndarray, mome
     """Step matrix Lam with which constant (heavy-ball) SGD on U samples N(0, T H^-1) exactly.
 
     Update w <- w - Lam grad U_hat (or v <- mu v - Lam grad U_hat, w <- w + v), H the Hessian of U,
-    V = Cov(grad U_hat) the measured gradient noise. Seed 003's Theorem 3 (ERRATA.md) gives
+    V = Cov(grad U_hat) the measured gradient noise. Seed 003's Theorem 3 (docs/pages/sources.md) gives
     Sigma = H^-1 iff V = 2 (1 - mu) Lam^-1 - (1 - mu)/(1 + mu) H; Sigma is linear in V, so for
     T H^-1 divide V by T::
 
@@ -336,13 +336,13 @@ def exact_injected_noise(hessian_U: np.ndarray, grad_noise_cov: np.ndarray, step
                          momentum: float = 0.0, temperature: float = 1.0, clip: bool = False) -> np.ndarray:
     """Covariance Q of the parameter-space noise xi that makes SGLD sample N(0, T H^-1) exactly.
 
-    Update (step h on U, DESIGN.md; Lam = h I, or a positive-definite step matrix)::
+    Update (step h on U, docs/pages/design.md; Lam = h I, or a positive-definite step matrix)::
 
         mu = 0:  w <- w - Lam grad U_hat(w) + xi;
         mu > 0:  v <- mu v - Lam grad U_hat(w) + xi,  w <- w + v      (xi ~ N(0, Q)).
 
     By Theorem 3 of seed 003, Sigma = T H^-1 iff the total gradient-noise covariance is
-    C_tot = T [2 (1 - mu) Lam^-1 - (1 - mu)/(1 + mu) H] (ERRATA.md, consequences of Theorem 3), so::
+    C_tot = T [2 (1 - mu) Lam^-1 - (1 - mu)/(1 + mu) H] (docs/pages/sources.md, consequences of Theorem 3), so::
 
         Q = Lam (C_tot - C_grad) Lam = T [2 (1 - mu) Lam - (1 - mu)/(1 + mu) Lam H Lam] - Lam C_grad Lam,
 

@@ -1,6 +1,6 @@
 """ConstantSGD on seed 000's regular model (n = 200, B = 10): the Bayes-optimal
 preconditioned sampler matches the exact grid posterior; the scalar learning rate
-eta = 2B/n is off by the factor that the Lyapunov equation predicts (ERRATA.md)."""
+eta = 2B/n is off by the factor that the Lyapunov equation predicts (docs/pages/sources.md)."""
 
 import numpy as np
 import pymc as pm
@@ -53,7 +53,7 @@ def test_scalar_learning_rate_inflation_is_predicted(model):
     in the seed. The stationary covariance of the linearised recursion,
     S = (I - hH) S (I - hH) + h^2 Cov, Cov = (n^2/B) C (n-B)/(n-1), with H and C measured at
     the mode of U, predicts SD ratios of about 1.08 (a) and 1.46 (log sigma) against the
-    posterior (ERRATA.md). The sampler must hit the predicted SDs within Z SE plus 3% for
+    posterior (docs/pages/sources.md). The sampler must hit the predicted SDs within Z SE plus 3% for
     the quadratic approximation (the posterior SD of sigma is 5% of sigma, so cubic terms
     in U move variances by a few percent)."""
     est = cached_estimator(model)

@@ -1,7 +1,7 @@
 """Replica exchange on the hard case: a bimodal (label-switching) mixture posterior.
 
 Data: 0.5 N(-2, 1) + 0.5 N(3, 1), n = 100; model mu ~ N(0, 5^2) (shape 2, a proper prior:
-ERRATA.md on C.15), equal weights, unit sigma. Swapping mu[0] and mu[1] leaves prior and
+docs/pages/sources.md on C.15), equal weights, unit sigma. Swapping mu[0] and mu[1] leaves prior and
 likelihood unchanged, so the two labelled modes (mu[0] < mu[1] and mu[0] > mu[1]) carry
 exactly half the posterior mass each. The barrier between them is hundreds of nats.
 """

@@ -1,4 +1,4 @@
-"""Second-order samplers against exact oracles: heavy-ball SGD (ERRATA.md's closed form),
+"""Second-order samplers against exact oracles: heavy-ball SGD (docs/pages/sources.md's closed form),
 SGHMC (seed 003's (w, m) Lyapunov system) and BAOAB (its own linear recursion)."""
 
 import numpy as np
@@ -44,7 +44,7 @@ def regression():
 
 
 def test_heavy_ball_variance_near_the_stability_limit(normal_mean):
-    """ConstantSGD(momentum=0.5) with eta k = 2.75 (limit 2 (1 + beta) = 3): ERRATA.md's
+    """ConstantSGD(momentum=0.5) with eta k = 2.75 (limit 2 (1 + beta) = 3): docs/pages/sources.md's
     Var = (1 + b) s^2 / ((1 - b) eta k (2 (1 + b) - eta k)) with s^2 = eta^2 sigma^2 is 12x
     the continuous-time s^2 / (2 eta k (1 - b)). The recursion's eigenvalues have modulus
     sqrt(beta) = 0.71, so draws 20 updates apart are independent; 4000 draws give 2.2% SE on
@@ -132,8 +132,8 @@ def test_baoab_exact_positions_and_predicted_velocity_bias(regression, h):
 
 def test_momentum_default_preconditioner_keeps_the_temperature(normal_mean):
     """ConstantSGD(momentum=0.9) with the default P = (1 - beta) 2 T Cov^-1 must have T_eff = T
-    (ERRATA.md: T_eff = P sigma^2 / (2 (1 - beta))). On this normal mean C does not depend on mu and
-    noise_rows covers every row, so P is exact and the stationary variance is ERRATA.md's heavy-ball
+    (docs/pages/sources.md: T_eff = P sigma^2 / (2 (1 - beta))). On this normal mean C does not depend on mu and
+    noise_rows covers every row, so P is exact and the stationary variance is docs/pages/sources.md's heavy-ball
     formula (within 1% of the posterior's here). 2 x 1000 draws, thinned by the warm-up for ESS/draw
     >= 1/2: 4.5 SE is about 14% of the variance; counting beta twice shrinks it by 1 - beta = 90%."""
     step = pymc_sgd.ConstantSGD(batch_size=100, momentum=0.9, noise_rows=N_MEAN, model=normal_mean)

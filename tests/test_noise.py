@@ -25,7 +25,7 @@ def test_mode_hessian_and_gradient_noise_match_closed_forms():
 
 
 def test_scalar_learning_rate_error_is_erratas():
-    """ERRATA.md: SGD at eta = 2B/n over posterior SD is ~1.08 (a), ~1.46 (log sigma) with
+    """docs/pages/sources.md: SGD at eta = 2B/n over posterior SD is ~1.08 (a), ~1.46 (log sigma) with
     batches without replacement; with replacement the (1 - B/n) factor is absent: 1.46/sqrt(0.95)."""
     geo = noise.geometry(cached_estimator(models.seed000_regular_model()))
     ratio = noise.scalar_learning_rate_sd_ratio(geo, N, 10)

@@ -45,7 +45,7 @@ def grad_noise_cov(model, w, batch_size):
                          ids=["full-batch", "minibatch-100"])
 def test_normal_mean_constant_step(normal_mean, batch_size, step_size, steps_per_draw):
     """Curvature k = 1/10^2 + n/2^2 = 2500. Full batch: h k = 0.2, so the variance is the
-    posterior's times 1/(1 - h k/2) = 1.11 (ULA, ERRATA.md). B = 100: h k = 0.005 but the
+    posterior's times 1/(1 - h k/2) = 1.11 (ULA, docs/pages/sources.md). B = 100: h k = 0.005 but the
     gradient noise h^2 Cov (Cov = n^2/B * Var(x)/sigma^4 ~ 2.5e5) inflates it by ~1 + h Cov/2
     = 1.25. 2 x 2000 draws (autocorrelation (1 - h k)^K < 0.05 per draw) give ~1.6%
     SE on the variance, so both biases are resolved and a wrong noise scale would fail."""
@@ -110,7 +110,7 @@ def test_linear_regression_posterior(as_data):
 
 
 def test_exact_noise_correction_recovers_the_posterior_at_a_large_step():
-    """correction="exact" injects Q = 2hI - h^2 H - h^2 V (ERRATA.md, seed 003 Thm. 3): the
+    """correction="exact" injects Q = 2hI - h^2 H - h^2 V (docs/pages/sources.md, seed 003 Thm. 3): the
     stationary covariance is then exactly H^-1. At h = 2.7e-6 (h k_max = 0.03, close to the
     largest step where Q is PSD, V ~ 50 H here) plain SGLD's exact prediction of the variances
     is 17-37% too large, i.e. 5-10 SE at ~3.7% SE per variance, while the corrected chain must match

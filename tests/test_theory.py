@@ -106,7 +106,7 @@ def learning_rate_at(fraction: float, momentum: float, preconditioner: np.ndarra
     return fraction * 2.0 * (1.0 + momentum) / np.max(np.linalg.eigvals(preconditioner @ K).real)
 
 
-# --- worked numbers (ERRATA.md, notes on seed 003) --------------------------------------------
+# --- worked numbers (docs/pages/sources.md, notes on seed 003) --------------------------------------------
 
 @pytest.mark.parametrize("lam, variance", [(0.5, 1 / 3), (1.0, 1.0), (1.5, 3.0), (1.9, 19.0)])
 def test_sgd_variance_worked_numbers(lam: float, variance: float) -> None:
@@ -139,7 +139,7 @@ def test_momentum_just_above_threshold_is_finite() -> None:
 # --- continuous-time forms and temperatures --------------------------------------------------------
 
 def test_continuous_covariance_is_first_order_truncation() -> None:
-    """H S + S H = (eta/B) C: 1-D eta sigma^2 / (2 B kappa) (ERRATA.md), equal to the first-order
+    """H S + S H = (eta/B) C: 1-D eta sigma^2 / (2 B kappa) (docs/pages/sources.md), equal to the first-order
     truncation of Theorem 3, and the limit of the exact discrete covariance as eta -> 0."""
     assert theory.sgd_continuous_covariance(3.0, 2.0, 0.1, batch_size=4)[0, 0] == pytest.approx(0.1 * 2 / (2 * 4 * 3))
     lam = 1e-5
@@ -185,7 +185,7 @@ def mean_first_passage(start: float, end: float, temperature: float) -> float:
 
 @pytest.mark.parametrize("temperature, mfpt", [(0.1, 1.28e4), (0.15, 467.0), (0.2, 90.4), (0.3, 17.6), (0.5, 4.54)])
 def test_mean_first_passage_reproduces_errata(temperature: float, mfpt: float) -> None:
-    """The quadrature oracle reproduces ERRATA.md's exact MFPTs from (-0.9, 0) to x > 0."""
+    """The quadrature oracle reproduces docs/pages/sources.md's exact MFPTs from (-0.9, 0) to x > 0."""
     assert mean_first_passage(-0.9, 0.0, temperature) == pytest.approx(mfpt, rel=5e-3)
 
 
@@ -259,7 +259,7 @@ def test_mandt_rate_is_first_order_limit_of_theorem6() -> None:
     assert theory.mandt_learning_rate(K, 12, 4) > 1.2 * theory.bayes_optimal_learning_rate(K, 12, 4)
 
 
-# --- exact finite-step corrections (ERRATA.md, consequences of Theorem 3) --------------------------
+# --- exact finite-step corrections (docs/pages/sources.md, consequences of Theorem 3) --------------------------
 
 N_DATA, BATCH = 20, 5
 

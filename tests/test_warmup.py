@@ -57,7 +57,7 @@ def test_bulk_and_metric_recover_the_exact_posterior(regression):
 
 
 def test_full_batch_langevin_step_is_the_ula_closed_form():
-    """In the metric H^-1 every curvature is 1; ULA's SD ratio 1 / sqrt(1 - h / 2) (ERRATA.md)
+    """In the metric H^-1 every curvature is 1; ULA's SD ratio 1 / sqrt(1 - h / 2) (docs/pages/sources.md)
     equals 1.03 at h = 2 (1 - 1.03^-2) = 0.1148. The search fixes h to 1e-4 relative
     (tuning.PRECISION), and the error then to the same order."""
     H = np.diag([1e4, 1.0, 1e-2])

@@ -1,6 +1,6 @@
 """Posterior draws in PyMC's unconstrained space and the target's score grad log pi at them.
 
-The score is -grad U = grad log p(w) + sum_i grad log p(x_i | w) (T = 1, DESIGN.md), taken from
+The score is -grad U = grad log p(w) + sum_i grad log p(x_i | w) (T = 1, docs/pages/design.md), taken from
 the compiled estimator of ``pymc_sgd.gradients``. Over all rows it costs n row-gradients a draw;
 with a row budget smaller than m n it is estimated with a control variate centred at the draws'
 mean w* (Baker et al. 2019):

@@ -1,6 +1,6 @@
 """U_hat, grad U_hat and their derived quantities, from the model's ``evaluate`` (``kernels.model``).
 
-With scale = n / len(idx) (DESIGN.md):
+With scale = n / len(idx) (docs/pages/design.md):
 
     U_hat(w) = -(log p(w) + scale * sum_{i in idx} log p(x_i | w))
 

@@ -1,5 +1,5 @@
 """Replica-exchange SGLD: K SGLD replicas at temperatures T_0 = 1 < ... < T_{K-1}, with
-Metropolis swaps of adjacent replicas (ERRATA.md; Deng et al. 2020).
+Metropolis swaps of adjacent replicas (docs/pages/sources.md; Deng et al. 2020).
 
 Slot k always runs at T_k; a swap exchanges the states in slots k and k+1 with probability
 min(1, exp(c (U_k - U_{k+1}))), c = 1/T_k - 1/T_{k+1} > 0. Swap rounds alternate even and

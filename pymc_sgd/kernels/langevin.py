@@ -2,12 +2,12 @@
 
     w <- w - h_t P grad U_hat(w) + noise * sqrt(2 h_t T) P^(1/2) xi,     xi ~ N(0, I)
 
-- SGLD (Welling & Teh 2011, in the h-on-U convention of DESIGN.md, their epsilon = 2h):
+- SGLD (Welling & Teh 2011, in the h-on-U convention of docs/pages/design.md, their epsilon = 2h):
   P = I, noise = 1. Stationary law exp(-U/T) as h -> 0; at finite h on a quadratic with
-  curvature lambda the variance is T / (lambda (1 - lambda h / 2)) (ERRATA.md, ULA).
+  curvature lambda the variance is T / (lambda (1 - lambda h / 2)) (docs/pages/sources.md, ULA).
 - Constant SGD (Mandt, Hoffman & Blei 2017): noise = 0, the minibatch gradient noise is the
   only noise. With P = 2 T Cov(grad U_hat)^(-1) the continuous-time stationary covariance
-  solves P H S + S H P = P Cov P, i.e. S = T H^(-1) (seed 004; ERRATA.md on seed 000).
+  solves P H S + S H P = P Cov P, i.e. S = T H^(-1) (seed 004; docs/pages/sources.md on seed 000).
 A constant P needs no Gamma correction term (Ma, Chen & Fox 2015); a position-dependent one would.
 
 Preconditioner kinds: IDENTITY (P = I), DIAGONAL (p_diag), FULL (p_full with Cholesky p_chol). The

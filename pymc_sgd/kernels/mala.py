@@ -1,6 +1,6 @@
 """Metropolis-adjusted Langevin algorithm (MALA) on full-data U: the exact reference sampler.
 
-Proposal (Roberts & Tweedie 1996, Bernoulli 2, 341-363; in the h-on-U convention of DESIGN.md, with
+Proposal (Roberts & Tweedie 1996, Bernoulli 2, 341-363; in the h-on-U convention of docs/pages/design.md, with
 a metric M = L L^T and the target exp(-U/T)):
 
     w' = w - h M grad U(w) + sqrt(2 h T) L xi,      xi ~ N(0, I),
@@ -8,7 +8,7 @@ a metric M = L L^T and the target exp(-U/T)):
 accepted with probability min(1, exp(-(U(w') - U(w)) / T + log q(w | w') - log q(w' | w))), where
 log q(b | a) = -|L^{-1}(b - a + h M grad U(a))|^2 / (4 h T). Forward, L^{-1}(...) = sqrt(2 h T) xi;
 backward, -sqrt(2 h T) xi + h L^T (grad U(w) + grad U(w')) (L^{-1} M = L^T). This is the standard ratio:
-seed 002's chapter has it inverted (ERRATA.md). The chain's law is exactly exp(-U/T) for any h; h only
+seed 002's chapter has it inverted (docs/pages/sources.md). The chain's law is exactly exp(-U/T) for any h; h only
 sets the acceptance rate and the mixing.
 """
 

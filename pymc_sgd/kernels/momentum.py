@@ -2,10 +2,10 @@
 
     v <- (1 - alpha) v - h P grad U_hat(w) + L xi,    w <- w + v     (L L^T injected noise cov)
 
-- Heavy-ball SGD (momentum beta = 1 - alpha, noise_sd = 0), ERRATA.md's chosen form. With
+- Heavy-ball SGD (momentum beta = 1 - alpha, noise_sd = 0), docs/pages/sources.md's chosen form. With
   gradient-noise variance sigma^2 (on U) its temperature is T_eff = h sigma^2 / (2 alpha), and
   on a 1-D quadratic of curvature k with velocity noise s^2 = h^2 sigma^2 the exact variance is
-  (1 + beta) s^2 / ((1 - beta) h k (2 (1 + beta) - h k))  (ERRATA.md).
+  (1 + beta) s^2 / ((1 - beta) h k (2 (1 + beta) - h k))  (docs/pages/sources.md).
 - SGHMC (Chen, Fox & Guestrin 2014, Eq. 15, in the practical (v = h r) parameterisation of
   their Sec. 3.3; Ma, Chen & Fox 2015): L L^T = 2 (alpha I - B_hat) h T, with
   B_hat = h V_hat / 2 the estimated share of the gradient noise V_hat = Cov(grad U_hat), so

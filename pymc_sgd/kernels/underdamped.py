@@ -1,5 +1,5 @@
 """Underdamped Langevin dynamics, dx = v dt, dv = -grad U dt - gamma v dt + sqrt(2 gamma T) dW
-(unit mass), integrated by splitting (Leimkuhler & Matthews 2013; ERRATA.md):
+(unit mass), integrated by splitting (Leimkuhler & Matthews 2013; docs/pages/sources.md):
 
 - BAOAB: B half kick, A half drift, O exact OU step on v over h with FRESH noise,
   A half drift, B half kick. For a quadratic U its x-marginal is exact for any stable h;

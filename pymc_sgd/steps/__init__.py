@@ -16,5 +16,5 @@ from .sgnht import SGNHT
 from .underdamped import UnderdampedLangevin
 
 __all__ = ["StochasticGradientStep", "SGLD", "ConstantSGD", "SGHMC", "UnderdampedLangevin",
-           "ReplicaExchangeSGLD", "PolynomialDecay", "SVRG", "SGNHT", "MALA", "Cyclical", "AveragedSGD", "SGFS", "AMAGOLD",
-           "ContourSGLD", "importance_resample"]
+           "ReplicaExchangeSGLD", "PolynomialDecay", "SVRG", "SGNHT", "MALA", "Cyclical", "AveragedSGD", "SGFS",
+           "AMAGOLD", "ContourSGLD", "importance_resample"]

@@ -24,7 +24,7 @@ class ConstantSGD(StochasticGradientStep):
     its covariance is Cov = (n^2 / B) C(w), where C is the per-example covariance of
     grad log p(x_i | w) (times (n - B)/(n - 1) for batches without replacement). Near a mode
     with Hessian H, the continuous-time stationary covariance S solves
-    P H S + S H P = P Cov P (seed 000; ERRATA.md), so
+    P H S + S H P = P Cov P (seed 000; docs/pages/sources.md), so
 
     * ``preconditioner="full"`` (default, Mandt et al. 2017, Thm. 2): P = 2 T Cov^{-1}
       = h (f C)^{-1} with h = 2 B T / n^2 and f the finite-population factor, gives
@@ -34,7 +34,7 @@ class ConstantSGD(StochasticGradientStep):
     * ``"exact"``: P = 2 (1 - beta) [V / T + (1 - beta)/(1 + beta) H]^{-1} with V = Cov(grad U_hat)
       and H the Hessian of U, both measured like C: the stationary covariance of the exact
       discrete-time recursion is then T H^{-1} on a Gaussian target at any batch size
-      (seed 003 Thm. 3 via ERRATA.md; ``theory.exact_preconditioner``). "full" drops the H
+      (seed 003 Thm. 3 via docs/pages/sources.md; ``theory.exact_preconditioner``). "full" drops the H
       term and overshoots the variance by about 1 / (1 - B/n). Step size and learning rate
       are ignored.
     * ``None``: scalar step h = 2 B T / n^2, i.e. seed 000's learning rate eta = 2 B / n on the
@@ -42,10 +42,10 @@ class ConstantSGD(StochasticGradientStep):
       the posterior T H^{-1} only where the per-example gradient covariance C is the identity
       (for a well-specified model: where the per-example Fisher information is I).
       On seed 000's regular model (a, log sigma) the SDs come out about 1.08x and 1.46x too
-      large (ERRATA.md); ``pymc_sgd.theory.sgd_stationary_covariance`` predicts this.
+      large (docs/pages/sources.md); ``pymc_sgd.theory.sgd_stationary_covariance`` predicts this.
 
     ``momentum=beta`` runs heavy-ball SGD, v <- beta v - P grad U_hat, w <- w + v
-    (``kernels.momentum``). Its temperature is T_eff = h sigma^2 / (2 (1 - beta)) (ERRATA.md),
+    (``kernels.momentum``). Its temperature is T_eff = h sigma^2 / (2 (1 - beta)) (docs/pages/sources.md),
     so every default step above is multiplied by (1 - beta) to keep T_eff = T: Mandt et al.
     (2017, Sec. 4.3)'s damping adjustment of the momentum sampler.
 
@@ -141,7 +141,7 @@ class ConstantSGD(StochasticGradientStep):
             self.p_full = theory.exact_preconditioner(H, V, self.momentum, self.temperature)
             return
         # self.h = 2 B T (1 - beta) / n^2 already holds heavy-ball's (1 - beta): P = (1 - beta) 2 T V^-1
-        # (ERRATA.md: T_eff = P sigma^2 / (2 (1 - beta))). Dividing C by (1 - beta) again made the SDs
+        # (docs/pages/sources.md: T_eff = P sigma^2 / (2 (1 - beta))). Dividing C by (1 - beta) again made the SDs
         # sqrt(1 - beta) too small (0.71 at beta = 0.5, 0.32 at 0.9, measured).
         self.p_diag = self.h / np.diag(noise)
         if self.preconditioner == "full":

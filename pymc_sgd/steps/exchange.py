@@ -28,7 +28,7 @@ class ReplicaExchangeSGLD(StochasticGradientStep):
 
     Every replica runs w <- w - h grad U_hat(w) + sqrt(2 h T_k) xi. Every ``swap_every``
     updates, adjacent slots (alternately even and odd pairs) exchange states with probability
-    min(1, exp((1/T_k - 1/T_{k+1}) (U_k - U_{k+1}))) (ERRATA.md). With minibatch energies the
+    min(1, exp((1/T_k - 1/T_{k+1}) (U_k - U_{k+1}))) (docs/pages/sources.md). With minibatch energies the
     plain rule is biased; ``swap_energy="auto"`` (default) uses exact full-data energies where they
     cost no more than the updates between swaps, else ``"corrected"``, Deng et al. (2020)'s
     variance correction; ``"full"`` always uses exact full-data energies (an exact Metropolis

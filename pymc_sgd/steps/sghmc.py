@@ -29,7 +29,7 @@ class SGHMC(StochasticGradientStep):
     gradient noise up to 2 alpha h T, so the chain targets exp(-U/T) up to O(h). Where
     beta_hat > alpha the gradient noise alone is too hot: the injection is clipped at 0 and
     a warning tells you to lower h or raise the friction. In the underdamped-Langevin
-    mapping the time step is sqrt(h) and the friction gamma = alpha / sqrt(h) (ERRATA.md).
+    mapping the time step is sqrt(h) and the friction gamma = alpha / sqrt(h) (docs/pages/sources.md).
     The velocity persists across draws (and pickling); ``kinetic_energy`` = ``|v|^2 / (2 h)``
     has mean d T / 2 at equilibrium.
 

@@ -26,14 +26,14 @@ class SGLD(StochasticGradientStep):
     unconstrained space (Welling & Teh's :math:`\epsilon` is :math:`2h`). At a constant step
     the stationary law is exp(-U/T) up to an O(h) bias: on a quadratic with curvature
     lambda the variance is T / (lambda (1 - lambda h / 2)) plus the minibatch-noise excess
-    h C / 2 (ERRATA.md); use a :class:`PolynomialDecay` step size to remove it, or
+    h C / 2 (docs/pages/sources.md); use a :class:`PolynomialDecay` step size to remove it, or
     ``correction="exact"``: inject N(0, Q) instead of N(0, 2hT I) with
 
     .. math:: Q = 2hT I - h^2 T H - h^2 V,
 
     H the Hessian of U and V = Cov(grad U_hat) = (n^2/B) C, both measured at the start and
     during tuning. On a Gaussian target this makes the stationary covariance exactly T H^{-1}
-    at any step where Q is positive semi-definite (seed 003, Thm. 3, as derived in ERRATA.md;
+    at any step where Q is positive semi-definite (seed 003, Thm. 3, as derived in docs/pages/sources.md;
     ``theory.exact_injected_noise``); where it is not, the nearest PSD matrix is used and a
     warning says to reduce the step size.
 

@@ -22,7 +22,7 @@ class UnderdampedLangevin(StochasticGradientStep):
     .. math:: dx = v\,dt,\quad dv = -\nabla U(x)\,dt - \gamma v\,dt + \sqrt{2\gamma T}\,dW
 
     integrated by BAOAB (default; B = half kick, A = half drift, O = exact Ornstein-Uhlenbeck
-    step of v over h with fresh noise) or OBABO; see ``kernels.underdamped`` (ERRATA.md fixes
+    step of v over h with fresh noise) or OBABO; see ``kernels.underdamped`` (docs/pages/sources.md fixes
     the textbook's noise reuse). For a Gaussian target BAOAB's x-marginal is exact at any
     stable h; the velocity's kinetic temperature is biased as T (1 - h^2 k / 4).
     ``batch_size=None`` (default) uses full-batch gradients; a batch size makes it a
