@@ -1,6 +1,6 @@
 """Seed 000, "SGD distribution versus posterior", regenerated with pymc_sgd.
 
-Reproduces Figures 1-5 and the printed numbers of shared/seeds/000_c35aa16086ff4942.txt with
+Reproduces Figures 1-5 and the printed numbers of seed 000 (docs/pages/sources.md) with
 ConstantSGD run through pm.sample on the seed's two models (pymc_sgd.models):
 
 * Fig. 1: the regular model x ~ N(a, sigma^2), constant SGD at the seed's temperatures
@@ -14,7 +14,7 @@ ConstantSGD run through pm.sample on the seed's two models (pymc_sgd.models):
 * Fig. 4: the temperature sweep T = alpha/n, alpha in {0.1, 0.5, 1, 2, 5}, both models;
 * Fig. 5: marginals at T = 1/n, both models.
 
-Where the seed's text is wrong (shared/seeds/docs/pages/sources.md, seed 000), the output says so and
+Where the seed's text is wrong (docs/pages/sources.md, seed 000), the output says so and
 shows why:
 
 1. eta = 2B/n alone does not make SGD sample the posterior: its covariance (eta/2B) H^-1 C is,

@@ -38,8 +38,8 @@ def test_averaged_sampler_covariance_matches_seed_004():
     Z = 4.5 SE (SE of a variance ~1.6% here: a wrong factor in s, or a draw taken without averaging, is many
     SE off). The chains' warm-ups choose slightly different (h, K) with the same K h k_min = 20; s^2 times the
     covariance depends on them only through that product (the finite-K part, ~2 / (K h k) of it), so the last
-    chain's prediction serves both. That prediction is the posterior covariance here to 5% (n C ~ H), so it is also checked
-    against the exact posterior with that slack."""
+    chain's prediction serves both. That prediction is the posterior covariance here to 5% (n C ~ H), so it is
+    also checked against the exact posterior with that slack."""
     with pm.Model() as model:
         beta = pm.Normal("beta", 0, PRIOR_SD, shape=D)
         pm.Normal("y", pm.math.dot(X, beta), NOISE_SD, observed=Y)

@@ -168,7 +168,7 @@ def test_euler_maruyama_variance_matches_lyapunov_oracle() -> None:
 # --- Kramers ------------------------------------------------------------------------------------
 
 def double_well(x: float) -> float:
-    """x-part of ERRATA's f = (x^2 - 1)^2 + y^2: barrier 1, U''(+-1) = 8, U''(0) = -4."""
+    """x-part of the corrections page's f = (x^2 - 1)^2 + y^2: barrier 1, U''(+-1) = 8, U''(0) = -4."""
     return (x**2 - 1.0) ** 2
 
 
