@@ -126,4 +126,4 @@ def sample_distributed(model_factory: Callable[[], pm.Model], step_factory: Call
                               for chain, error in sorted(failures.items()))
         warnings.warn(f"sample_distributed: {len(failures)} of {chains} chains failed ({described}); returning the "
                       f"draws of chains {sorted(results)}.", RuntimeWarning, stacklevel=2)
-    return az.concat([results[chain] for chain in sorted(results)], dim="chain")
+    return az.concat([results[chain] for chain in sorted(results)], dim="chain", reset_dim=False)  # keep chain numbers

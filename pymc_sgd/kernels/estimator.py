@@ -28,7 +28,7 @@ def potential_and_grad(model, w, idx, scale):
 class Estimator(NamedTuple):
     """A gradient estimator as the kernels take it (built by ``plain``, ``control_variate``, ``svrg``, ``saga``).
 
-    - plain: grad U_hat(w) on the batch (``centre`` empty, ``table`` None);
+    - plain: grad U_hat(w) on the batch (``centre`` and ``table`` empty);
     - control variate (SGLD-CV, Baker, Fearnhead, Fox & Nemeth 2019, Statistics and Computing 29,
       599-615): grad U_hat(w) - grad U_hat(w*) + grad U(w*), w* = ``centre``, grad U(w*) = ``centre_grad``;
     - SVRG (Johnson & Zhang 2013; for SGLD Dubey et al. 2016, NeurIPS, "Variance reduction in stochastic
@@ -39,7 +39,7 @@ class Estimator(NamedTuple):
       ``table_sum`` their sum; the estimate -grad log p(w) + table_sum + (n/B) sum_{i in batch}
       (-grad log p(x_i | w) - table[i]) is unbiased, then the batch's rows of the table are refreshed.
 
-    All are unbiased for grad U. ``scratch`` holds (2 + B) x d work rows; ``unit`` = [1.0], ``zero`` = [0.0]
+    All are unbiased for grad U. ``scratch`` holds (1 + B) x d work rows; ``unit`` = [1.0], ``zero`` = [0.0]
     (likelihood scales for a full-data and a prior-only gradient), ``one_row`` a 1-row index.
     """
 
@@ -58,7 +58,7 @@ def _estimator(d: int, batch: int, centre: np.ndarray, centre_grad: np.ndarray, 
                table: np.ndarray | None = None) -> Estimator:
     return Estimator(centre, centre_grad, np.array([every, 0], dtype=np.int64),
                      np.zeros((0, d)) if table is None else table,
-                     np.zeros(d) if table is None else table.sum(axis=0), np.zeros((2 + batch, d)),
+                     np.zeros(d) if table is None else table.sum(axis=0), np.zeros((1 + batch, d)),
                      np.ones(1), np.zeros(1), np.zeros(1, dtype=np.int64))
 
 
@@ -133,13 +133,13 @@ def _saga_gradient(model, w, idx, scale, estimator, out):
         out[k] = prior[k] + table_sum[k]
     for j in range(idx.shape[0]):
         one_row[0] = idx[j]
-        row = scratch[2 + j]
+        row = scratch[1 + j]
         gradient_into(model, w, one_row, estimator.unit, row)
         for k in range(d):
             row[k] -= prior[k]  # -grad log p(x_i | w)
             out[k] += scale[0] * (row[k] - table[idx[j], k])
     for j in range(idx.shape[0]):
-        row, i = scratch[2 + j], idx[j]
+        row, i = scratch[1 + j], idx[j]
         for k in range(d):
             table_sum[k] += row[k] - table[i, k]
             table[i, k] = row[k]

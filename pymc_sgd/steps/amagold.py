@@ -110,11 +110,16 @@ class AMAGOLD(StochasticGradientStep):
         if centre is None and self.gradient_estimator.choice != "minibatch":
             centre = self.gradient_estimator.noise_centre = self.gradient_estimator.centre = bulk.mode
         if self.user_inner is None:
-            noise = np.trace(whitened(bulk.hessian, self._minibatch_noise(bulk, centre).mean(axis=0), self.metric)[1])
-            longest = max(1, self.estimator.n_rows // self.batch_size)
-            wanted = RHO_NOISE_VARIANCE * self.temperature**2 / (self.h**2 * max(noise, 1e-300))
-            self.inner = int(min(max(wanted, 1), longest))
+            self.noise_trace = np.trace(whitened(bulk.hessian, self._minibatch_noise(bulk, centre).mean(axis=0),
+                                                 self.metric)[1])
+            self._choose_inner()
         self._set_rounds_per_draw()
+
+    def _choose_inner(self) -> None:
+        """inner_steps for the current h: ~0.5 T^2 / (h^2 tr(L^T V L)), at most n / B."""
+        longest = max(1, self.estimator.n_rows // self.batch_size)
+        wanted = RHO_NOISE_VARIANCE * self.temperature**2 / (self.h**2 * max(self.noise_trace, 1e-300))
+        self.inner = int(min(max(wanted, 1), longest))
 
     def _set_rounds_per_draw(self) -> None:
         self._set_updates_per_draw(self.inner * self.h * relaxation_rate(self.friction, self.k_min) * TARGET_ACCEPTANCE)
@@ -124,6 +129,8 @@ class AMAGOLD(StochasticGradientStep):
         if self.adaptation is not None:
             self.h = self.adaptation.final
             self.adaptation = None
+            if self.user_inner is None:  # the adapted step's own share of minibatch noise per round
+                self._choose_inner()
             self._set_rounds_per_draw()
         super().stop_tuning()
 

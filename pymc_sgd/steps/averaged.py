@@ -31,11 +31,12 @@ class AveragedSGD(StochasticGradientStep):
     for a well-specified model n C ~ H (the Fisher information), so s^2 times it is T H^{-1}, the posterior
     covariance (at T = 1). In general the draws have the sandwich covariance n H^{-1} C H^{-1} (robust to a
     misspecified likelihood; the Bayesian posterior only when C matches H / n) around the mode plus O(h).
-    With K = n / B (one epoch, the default when it is long enough) s = 1 and the draws are the epoch means
-    themselves. The mean of all draws is the Polyak average of the iterates, the asymptotically optimal point
-    estimate (Polyak & Juditsky 1992); its own sampling covariance is that of the K-iterate means over their
-    number, i.e. Cov(draws) / (s^2 N) for N draws (``theory.averaged_iterate_covariance`` with K = all
-    iterates gives it exactly on a quadratic).
+    At K = n / B (one epoch) s = 1 and the draws are the epoch means themselves. The centre m is the running
+    mean of the K-iterate means since tuning ended (during tuning, since the warm-up); the draws' mean is
+    close to its final value, the Polyak average of the sampling iterates, the asymptotically optimal point
+    estimate (Polyak & Juditsky 1992), and equal to it when s = 1. Its own
+    sampling covariance is that of the K-iterate means over their number, Cov(draws) / (s^2 N) for N draws
+    (``theory.averaged_iterate_covariance`` with K = all iterates gives it exactly on a quadratic).
 
     Defaults: give only ``batch_size``. The warm-up sets M = H^{-1}, measures the whitened gradient noise
     V_z = L^T V L and takes h = min(1 / k_max, 2 / lambda_max(V_z)), so that the iterates' own spread
@@ -73,6 +74,9 @@ class AveragedSGD(StochasticGradientStep):
             raise ValueError("AveragedSGD needs batches drawn at random: an epoch's gradient noise sums to zero, so "
                              "its means are not the averages the rescaling assumes. Use batching='with_replacement'.")
         super().__init__(vars, batch_size=batch_size, steps_per_draw=steps_per_draw, **kwargs)
+        if self.batch_mode == batching.WITHOUT_REPLACEMENT and self.batch_size == self.estimator.n_rows:
+            raise ValueError("AveragedSGD with batching='without_replacement' and batch_size = n has no gradient "
+                             "noise; use a smaller batch_size.")
         if self.full_batch:
             raise ValueError("AveragedSGD draws from the minibatch noise of constant SGD; give a batch_size.")
         self.gradient_estimator = GradientEstimator("minibatch", self.var_names)
@@ -98,6 +102,11 @@ class AveragedSGD(StochasticGradientStep):
         n, batch = self.estimator.n_rows, self.batch_size
         f = 1.0 if self.batch_mode == batching.WITH_REPLACEMENT else (n - batch) / (n - 1)
         return float(np.sqrt(batch * self.steps_per_draw * self.temperature / (n * f)))
+
+    def stop_tuning(self) -> None:
+        """Sampling draws are rescaled about the mean of the sampling iterates only (not tuning's)."""
+        self.mean_sum, self.mean_count = None, 0
+        super().stop_tuning()
 
     def _run_updates(self, w: np.ndarray) -> tuple[np.ndarray, dict]:
         est = self.estimator

@@ -74,9 +74,16 @@ class ContourSGLD(SGLD):
         if energy_range is not None and not energy_range[0] < energy_range[1]:
             raise ValueError(f"energy_range={energy_range!r} must be (u_min, u_max) with u_min < u_max.")
         self.energy_range = energy_range
-        if kwargs.get("gradient_estimator", "minibatch") != "minibatch":
+        if kwargs.get("gradient_estimator", "minibatch") != "minibatch" or "control_variate" in kwargs:
             raise ValueError("ContourSGLD needs U_hat itself for the energy partitions; it uses the plain "
                              "minibatch gradient (gradient_estimator='minibatch').")
+        if kwargs.get("correction") is not None:
+            raise ValueError("ContourSGLD has no finite-step correction (the flattened target is not SGLD's); "
+                             "leave correction=None.")
+        step_size = kwargs.get("step_size")
+        if step_size is not None and not isinstance(step_size, int | float):
+            raise ValueError(f"ContourSGLD takes a constant step_size or None, not {step_size!r}: its kernel runs a "
+                             "constant step (the energy-level learning is the adaptive part).")
         kwargs["gradient_estimator"] = "minibatch"
         super().__init__(vars, **kwargs)
 

@@ -38,9 +38,10 @@ class Cyclical:
     the step is small. The warm-up still chooses the sampler's step h for ``target_error``; ``peak``
     (default ``peak_ratio`` h, at most 0.8 of the sampler's stability limit) sets the exploration, and
     L is chosen so that the part of the cycle with h_t <= h relaxes the slowest mode as much as a draw at
-    the constant step would (``relaxation_fraction``). Any of SGLD, SGHMC, SGNHT and UnderdampedLangevin
-    takes it; SGHMC then injects the uncorrected noise 2 alpha h_t T (as Zhang et al.'s cSGHMC), and the
-    second-order samplers rescale their velocity with sqrt(h_t) so it carries the same momentum.
+    the constant step would (``relaxation_fraction``). SGLD, SGHMC and UnderdampedLangevin take it (SGNHT
+    refuses it: its thermostat cannot follow the cycle); SGHMC then injects the uncorrected noise
+    2 alpha h_t T (as Zhang et al.'s cSGHMC) and rescales its velocity v = sqrt(h) r as the step changes,
+    within and across draws, so the momentum r carries over (UnderdampedLangevin's velocity is already r).
 
     >>> import numpy as np, pymc as pm, pymc_sgd
     >>> x = np.random.default_rng(0).normal(1.0, 1.0, size=1000)

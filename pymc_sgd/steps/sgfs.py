@@ -29,8 +29,8 @@ class SGFS(ConstantSGD):
       gamma = 1 the stationary covariance is exactly T H^{-1} at any batch size: with P = c H^{-1} the
       recursion's variance is c V / (H^2 c (2 - c)), V = N^2 f Î / n, which is T / H iff
       c = 2 n T / (N f + n T) (Ahn et al.'s (N + n)/n factor at f = T = 1; derived here for f and T).
-    * a finite epsilon adds Langevin noise and tends to preconditioned SGLD with step (epsilon / 2) B^{-1}
-      as epsilon -> 0 (``P (4B/epsilon) P`` -> 2 P T).
+    * a finite epsilon adds Langevin noise and tends to preconditioned SGLD with step matrix
+      (epsilon T / 2) B^{-1} as epsilon -> 0 (P -> that matrix, and P (4B/epsilon) P -> 2 T P).
 
     gamma >= 1 inflates the Fisher term (Ahn et al. use it to absorb the noise their Î misses); 1 is exact
     for the Gaussian case above. Like ConstantSGD it refuses models whose per-example gradients do not

@@ -9,6 +9,7 @@ import numpy as np
 from .. import warmup
 from ..kernels import langevin
 from ..kernels.momentum import momentum_updates
+from ..kernels.schedules import step_size_at
 from ..warmup.tuning import curvature_range, relaxation_rate, sghmc_parameters, whitened, whitened_injection
 from .base import BASE_STATS, FROM_MINIBATCH, StochasticGradientStep, kinetic_energy, require_positive
 from .schedules import Cyclical
@@ -96,6 +97,7 @@ class SGHMC(StochasticGradientStep):
         self.noise_factor = np.sqrt(2.0 * self.friction * self.h * self.temperature) * np.eye(d)
         self.predicted_error = np.nan
         self._warned_hot = False
+        self._velocity_step = np.nan  # the step the velocity was last updated with (set at each draw)
 
     def _tune_sampler(self, bulk: warmup.Bulk) -> None:
         """(h, alpha) from ``warmup.tuning.sghmc_parameters`` with the plain or centred gradient noise
@@ -154,12 +156,16 @@ class SGHMC(StochasticGradientStep):
         est = self.estimator
         P = langevin.preconditioner(langevin.IDENTITY if self.metric.kind == "identity" else langevin.FULL,
                                     matrix=self.metric.matrix)
+        kind, schedule = self._schedule(self.h)
+        # v = sqrt(h) r belongs to the step it was last updated with: carry r over to this draw's first step
+        carried = self.cycle is not None and np.isfinite(self._velocity_step)
+        velocity = self.velocity * np.sqrt(schedule[0] / self._velocity_step) if carried else self.velocity
         w, self.velocity, grad_norm, potential, diverged = momentum_updates(
-            est.kernel, w, self.velocity, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
-            self.scale, self.steps_per_draw, *self._schedule(self.h), self.friction, self._peak_noise_factor(), P.diag,
-            P.matrix,
-            self.divergence_bound, self._kernel_estimator(w))
+            est.kernel, w, velocity, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
+            self.scale, self.steps_per_draw, kind, schedule, self.friction, self._peak_noise_factor(), P.diag,
+            P.matrix, self.divergence_bound, self._kernel_estimator(w))
+        self._velocity_step = step_size_at(kind, schedule, self.steps_per_draw - 1)
         return w, {"step_size": self.h, "temperature": self.temperature, "grad_norm": grad_norm,
                    "minibatch_potential": potential, "diverging": diverged, "friction": self.friction,
                    "predicted_sd_error": self.predicted_error, "control_variate": self.gradient_estimator.active,
-                   "kinetic_energy": kinetic_energy(self.metric, self.velocity) / self.h}
+                   "kinetic_energy": kinetic_energy(self.metric, self.velocity) / self._velocity_step}
