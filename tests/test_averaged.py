@@ -50,7 +50,7 @@ def test_averaged_sampler_covariance_matches_seed_004():
                           compute_convergence_checks=False)
     hessian = np.linalg.inv(POST_COV)
     per_example = X * (Y - X @ POST_MEAN)[:, None] / NOISE_SD**2
-    V = N**2 / BATCH * np.cov(per_example.T, bias=True)
+    V = theory.minibatch_gradient_covariance(np.cov(per_example.T, bias=True), N, BATCH)
     K, s = step.steps_per_draw, step.rescale
     predicted = s**2 * theory.averaged_iterate_covariance(hessian, V, step.h * step.metric.matrix, K)
     np.testing.assert_allclose(np.diag(predicted), np.diag(POST_COV), rtol=0.05)

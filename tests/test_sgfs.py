@@ -35,7 +35,7 @@ def test_sgfs_matches_its_exact_covariance_and_the_posterior(epsilon):
                           compute_convergence_checks=False)
     hessian = np.linalg.inv(POST_COV)
     per_example = X * (Y - X @ POST_MEAN)[:, None] / NOISE_SD**2
-    V = N**2 / BATCH * np.cov(per_example.T, bias=True)
+    V = theory.minibatch_gradient_covariance(np.cov(per_example.T, bias=True), N, BATCH)
     if epsilon is not None:
         V = V + 4.0 * np.linalg.inv(step.metric.matrix) / epsilon
     predicted = theory.averaged_iterate_covariance(hessian, V, step.p_full, 1)  # K = 1: the stationary covariance
