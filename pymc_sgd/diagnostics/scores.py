@@ -22,6 +22,7 @@ import pytensor
 import pytensor.tensor as pt
 from pytensor.graph.replace import clone_replace
 
+from ..data.mapreduce import full_data_parts, full_potential_and_grad
 from ..gradients import ModelEstimator, cached_estimator
 from ..rows import ModelSpecificationError
 
@@ -70,12 +71,11 @@ def scores(model: pm.Model, draws: np.ndarray, rng: np.random.Generator,
     out = np.empty_like(draws)
     if n * m <= row_budget or n == 1:
         for k, w in enumerate(draws):
-            _, grad_prior, _, grad_lik = est.full_fn(w, *est.data)
-            out[k] = grad_prior + grad_lik
+            out[k] = -full_potential_and_grad(est, w)[1]
         return out, n
     batch = max(1, row_budget // m)
     centre = draws.mean(axis=0)
-    centre_grad = est.full_fn(centre, *est.data)[3]
+    centre_grad = full_data_parts(est, centre)[2 + est.dim:]
     for k, w in enumerate(draws):
         rows = rng.integers(0, n, batch)
         _, grad_prior, _, grad_lik = est.fn(w, rows, *est.data)

@@ -9,6 +9,11 @@ both mutated in place and kept by the step across draws.
 - EPOCH: shuffle (Fisher-Yates with floor(u m)), then walk the permutation B rows at a time; reshuffle when fewer than B
   rows remain (those are skipped for that epoch).
 - FULL: all n rows every update (idx = 0..n-1, never touched).
+- SHUFFLED_CHUNKS: rows of a buffer of chunks (``pymc_sgd.data.chunks``), each used once: ``perm`` lists
+  the buffer's positions, ``cursor[0]`` the next one and ``cursor[1:]`` the ends of its segments (one per
+  epoch the buffer holds). Each index is drawn uniformly from the rest of its segment and swapped into
+  place (a Fisher-Yates shuffle done lazily: no pass over the buffer when it is refilled). The buffer
+  holds the rows a draw needs; should it run out, the kernel starts it over and the step reports the error.
 
 Speed: numba's scalar ``rng.integers(lo, hi)`` costs ~45 ns a call, the vectorised
 ``rng.integers(0, n, size=B)`` ~3 ns an index but allocates, and ``int(rng.random() * m)`` ~2 ns.
@@ -24,9 +29,10 @@ WITH_REPLACEMENT = 0
 WITHOUT_REPLACEMENT = 1
 EPOCH = 2
 FULL = 3
+SHUFFLED_CHUNKS = 4
 
 MODES = {"with_replacement": WITH_REPLACEMENT, "without_replacement": WITHOUT_REPLACEMENT,
-         "epoch": EPOCH, "full": FULL}
+         "epoch": EPOCH, "full": FULL, "shuffled_chunks": SHUFFLED_CHUNKS}
 
 
 @njit(cache=True, inline="always")
@@ -51,11 +57,26 @@ def next_batch(mode, rng, perm, cursor, idx):
         for j in range(batch):
             idx[j] = perm[cursor[0] + j]
         cursor[0] += batch
+    elif mode == SHUFFLED_CHUNKS:
+        if cursor[0] + batch > n:
+            cursor[0] = 0
+        for j in range(batch):
+            c = cursor[0]
+            end = n
+            for s in range(1, cursor.shape[0]):
+                if cursor[s] > c:
+                    end = cursor[s]
+                    break
+            k = c + int(rng.random() * (end - c))
+            perm[c], perm[k] = perm[k], perm[c]
+            idx[j] = perm[c]
+            cursor[0] = c + 1
 
 
 def new_batch_state(mode: int, n: int, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(perm, cursor, idx) for a fresh chain; an epoch sampler starts by shuffling."""
-    perm = np.arange(n, dtype=np.int64)
+    """(perm, cursor, idx) for a fresh chain; an epoch sampler starts by shuffling. Shuffled chunks get
+    their positions from their buffer (``pymc_sgd.data.chunks``), not one per row of the data."""
+    perm = np.arange(0 if mode == SHUFFLED_CHUNKS else n, dtype=np.int64)
     cursor = np.array([n if mode == EPOCH else 0], dtype=np.int64)
     idx = perm.copy() if mode == FULL else np.empty(batch_size, dtype=np.int64)
     return perm, cursor, idx

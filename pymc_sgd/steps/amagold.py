@@ -65,6 +65,9 @@ class AMAGOLD(StochasticGradientStep):
     (True, True)
     """
 
+    streams_rows = False
+    streams_rows_reason = "its Metropolis test reads all rows inside the compiled loop"
+
     name = "amagold"
     stats_dtypes_shapes = {**BASE_STATS, "acceptance_rate": (np.float64, []), "inner_steps": (np.int64, []),
                            "friction": (np.float64, []), "control_variate": (bool, [])}

@@ -61,6 +61,9 @@ class AveragedSGD(StochasticGradientStep):
     (True, True)
     """
 
+    streams_rows = False
+    streams_rows_reason = "its rescaling assumes batches independent across updates, and a buffer's batches are not"
+
     name = "averaged_sgd"
     stats_dtypes_shapes = {**BASE_STATS, "averaged_iterates": (np.int64, []), "rescale": (np.float64, [])}
 

@@ -31,6 +31,8 @@ from rich.progress import TextColumn
 from rich.table import Column
 
 from .. import warmup
+from ..data.chunks import ShuffledChunks, default_chunk_rows, row_readers
+from ..data.ondisk import disk_array
 from ..gradients import ModelEstimator, cached_estimator, sampled_value_vars
 from ..rows import minibatch_size
 from ..kernels import batching as batch_sampling
@@ -57,6 +59,7 @@ BASE_STATS = {
     "warning": (SamplerWarning, None),  # messages from worker processes, logged by PyMC in the parent
 }
 _BATCHING_NAMES = {k: v for k, v in batch_sampling.MODES.items() if k != "full"}
+AUTO_BATCHING = "auto"  # shuffled chunks when the per-row data is memory-mapped, else with replacement
 METRICS = ("auto", "dense", "diag", "identity")
 FROM_MINIBATCH = "from pm.Minibatch"  # batch_size default: the model's own pm.Minibatch batch size
 REFITS = (75, 175, 375, 775, 1575)  # tuning draws after the warm-up at which the metric is re-estimated
@@ -101,6 +104,8 @@ class StochasticGradientStep(BlockedStep):
     auto_step_size = False  # subclasses set it before calling __init__ when step_size=None
     cycle: Any = None  # a schedules.Cyclical from step_size=Cyclical(...) (see _take_step_size)
     refines_metric = True  # re-estimate the metric from tuning draws (see _maybe_refine_metric)
+    streams_rows = True  # reads rows only through its batches, so it can take them from a buffer of chunks
+    streams_rows_reason = ""  # why not, when it cannot
 
     name = "stochastic_gradient"
     stats_dtypes_shapes = dict(BASE_STATS)
@@ -114,7 +119,9 @@ class StochasticGradientStep(BlockedStep):
         metric: str | None = None,
         target_error: float = warmup.TARGET_ERROR,
         max_steps_per_draw: int = warmup.tuning.MAX_UPDATES_PER_DRAW,
-        batching: str = "with_replacement",
+        batching: str = AUTO_BATCHING,
+        chunk_rows: int | None = None,
+        buffer_chunks: int = 8,
         data: Sequence[str | Variable] | None = None,
         temperature: float = 1.0,
         divergence_bound: float = 1e8,
@@ -143,8 +150,10 @@ class StochasticGradientStep(BlockedStep):
         self.metric_choice = metric
         self.target_error = require_positive("target_error", target_error,
                                              "It is the largest predicted relative error of a posterior SD, e.g. 0.03.")
-        if batching not in _BATCHING_NAMES:
-            raise ValueError(f"batching={batching!r} is unknown; use one of {sorted(_BATCHING_NAMES)}.")
+        if batching not in _BATCHING_NAMES and batching != AUTO_BATCHING:
+            raise ValueError(f"batching={batching!r} is unknown; use one of {sorted(_BATCHING_NAMES)} or 'auto'.")
+        self.chunk_rows = None if chunk_rows is None else require_int("chunk_rows", chunk_rows, 1)
+        self.buffer_chunks = require_int("buffer_chunks", buffer_chunks, 1)
         self.data = data
         self.noise_rows = int(noise_rows)
         self._estimator: ModelEstimator | None = None
@@ -165,10 +174,31 @@ class StochasticGradientStep(BlockedStep):
                     "Use batch_size=None for full-batch gradients."
                 )
             self.batch_size = int(batch_size)
-            self.batch_mode = _BATCHING_NAMES[batching]
+            self.batch_mode = _BATCHING_NAMES[self._resolve_batching(batching)]
         self.scale = n / self.batch_size
         self.tune = True
         self.reset_tuning()
+
+    def _resolve_batching(self, batching: str) -> str:
+        """'auto': shuffled chunks for data in memory-mapped files (``pymc_sgd.data``), which this sampler can
+        stream, else with replacement. Refuses shuffled chunks where they would be wrong."""
+        on_disk = [name for name, array in zip(self.estimator.data_names, self.estimator.data) if disk_array(array)]
+        if batching == AUTO_BATCHING:
+            if on_disk and not self.streams_rows:
+                self._warn(f"{type(self).__name__} reads rows outside its minibatches, so it reads the memory-mapped "
+                           f"data {on_disk} at random rows: slow when the files do not fit in memory.", stacklevel=4)
+            batching = "shuffled_chunks" if on_disk and self.streams_rows else "with_replacement"
+        if batching == "shuffled_chunks":
+            if not self.streams_rows:
+                raise ValueError(f"{type(self).__name__} cannot take batching='shuffled_chunks': "
+                                 f"{self.streams_rows_reason}. Use batching='with_replacement'.")
+            est = self.estimator
+            held = est.data[len(est.data) - len(est.held):]
+            per_row_held = [name for name, a in zip(est.held, held) if np.ndim(a) and len(a) == est.n_rows]
+            if per_row_held:
+                raise ValueError(f"batching='shuffled_chunks' cannot slice the other blocks' per-row values "
+                                 f"{per_row_held}; use batching='with_replacement'.")
+        return batching
 
     # -- compiled estimator, rebuilt lazily after unpickling -------------------------------
     @property
@@ -195,6 +225,7 @@ class StochasticGradientStep(BlockedStep):
         state = self.__dict__.copy()
         state["_estimator"] = None
         state["_constrained_fn"] = None
+        state["rows"] = None  # its reader thread; reset_tuning makes a new one in the worker
         return state
 
     # -- PyMC protocol ----------------------------------------------------------------------
@@ -204,6 +235,7 @@ class StochasticGradientStep(BlockedStep):
         self._refresh_data()
         n = self.estimator.n_rows
         self.perm, self.cursor, self.idx = batch_sampling.new_batch_state(self.batch_mode, n, self.batch_size)
+        self.rows = self._new_row_stream()
         self.t = 0
         self.draw = 0
         self.halted = False
@@ -217,6 +249,21 @@ class StochasticGradientStep(BlockedStep):
         if self.gradient_estimator is not None:
             self.gradient_estimator.reset()
         self._start_chain()
+
+    def _new_row_stream(self) -> ShuffledChunks | None:
+        """The chain's shuffled-chunk reader (with its own stream of the chain's generator), or None."""
+        if self.batch_mode != batch_sampling.SHUFFLED_CHUNKS:
+            return None
+        est = self.estimator
+        rows = est.data[:len(est.data) - len(est.held)]
+        chunk_rows = self.chunk_rows or default_chunk_rows(row_readers(rows), self.batch_size)
+        return ShuffledChunks(rows, est.data[len(rows):], est.evaluate.address, self.rng.spawn(1)[0], chunk_rows,
+                              self.buffer_chunks)
+
+    @property
+    def batch_model(self) -> tuple:
+        """The ``model`` the update loops read their batches through: the buffer of chunks when streaming."""
+        return self.estimator.kernel if self.rows is None else self.rows.model
 
     def set_rng(self, rng: Any) -> None:
         """PyMC's per-chain seeding. Worker processes never call reset_tuning, so start the chain here."""
@@ -318,6 +365,10 @@ class StochasticGradientStep(BlockedStep):
         if self.full_batch and (choice == "saga" or isinstance(choice, SVRG)):
             raise ValueError(f"gradient_estimator={choice!r} reduces minibatch noise, and batch_size=None has none; "
                              "give a batch_size, or use gradient_estimator='minibatch'.")
+        if self.batch_mode == batch_sampling.SHUFFLED_CHUNKS and (isinstance(choice, SVRG) or choice in ("svrg", "saga")):
+            raise ValueError(f"batching='shuffled_chunks' (data on disk) cannot take gradient_estimator={choice!r}: "
+                             "it reads rows by their number outside the batches. Use gradient_estimator='auto' "
+                             "(the control variate), or batching='with_replacement'.")
         self.gradient_estimator = GradientEstimator(choice, self.var_names)
 
     def _choose_gradient_estimator(self, bulk: warmup.Bulk, tune: Callable) -> Any:
@@ -439,7 +490,11 @@ class StochasticGradientStep(BlockedStep):
                 self._warn_if_undersampled()
         if self.draw == 0 and self.measures_gradient_noise:
             self._measure_noise_at(self._noise_points(self.bulk))
+        if self.rows is not None:
+            _, self.perm, self.cursor = self.rows.prepare(self._rows_per_draw())
         new_w, stats = self._run_updates(w)
+        if self.rows is not None:
+            self.rows.finish(self.cursor)
         reason = 1 if stats["diverging"] else self._divergence_reason(new_w, q.point_map_info, point)
         if reason:
             self._halt(reason)
@@ -456,6 +511,10 @@ class StochasticGradientStep(BlockedStep):
                      lp=-stats["minibatch_potential"])
         self.draw += 1
         return DictToArrayBijection.rmap(RaveledVars(new_w, q.point_map_info), start_point=point), [stats]
+
+    def _rows_per_draw(self) -> int:
+        """Rows the next draw's updates read (the shuffled-chunk buffer must hold them)."""
+        return self.steps_per_draw * self.batch_size
 
     def _grad_evals_per_draw(self) -> float:
         """Gradient evaluations of one draw, in units of a full-data gradient."""

@@ -192,13 +192,13 @@ class ConstantSGD(StochasticGradientStep):
         schedule = np.array([h, 0.0, 0.0])
         if self.momentum > 0.0:
             w, self.velocity, grad_norm, potential, diverged = momentum_updates(
-                est.kernel, w, self.velocity, self.rng, self.batch_mode, self.perm, self.cursor,
+                self.batch_model, w, self.velocity, self.rng, self.batch_mode, self.perm, self.cursor,
                 self.idx, self.scale, self.steps_per_draw, schedules.CONSTANT, schedule,
                 1.0 - self.momentum, np.zeros((est.dim, est.dim)),
                 P.diag, P.matrix, self.divergence_bound, plain(len(w)))
         else:
             w, self.t, _, grad_norm, potential, diverged = langevin.langevin_updates(
-                est.kernel, w, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
+                self.batch_model, w, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
                 self.scale, self.t, self.steps_per_draw, schedules.CONSTANT, schedule,
                 self.temperature, noise, *P, self.divergence_bound, plain(len(w)))
         return w, {"step_size": self.h, "learning_rate": self.h * est.n_rows,

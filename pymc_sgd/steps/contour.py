@@ -129,10 +129,9 @@ class ContourSGLD(SGLD):
         super().stop_tuning()
 
     def _run_updates(self, w: np.ndarray) -> tuple[np.ndarray, dict]:
-        est = self.estimator
         h = self.schedule[0]
         w, self.updates, potential, partition, weight, grad_norm, diverged = contour_updates(
-            est.kernel, w, self.theta, self.rng, self.batch_mode, self.perm, self.cursor, self.idx, self.scale,
+            self.batch_model, w, self.theta, self.rng, self.batch_mode, self.perm, self.cursor, self.idx, self.scale,
             self.updates, self.steps_per_draw, h, self.temperature, self.metric.matrix, self.metric.factor,
             self.divergence_bound, self.u_min, self.du, self.zeta, self.max_multiplier)
         return w, {"step_size": h, "temperature": self.temperature, "grad_norm": grad_norm,

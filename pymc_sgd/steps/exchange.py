@@ -69,6 +69,9 @@ class ReplicaExchangeSGLD(StochasticGradientStep):
     ['swap_rate_0', 'swap_rate_1']
     """
 
+    streams_rows = False
+    streams_rows_reason = "its swap test reads rows outside the batches"
+
     name = "replica_exchange_sgld"
     stats_dtypes_shapes = {**BASE_STATS, "round_trips": (np.int64, []), "cold_replica": (np.int64, []),
                            "predicted_sd_error": (np.float64, [])}

@@ -54,6 +54,9 @@ class MALA(StochasticGradientStep):
     True
     """
 
+    streams_rows = False
+    streams_rows_reason = "it reads all rows at every update"
+
     name = "mala"
     stats_dtypes_shapes = {**BASE_STATS, "acceptance_rate": (np.float64, [])}
 

@@ -153,7 +153,6 @@ class SGHMC(StochasticGradientStep):
         self.noise_factor = self.metric.factor @ factor
 
     def _run_updates(self, w: np.ndarray) -> tuple[np.ndarray, dict]:
-        est = self.estimator
         P = langevin.preconditioner(langevin.IDENTITY if self.metric.kind == "identity" else langevin.FULL,
                                     matrix=self.metric.matrix)
         kind, schedule = self._schedule(self.h)
@@ -161,7 +160,7 @@ class SGHMC(StochasticGradientStep):
         carried = self.cycle is not None and np.isfinite(self._velocity_step)
         velocity = self.velocity * np.sqrt(schedule[0] / self._velocity_step) if carried else self.velocity
         w, self.velocity, grad_norm, potential, diverged = momentum_updates(
-            est.kernel, w, velocity, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
+            self.batch_model, w, velocity, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
             self.scale, self.steps_per_draw, kind, schedule, self.friction, self._peak_noise_factor(), P.diag,
             P.matrix, self.divergence_bound, self._kernel_estimator(w))
         self._velocity_step = step_size_at(kind, schedule, self.steps_per_draw - 1)

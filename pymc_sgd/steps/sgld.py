@@ -172,14 +172,13 @@ class SGLD(StochasticGradientStep):
         self._noise_factor = eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))
 
     def _run_updates(self, w: np.ndarray) -> tuple[np.ndarray, dict]:
-        est = self.estimator
         kind = langevin.FULL if self.correction or self.metric.kind != "identity" else langevin.IDENTITY
         noise_root = self._noise_factor if self.correction else self.metric.factor
         schedule_kind, schedule, t0 = self.schedule_kind, self.schedule, self.t
         if self.cycle is not None:  # one cycle per draw, from its start
             (schedule_kind, schedule), t0 = self._schedule(self.schedule[0]), 0
         w, t, h, grad_norm, potential, diverged = langevin.langevin_updates(
-            est.kernel, w, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
+            self.batch_model, w, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
             self.scale, t0, self.steps_per_draw, schedule_kind, schedule,
             self.temperature, 1.0, *langevin.preconditioner(kind, matrix=self.metric.matrix, root=noise_root),
             self.divergence_bound, self._kernel_estimator(w))

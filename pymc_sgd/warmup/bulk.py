@@ -204,7 +204,7 @@ def find_bulk(est, start: np.ndarray, rng: np.random.Generator, subsample_size: 
     passes, gradient = calls * m / n, None
     if m < n and converged:
         w, gradient, decrement, full_calls, converged = _refine_on_full_data(
-            potential_on(est, np.arange(n, dtype=np.int64)), w, H, 1e-2, 20)
+            potential_on(est, None), w, H, 1e-2, 20)
         passes += full_calls
         message += f" on {m} rows, then {full_calls} full-data gradients"
     return Bulk(w, H, decrement, passes, converged, message, gradient=gradient)

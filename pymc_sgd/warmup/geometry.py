@@ -12,17 +12,10 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..data.mapreduce import full_potential_and_grad
 from ..kernels.estimator import per_example_loglik_grads, potential_and_grad
-from ..kernels.model import full_parts_into
 
 PotentialAndGrad = Callable[[np.ndarray], tuple[float, np.ndarray]]
-
-
-def full_potential_and_grad(est, w: np.ndarray) -> tuple[float, np.ndarray]:
-    """Exact U(w) and grad U(w) (all n rows, read in place, no gather); NaN where the model raises."""
-    d = est.dim
-    parts = full_parts_into(est.kernel, np.asarray(w, dtype=np.float64), np.empty(2 * d + 2))
-    return -(parts[0] + parts[1]), -(parts[2:d + 2] + parts[d + 2:])
 
 
 def subsample_rows(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -32,9 +25,9 @@ def subsample_rows(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
     return np.sort(rng.choice(n, size=size, replace=False)).astype(np.int64)
 
 
-def potential_on(est, rows: np.ndarray) -> PotentialAndGrad:
-    """w -> (U_S(w), grad U_S(w)) on the given rows; the exact U when they are all rows."""
-    if len(rows) == est.n_rows:
+def potential_on(est, rows: np.ndarray | None) -> PotentialAndGrad:
+    """w -> (U_S(w), grad U_S(w)) on the given rows; the exact U for None (all rows, no index array)."""
+    if rows is None or len(rows) == est.n_rows:
         return lambda w: full_potential_and_grad(est, w)
     scale = est.n_rows / len(rows)
     return lambda w: potential_and_grad(est.kernel, np.asarray(w, dtype=np.float64), rows, scale)

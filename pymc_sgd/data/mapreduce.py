@@ -1,0 +1,120 @@
+"""Full-data passes as map-reduce over row ranges: in process, chunk by chunk from disk, or on Dask.
+
+Every full-data quantity the library needs is a sum over rows plus a prior term,
+
+    parts(w) = [log p(w), sum_i log p(x_i | w), grad log p(w), grad sum_i log p(x_i | w)]   (2 + 2d),
+
+so it splits over row ranges [a, b): map each range to the model's compiled ``full_fn`` on those rows,
+reduce by adding the likelihood parts (the prior's are taken once). ``full_data_parts`` picks where:
+
+- small in-memory data (at most ``PIECE_ROWS`` rows): one call of the compiled model, rows in place;
+- larger data: pieces of ``PIECE_ROWS`` rows in turn (views of in-memory arrays; memory-mapped files
+  read with ``os.preadv`` one piece ahead by a reader thread), so the model's temporaries stay
+  ``PIECE_ROWS`` long and a file is read once, sequentially, never mapped whole;
+- ``client=`` a dask.distributed Client: the pieces as tasks on its workers, which read their rows
+  from the same files (only the compiled function, the point and file names travel).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from ..kernels.model import full_parts_into
+from .chunks import MemoryRows, row_readers
+from .ondisk import DiskArray
+
+PIECE_ROWS = 1 << 18
+
+
+def _pieces(n: int, rows: int) -> list[tuple[int, int]]:
+    return [(start, min(start + rows, n)) for start in range(0, n, rows)]
+
+
+def _split(est) -> tuple[list[DiskArray | MemoryRows], tuple[np.ndarray, ...]]:
+    """Readers of the per-row arrays, and the arrays read whole (held values of other blocks)."""
+    rows = len(est.data) - len(est.held)
+    return row_readers(est.data[:rows]), tuple(est.data[rows:])
+
+
+def _piece(readers: list, start: int, stop: int) -> list[np.ndarray]:
+    """Rows start .. stop of every per-row array: a view in memory, a read from a file."""
+    return [r.array[start:stop] if isinstance(r, MemoryRows) else r.read(start, stop) for r in readers]
+
+
+def _parts(full_fn: Any, w: np.ndarray, data: list[np.ndarray], fixed: tuple) -> np.ndarray:
+    prior, grad_prior, loglik, grad_loglik = full_fn(w, *data, *fixed)
+    return np.concatenate([[float(prior), float(loglik)], grad_prior, grad_loglik])
+
+
+def _reduce(pieces: list[np.ndarray], d: int) -> np.ndarray:
+    """Prior parts from the first piece, likelihood parts summed."""
+    total = pieces[0].copy()
+    total[1] = sum(p[1] for p in pieces)
+    total[2 + d:] = np.sum([p[2 + d:] for p in pieces], axis=0)
+    return total
+
+
+def _piece_parts(full_fn: Any, w: np.ndarray, readers: list, fixed: tuple, start: int, stop: int) -> np.ndarray:
+    """One map task (also on a Dask worker): the parts over rows start .. stop."""
+    return _parts(full_fn, w, _piece(readers, start, stop), fixed)
+
+
+def full_data_parts(est, w: np.ndarray, client: Any = None, piece_rows: int = PIECE_ROWS) -> np.ndarray:
+    """``[log p(w), sum_i log p(x_i | w), grad log p(w), grad sum_i log p(x_i | w)]`` over all n rows of a
+    compiled estimator (``pymc_sgd.gradients.ModelEstimator``), computed where its data lives (module
+    docstring); ``client``: a dask.distributed Client to spread the pieces over its workers.
+
+    Examples
+    --------
+    >>> import numpy as np, pymc as pm
+    >>> from pymc_sgd import build_estimator
+    >>> with pm.Model() as model:
+    ...     mu = pm.Normal("mu", 0, 10)
+    ...     y = pm.Normal("y", mu, 1, observed=np.arange(5.0))
+    >>> est = build_estimator(model)
+    >>> in_pieces = full_data_parts(est, np.zeros(1), piece_rows=2)   # rows 0-1, 2-3, 4
+    >>> np.allclose(in_pieces, full_data_parts(est, np.zeros(1)))
+    True
+    >>> float(in_pieces[3])   # d/dmu sum_i log N(x_i | mu, 1) at mu = 0
+    10.0
+    """
+    w = np.asarray(w, dtype=np.float64)
+    readers, fixed = _split(est)
+    if client is not None:
+        return _dask_parts(client, est, w, readers, fixed, piece_rows)
+    on_disk = any(isinstance(r, DiskArray) for r in readers)
+    if est.n_rows <= piece_rows and not on_disk or not readers:
+        return full_parts_into(est.kernel, w, np.empty(2 * est.dim + 2))
+    pieces = _pieces(est.n_rows, piece_rows)
+    if not on_disk:
+        return _reduce([_piece_parts(est.full_fn, w, readers, fixed, a, b) for a, b in pieces], est.dim)
+    results = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pymc_sgd-pass") as pool:
+        ahead = pool.submit(_piece, readers, *pieces[0])
+        for k in range(len(pieces)):
+            data = ahead.result()
+            if k + 1 < len(pieces):
+                ahead = pool.submit(_piece, readers, *pieces[k + 1])
+            results.append(_parts(est.full_fn, w, data, fixed))
+    return _reduce(results, est.dim)
+
+
+def _dask_parts(client: Any, est, w: np.ndarray, readers: list, fixed: tuple, piece_rows: int) -> np.ndarray:
+    in_memory = [name for name, r in zip(est.data_names, readers) if isinstance(r, MemoryRows)]
+    if in_memory:
+        raise ValueError(f"A full-data pass on Dask reads the rows from files the workers open, but {in_memory} "
+                         "are in memory. Keep them on disk: pymc_sgd.Data(name, np.load(path, mmap_mode='r')).")
+    function = client.scatter(est.full_fn, broadcast=True, hash=False)
+    tasks = [client.submit(_piece_parts, function, w, readers, fixed, a, b, pure=False)
+             for a, b in _pieces(est.n_rows, piece_rows)]
+    return _reduce(client.gather(tasks), est.dim)
+
+
+def full_potential_and_grad(est, w: np.ndarray, client: Any = None) -> tuple[float, np.ndarray]:
+    """Exact U(w) and grad U(w) over all rows (``full_data_parts``); NaN where the model raises."""
+    d = est.dim
+    parts = full_data_parts(est, w, client)
+    return -(parts[0] + parts[1]), -(parts[2:d + 2] + parts[d + 2:])
