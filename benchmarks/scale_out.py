@@ -9,8 +9,8 @@ as two ``.npy`` files in ``--dir``, rows in random order. Each part runs in its 
 2. ``disk``: the same files memory-mapped (``pymc_sgd.Data(name, np.load(path, mmap_mode="r"))``), the
    same step on defaults (which streams shuffled chunks), the same seed, in a cgroup whose memory
    limit (``--limit-gb``, below the data's size; page cache included) forbids holding the data.
-   Reported: updates per second while sampling (updates over the sampling phase's wall time, the
-   warm-up excluded) against part 1, and peak memory: the process's peak resident set and the
+   Reported: updates per second while sampling (the updates of the ``--draws`` draws over the wall time
+   from the end of tuning to the end of ``pm.sample``) against part 1, and peak memory: the process's peak resident set and the
    cgroup's peak usage, to be set beside the shuffled-chunk buffer's size.
 3. ``chains``: 2 chains of the disk model, ``pymc_sgd.sample_distributed`` on a LocalCluster of 2
    worker processes against ``pm.sample(chains=2, cores=2)``, wall time of each (second run of each, so
@@ -84,25 +84,31 @@ def _sample(directory: str, in_memory: bool, batch_size: int, tune: int, draws: 
     model = model_factory(directory, in_memory)
     with model:
         step = pymc_sgd.SGLD(batch_size=batch_size)
+        marks = {}
+        stop_tuning = step.stop_tuning
+
+        def mark_sampling_start() -> None:
+            stop_tuning()
+            marks["sampling"] = time.perf_counter()
+
+        step.stop_tuning = mark_sampling_start
         started = time.perf_counter()
         idata = pm.sample(tune=tune, draws=draws, step=step, chains=1, cores=1, random_seed=1, progressbar=False,
-                          compute_convergence_checks=False, discard_tuned_samples=False)
-        wall = time.perf_counter() - started
+                          compute_convergence_checks=False)
+        ended = time.perf_counter()
     stats = idata.sample_stats
-    sampling_updates = int(stats.steps_per_draw.sum())
-    sampling_seconds = float(idata.posterior.attrs["sampling_time"]) - float(stats.warmup_time.values.ravel()[0])
-    tuning_seconds = float(idata.warmup_posterior.attrs.get("sampling_time", np.nan)) if "warmup_posterior" in idata \
-        else np.nan
-    tuned_updates = int(idata.warmup_sample_stats.steps_per_draw.sum()) if "warmup_sample_stats" in idata else 0
+    updates = int(stats.steps_per_draw.sum())
+    sampling_seconds = ended - marks["sampling"]
     buffer_bytes = 0
     if step.rows is not None:
         buffer_bytes = 2 * step.rows.capacity * sum(r.row_bytes for r in step.rows.readers) + \
             step.rows.prefetch * step.rows.chunk_rows * sum(r.row_bytes for r in step.rows.readers)
     return {"batching": int(step.batch_mode), "steps_per_draw": int(step.steps_per_draw),
-            "updates": sampling_updates + tuned_updates, "seconds_after_warmup": sampling_seconds,
-            "updates_per_second": (sampling_updates + tuned_updates) / sampling_seconds,
-            "warmup_seconds": float(stats.warmup_time.values.ravel()[0]), "wall_seconds": wall,
-            "tuning_seconds_attr": tuning_seconds,
+            "sampling_updates": updates, "sampling_seconds": sampling_seconds,
+            "updates_per_second": updates / sampling_seconds,
+            "rows_per_second": updates * batch_size / sampling_seconds,
+            "warmup_seconds": float(stats.warmup_time.values.ravel()[0]),
+            "tuning_seconds": marks["sampling"] - started, "wall_seconds": ended - started,
             "beta_mean": idata.posterior.beta.mean(("chain", "draw")).values.tolist(),
             "beta_sd": idata.posterior.beta.std(("chain", "draw")).values.tolist(),
             "buffer_mb": buffer_bytes / 2**20, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -202,8 +208,8 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=Path("/tmp/pymc_sgd_scale_out"))
     parser.add_argument("--limit-gb", type=float, default=1.5)
     parser.add_argument("--batch-size", type=int, default=1000)
-    parser.add_argument("--tune", type=int, default=200)
-    parser.add_argument("--draws", type=int, default=200)
+    parser.add_argument("--tune", type=int, default=500)
+    parser.add_argument("--draws", type=int, default=5000)
     parser.add_argument("--parts", nargs="+", default=["memory", "disk", "chains", "pass"])
     parser.add_argument("--fresh", action="store_true")
     parser.add_argument("--run", help=argparse.SUPPRESS)

@@ -48,7 +48,7 @@ def _run_chain(model_factory: Callable[[], pm.Model], step_factory: Callable[[],
         with model:
             step = None if step_factory is None else step_factory()
             idata = pm.sample(chains=1, cores=1, random_seed=np.random.default_rng(seed), step=step,
-                              progressbar=False, **sample_kwargs)
+                              **{"progressbar": False, **sample_kwargs})
     finally:
         _current_chain = None
     for group in idata.groups():

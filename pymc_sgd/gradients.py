@@ -88,6 +88,8 @@ class ModelEstimator:
     dim : length of the flat unconstrained parameter vector w.
     held : value variables not in w (a compound step's other blocks); their current values are
         the last ``len(held)`` arrays of ``data``, updated in place by the step (``hold``).
+    full_function : the pytensor Function behind ``full_fn``, which pickles (its graph; another process
+        recompiles it from pytensor's cache): what a Dask worker runs (``pymc_sgd.data.mapreduce``).
     """
 
     def hold(self, point: dict[str, np.ndarray]) -> None:
@@ -104,6 +106,7 @@ class ModelEstimator:
     n_rows: int | None
     dim: int
     held: tuple[str, ...] = ()
+    full_function: object = None
 
     @functools.cached_property
     def kernel(self) -> tuple:
@@ -169,7 +172,10 @@ def _rows_loglik(groups: Sequence[RowGroup], inputs: dict, idx: Variable | None)
             batch_shape = tuple(rv.shape)[: rv.ndim - rv.owner.op.ndim_supp]
             resized = change_dist_size(rv, (rows, *batch_shape[1:]))
             sliced = clone_replace(resized, replacements, rebuild_strict=False)
-            logp = pm.logp(sliced, replacements[term.value])
+            value = replacements.get(term.value)  # else a cast of a sliced tensor (rows.row_source)
+            if value is None:
+                value = clone_replace(term.value, replacements, rebuild_strict=False)
+            logp = pm.logp(sliced, value)
             if weights is not None:
                 logp = logp.reshape((rows, -1)).sum(axis=1) * weights
             terms.append(pt.sum(logp))
@@ -326,7 +332,7 @@ def _compile(model: pm.Model, sampled: list[Variable], n: int, groups: Sequence[
     dim = int(sum(np.size(point[v.name]) for v in sampled))
     arrays = _current_arrays(tensors) + tuple(np.array(point[v.name], dtype=v.dtype) for v in held)
     estimator = ModelEstimator(compiled.vm.jit_fn, None, compiled_full.vm.jit_fn, None, arrays, names, n, dim,
-                               tuple(v.name for v in held))
+                               tuple(v.name for v in held), compiled_full)
     loop = None if held or full_batch else unrolled_gradient(model, sampled, groups, point, arrays)
     if loop is not None:
         estimator.evaluate = build_evaluate(estimator.fn, None, estimator.full_fn, arrays, loop)

@@ -30,6 +30,8 @@ from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.basic import Constant, Variable
 from pytensor.graph.replace import clone_replace
 from pytensor.graph.traversal import ancestors, applys_between
+from pytensor.scalar import Cast
+from pytensor.tensor.elemwise import Elemwise
 from pytensor.tensor.type import TensorType
 
 __all__ = ["ModelSpecificationError", "Observed", "RowGroup", "minibatch_size", "observed_likelihoods",
@@ -81,6 +83,16 @@ def value_of(tensor: Variable) -> np.ndarray:
 
 def _is_array_leaf(var: Variable) -> bool:
     return isinstance(var, SharedVariable | Constant) and isinstance(var.type, TensorType) and var.ndim >= 1
+
+
+def row_source(value: Variable) -> Variable:
+    """The array an observed value is read from: the value itself, or the pm.Data or constant under the casts
+    PyMC puts on it (observed int data of another dtype, e.g. Bernoulli's), so that rows are sliced before the
+    cast and data on disk is never cast whole into memory."""
+    var = value
+    while var.owner is not None and isinstance(var.owner.op, Elemwise) and isinstance(var.owner.op.scalar_op, Cast):
+        var = var.owner.inputs[0]
+    return var if _is_array_leaf(var) else value
 
 
 def describe(var: Variable) -> str:
@@ -136,7 +148,7 @@ def observed_likelihoods(model: pm.Model) -> list[Observed]:
 def _observed_lengths(observed: Sequence[Observed]) -> dict[str, int]:
     lengths = {}
     for term in observed:
-        value = value_of(term.value)
+        value = value_of(row_source(term.value))
         batch_ndim = term.likelihood.ndim - term.likelihood.owner.op.ndim_supp
         if value.ndim == 0 or batch_ndim < 1:
             raise ModelSpecificationError(
@@ -170,7 +182,7 @@ def _resolve_user_data(model: pm.Model, data: Sequence[str | Variable], lengths:
 
 def _detect_row_data(model: pm.Model, observed: Sequence[Observed], length: int) -> list[Variable]:
     """Constants and pm.Data with ``length`` rows that feed ``observed``'s parameters."""
-    values = {term.value for term in observed}
+    values = {row_source(term.value) for term in observed}
     candidates = [v for v in ancestors([term.likelihood for term in observed]) if _is_array_leaf(v)
                   and v not in values and value_of(v).shape[0] == length]
     prior_graphs = list(model.free_RVs) + list(model.potentials)
@@ -210,7 +222,7 @@ def row_layout(model: pm.Model, data: Sequence[str | Variable] | None = None,
     groups = []
     for length in sorted(set(lengths.values()), reverse=True):
         observed = [term for term in terms if lengths[term.name] == length]
-        values = [term.value for term in observed]
+        values = [row_source(term.value) for term in observed]
         if user is None:
             tensors = _detect_row_data(model, observed, length)
         else:

@@ -156,3 +156,22 @@ def test_samplers_that_read_rows_outside_batches_refuse_shuffled_chunks(on_disk)
         assert step.batch_mode == batching.WITH_REPLACEMENT
         with pytest.raises(ValueError, match="(?i)shuffled_chunks.*svrg"):
             pymc_sgd.SGLD(batch_size=100, gradient_estimator="svrg")
+
+
+def test_observed_int_data_stays_on_disk_under_pymcs_cast(tmp_path):
+    """Bernoulli casts its observed pm.Data; the rows are sliced before the cast, so y is read from its file
+    (not cast whole into memory), and the estimator's likelihood equals PyMC's."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(3000, 2))
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", (rng.random(3000) < 1 / (1 + np.exp(-X @ np.array([1.0, -1.0])))).astype(np.int64))
+    with pm.Model() as model:
+        Xd = pymc_sgd.Data("X", np.load(tmp_path / "X.npy", mmap_mode="r"))
+        yd = pymc_sgd.Data("y", np.load(tmp_path / "y.npy", mmap_mode="r"))
+        beta = pm.Normal("beta", 0.0, 2.0, shape=2)
+        pm.Bernoulli("obs", logit_p=Xd @ beta, observed=yd)
+    est = cached_estimator(model)
+    assert all(disk_array(a) for a in est.data), est.data_names
+    w = np.array([0.4, -0.7])
+    point = {"beta": w}
+    assert np.isclose(full_data_parts(est, w)[1], model.compile_logp(vars=model.observed_RVs)(point))

@@ -36,7 +36,8 @@ def test_chains_on_dask_equal_pm_sample_bit_for_bit(client):
     def step():
         return pymc_sgd.SGLD(batch_size=50)
 
-    idata = sample_distributed(regression_model, step, chains=3, client=client, random_seed=11, **SAMPLE)
+    idata = sample_distributed(regression_model, step, chains=3, client=client, random_seed=11, progressbar=False,
+                               **SAMPLE)
     with regression_model():
         reference = pm.sample(chains=3, cores=1, random_seed=11, step=step(), progressbar=False, **SAMPLE)
     assert idata.posterior["beta"].shape == (3, 200, 2)
@@ -66,3 +67,25 @@ def test_a_dead_worker_is_reported_and_the_other_chains_kept(client):
 def test_sample_distributed_refuses_what_it_sets(client):
     with pytest.raises(TypeError, match="pass chains= and random_seed="):
         sample_distributed(regression_model, chains=2, client=client, cores=2)
+
+
+def test_full_data_pass_on_dask_equals_in_process(client, tmp_path):
+    """The full-data U and grad U as pieces on the workers, which read the rows from the files, equal the
+    in-process value to rounding; data in memory is refused with advice (the workers cannot read it)."""
+    from pymc_sgd.data.mapreduce import full_data_parts
+    from pymc_sgd.gradients import cached_estimator
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(5000, 2))
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", X @ np.array([1.0, -1.0]) + rng.normal(size=5000))
+    with pm.Model() as model:
+        Xd = pymc_sgd.Data("X", np.load(tmp_path / "X.npy", mmap_mode="r"))
+        beta = pm.Normal("beta", 0, 10, shape=2)
+        pm.Normal("obs", Xd @ beta, 1.0, observed=pymc_sgd.Data("y", np.load(tmp_path / "y.npy", mmap_mode="r")))
+    est, w = cached_estimator(model), np.array([0.5, -0.2])
+    local = full_data_parts(est, w)
+    distributed = full_data_parts(est, w, client=client, piece_rows=1200)
+    np.testing.assert_allclose(distributed, local, rtol=1e-9, atol=1e-9 * np.abs(local).max())
+    with pytest.raises(ValueError, match="mmap_mode='r'"):
+        full_data_parts(cached_estimator(regression_model()), np.zeros(2), client=client)

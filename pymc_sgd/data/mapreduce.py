@@ -12,7 +12,7 @@ reduce by adding the likelihood parts (the prior's are taken once). ``full_data_
   read with ``os.preadv`` one piece ahead by a reader thread), so the model's temporaries stay
   ``PIECE_ROWS`` long and a file is read once, sequentially, never mapped whole;
 - ``client=`` a dask.distributed Client: the pieces as tasks on its workers, which read their rows
-  from the same files (only the compiled function, the point and file names travel).
+  from the same files (only the model's pytensor function, once per worker, the point and file names travel).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ def _piece(readers: list, start: int, stop: int) -> list[np.ndarray]:
 
 
 def _parts(full_fn: Any, w: np.ndarray, data: list[np.ndarray], fixed: tuple) -> np.ndarray:
+    """``full_fn`` (the compiled function, or the pytensor Function on a worker) as one parts vector."""
     prior, grad_prior, loglik, grad_loglik = full_fn(w, *data, *fixed)
     return np.concatenate([[float(prior), float(loglik)], grad_prior, grad_loglik])
 
@@ -58,7 +59,9 @@ def _reduce(pieces: list[np.ndarray], d: int) -> np.ndarray:
 
 
 def _piece_parts(full_fn: Any, w: np.ndarray, readers: list, fixed: tuple, start: int, stop: int) -> np.ndarray:
-    """One map task (also on a Dask worker): the parts over rows start .. stop."""
+    """One map task (also on a Dask worker): the parts over rows start .. stop. Arrays are re-aligned
+    (Dask may deliver them as unaligned views of its message buffers, which pytensor refuses)."""
+    w, fixed = np.require(w, requirements="CA"), tuple(np.require(a, requirements="CA") for a in fixed)
     return _parts(full_fn, w, _piece(readers, start, stop), fixed)
 
 
@@ -107,7 +110,7 @@ def _dask_parts(client: Any, est, w: np.ndarray, readers: list, fixed: tuple, pi
     if in_memory:
         raise ValueError(f"A full-data pass on Dask reads the rows from files the workers open, but {in_memory} "
                          "are in memory. Keep them on disk: pymc_sgd.Data(name, np.load(path, mmap_mode='r')).")
-    function = client.scatter(est.full_fn, broadcast=True, hash=False)
+    function = client.scatter(est.full_function, broadcast=True, hash=False)
     tasks = [client.submit(_piece_parts, function, w, readers, fixed, a, b, pure=False)
              for a, b in _pieces(est.n_rows, piece_rows)]
     return _reduce(client.gather(tasks), est.dim)

@@ -133,5 +133,4 @@ def Data(name: str, value: Any, *, dims: Any = None, spill_directory: str | os.P
     array = value if isinstance(value, np.ndarray) else np.asarray(value)
     shared = pytensor.shared(array, name=name, borrow=True)
     model.register_data_var(shared, dims=dims)
-    model.add_named_variable(shared, dims=dims) if name not in model.named_vars else None
     return shared
