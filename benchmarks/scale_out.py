@@ -93,9 +93,10 @@ def _sample(directory: str, in_memory: bool, batch_size: int, tune: int, draws: 
 
         step.stop_tuning = mark_sampling_start
         started = time.perf_counter()
-        idata = pm.sample(tune=tune, draws=draws, step=step, chains=1, cores=1, random_seed=1, progressbar=False,
-                          compute_convergence_checks=False)
+        trace = pm.sample(tune=tune, draws=draws, step=step, chains=1, cores=1, random_seed=1, progressbar=False,
+                          compute_convergence_checks=False, return_inferencedata=False)
         ended = time.perf_counter()
+        idata = pymc_sgd.to_inference_data(trace, model)  # the data stays on disk (PyMC's would copy it)
     stats = idata.sample_stats
     updates = int(stats.steps_per_draw.sum())
     sampling_seconds = ended - marks["sampling"]
@@ -183,8 +184,20 @@ def _memory_cgroup(limit_bytes: int) -> Path | None:
         return None
 
 
+def evict_from_page_cache(directory: Path) -> None:
+    """Drop the data files' pages from the page cache, so that a part reads them from disk (pages cached by the
+    process that wrote them would be charged to its cgroup, not to the limited one)."""
+    for name in ("X.npy", "y.npy"):
+        descriptor = os.open(directory / name, os.O_RDONLY)
+        try:
+            os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(descriptor)
+
+
 def run_part(part: str, args: argparse.Namespace, group: Path | None = None) -> dict:
-    """Run one part in a fresh process (inside ``group`` when given); its JSON result."""
+    """Run one part in a fresh process (inside ``group`` when given), the data not cached; its JSON result."""
+    evict_from_page_cache(args.dir)
     command = [sys.executable, __file__, "--run", part, "--dir", str(args.dir), "--batch-size", str(args.batch_size),
                "--tune", str(args.tune), "--draws", str(args.draws)]
 

@@ -21,6 +21,8 @@ import arviz as az
 import numpy as np
 import pymc as pm
 
+from .data.inference import on_disk_data, to_inference_data
+
 _current_chain: int | None = None
 
 
@@ -47,8 +49,13 @@ def _run_chain(model_factory: Callable[[], pm.Model], step_factory: Callable[[],
         model = model_factory()
         with model:
             step = None if step_factory is None else step_factory()
+            kwargs = {"progressbar": False, **sample_kwargs}
+            on_disk = on_disk_data(model)  # then the draws, not the rows, come back (data.inference)
             idata = pm.sample(chains=1, cores=1, random_seed=np.random.default_rng(seed), step=step,
-                              **{"progressbar": False, **sample_kwargs})
+                              **kwargs, **({"return_inferencedata": False} if on_disk else {}))
+            if on_disk:
+                idata = to_inference_data(idata, model, save_warmup=not kwargs.get("discard_tuned_samples", True),
+                                          **kwargs.get("idata_kwargs", {}))
     finally:
         _current_chain = None
     for group in idata.groups():

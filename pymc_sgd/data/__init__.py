@@ -4,8 +4,10 @@
   the GIL, and ``pymc_sgd.Data``, a ``pm.Data`` that keeps memory-mapped and zarr data on disk.
 - ``chunks``: the shuffled-chunk minibatch sampler (a background reader fills a buffer of chunks).
 - ``mapreduce``: full-data sums (U, grad U) in process, chunk by chunk from disk, or on Dask.
+- ``inference``: the InferenceData of such a model, without copying its rows into memory.
 """
 
+from .inference import on_disk_data, to_inference_data
 from .ondisk import Data, DiskArray
 
-__all__ = ["Data", "DiskArray"]
+__all__ = ["Data", "DiskArray", "on_disk_data", "to_inference_data"]

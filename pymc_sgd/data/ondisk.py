@@ -7,12 +7,14 @@ touching every page through the mapping. ``DiskArray`` names the file, byte offs
 so a worker process opens the same file: nothing large is pickled.
 
 PyMC's own ``pm.Data`` copies its value into memory; ``Data`` below is the same container without
-the copy, and turns a zarr array (compressed chunks, which compiled code cannot address row by row)
+the copy (its value is ``DiskRows``, which also keeps PyMC's InferenceData conversion and pickling from
+copying it), and turns a zarr array (compressed chunks, which compiled code cannot address row by row)
 into a memory-mapped ``.npy`` file first, one zarr chunk at a time.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 import tempfile
 import weakref
@@ -24,7 +26,7 @@ import numpy as np
 import pymc as pm
 import pytensor
 
-__all__ = ["Data", "DiskArray", "disk_array"]
+__all__ = ["Data", "DiskArray", "DiskRows", "disk_array"]
 
 
 @dataclass(frozen=True)
@@ -64,22 +66,73 @@ class DiskArray:
 
 
 def disk_array(value: np.ndarray) -> DiskArray | None:
-    """The file behind ``value`` when it is a C-contiguous view of an ``np.memmap``, else None."""
+    """The file behind ``value`` when it is a C-contiguous view of an ``np.memmap``, else None.
+
+    A view's position in the file is measured from the start of the mapping it shares (numpy gives every
+    view of a memmap its parent's ``offset``, so that attribute alone would misplace a slice such as x[10:])."""
     if not isinstance(value, np.ndarray) or not value.flags.c_contiguous or value.ndim == 0:
         return None
     base = value
-    while base is not None and not isinstance(base, np.memmap):
+    while base is not None and getattr(base, "_mmap", None) is None:
         base = base.base if isinstance(base.base, np.ndarray) else None
     if base is None or getattr(base, "filename", None) is None:
         return None
-    start = value.ctypes.data - base.ctypes.data
-    return DiskArray(str(base.filename), int(base.offset) + start, value.dtype, value.shape)
+    mapped_from = base.offset - base.offset % mmap.ALLOCATIONGRANULARITY  # np.memmap maps from a page boundary
+    mapping_address = np.frombuffer(base._mmap, dtype=np.uint8).ctypes.data
+    return DiskArray(str(base.filename), mapped_from + value.ctypes.data - mapping_address, value.dtype, value.shape)
 
 
-_SPILLED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+class DiskRows(np.memmap):
+    """A read-only memory-mapped array that never copies itself whole into memory.
+
+    It pickles as its file name and position (a worker process maps the same file), ``copy.deepcopy``
+    returns it unchanged (it cannot be written, and pytensor's ``get_value()``, which PyMC calls when it
+    puts the model's data into the InferenceData, deep-copies), and ``astype`` to another dtype (PyMC
+    casts observed integer data) writes the cast rows to a new temporary file, chunk by chunk.
+    """
+
+    @classmethod
+    def open(cls, disk: DiskArray) -> DiskRows:
+        """Map the rows read-only, for random access: the kernel's read-ahead around each page fault (128 KiB
+        by default) would read 32 pages for every row the warm-up's random subsamples touch. Sequential
+        reads go through ``DiskArray.read_into`` instead."""
+        rows = cls(disk.filename, dtype=disk.dtype, mode="r", offset=disk.offset, shape=disk.shape)
+        if rows._mmap is not None and hasattr(mmap, "MADV_RANDOM"):
+            rows._mmap.madvise(mmap.MADV_RANDOM)
+        return rows
+
+    def __reduce__(self):
+        disk = disk_array(self)
+        return (DiskRows.open, (disk,)) if disk is not None else np.asarray(self).__reduce__()
+
+    def __deepcopy__(self, memo: dict) -> DiskRows:
+        return self
+
+    def __copy__(self) -> DiskRows:
+        return self
+
+    def astype(self, dtype: Any, *args: Any, **kwargs: Any) -> np.ndarray:
+        if np.dtype(dtype) == self.dtype:
+            return self
+        handle, name = tempfile.mkstemp(prefix="pymc_sgd_cast_", suffix=".npy")
+        os.close(handle)
+        target = np.lib.format.open_memmap(name, mode="w+", dtype=dtype, shape=self.shape)
+        step = max(1, (64 << 20) // max(1, self[:1].nbytes))
+        for start in range(0, len(self), step):
+            target[start:start + step] = np.asarray(self[start:start + step]).astype(dtype, *args, **kwargs)
+        target.flush()
+        del target
+        return _temporary_rows(name)
 
 
-def _zarr_to_npy(array: Any, directory: str | os.PathLike | None) -> np.memmap:
+def _temporary_rows(name: str) -> DiskRows:
+    """The .npy file ``name`` as DiskRows, the file removed when they are collected."""
+    rows = DiskRows.open(disk_array(np.load(name, mmap_mode="r")))
+    weakref.finalize(rows, os.remove, name)
+    return rows
+
+
+def _zarr_to_npy(array: Any, directory: str | os.PathLike | None) -> DiskRows:
     """A zarr array copied, one chunk of rows at a time, into a new ``.npy`` file, mapped read-only.
     Without a directory the file is temporary (removed when the mapping is collected)."""
     folder = Path(directory) if directory is not None else Path(tempfile.gettempdir())
@@ -92,10 +145,9 @@ def _zarr_to_npy(array: Any, directory: str | os.PathLike | None) -> np.memmap:
         target[start:start + step] = array[start:start + step]
     target.flush()
     del target
-    mapped = np.load(name, mmap_mode="r")
     if directory is None:
-        weakref.finalize(mapped, os.remove, name)
-    return mapped
+        return _temporary_rows(name)
+    return DiskRows.open(disk_array(np.load(name, mmap_mode="r")))
 
 
 def Data(name: str, value: Any, *, dims: Any = None, spill_directory: str | os.PathLike | None = None,
@@ -130,7 +182,9 @@ def Data(name: str, value: Any, *, dims: Any = None, spill_directory: str | os.P
     model = pm.modelcontext(model)
     if not isinstance(value, np.ndarray) and hasattr(value, "chunks") and hasattr(value, "shape"):
         value = _zarr_to_npy(value, spill_directory)
-    array = value if isinstance(value, np.ndarray) else np.asarray(value)
+    disk = disk_array(value) if isinstance(value, np.ndarray) else None
+    array = DiskRows.open(disk) if disk is not None else np.asarray(value)
     shared = pytensor.shared(array, name=name, borrow=True)
+    shared.container.storage[0] = array  # the DiskRows themselves: pytensor's filter keeps a plain view
     model.register_data_var(shared, dims=dims)
     return shared

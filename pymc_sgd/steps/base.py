@@ -60,6 +60,7 @@ BASE_STATS = {
 }
 _BATCHING_NAMES = {k: v for k, v in batch_sampling.MODES.items() if k != "full"}
 AUTO_BATCHING = "auto"  # shuffled chunks when the per-row data is memory-mapped, else with replacement
+INFERENCE_DATA_COPY = 1 << 30  # bytes of on-disk data pm.sample's InferenceData may copy before a warning
 METRICS = ("auto", "dense", "diag", "identity")
 FROM_MINIBATCH = "from pm.Minibatch"  # batch_size default: the model's own pm.Minibatch batch size
 REFITS = (75, 175, 375, 775, 1575)  # tuning draws after the warm-up at which the metric is re-estimated
@@ -188,6 +189,7 @@ class StochasticGradientStep(BlockedStep):
                 self._warn(f"{type(self).__name__} reads rows outside its minibatches, so it reads the memory-mapped "
                            f"data {on_disk} at random rows: slow when the files do not fit in memory.", stacklevel=4)
             batching = "shuffled_chunks" if on_disk and self.streams_rows else "with_replacement"
+        self._warn_if_inference_data_copies(on_disk)
         if batching == "shuffled_chunks":
             if not self.streams_rows:
                 raise ValueError(f"{type(self).__name__} cannot take batching='shuffled_chunks': "
@@ -199,6 +201,16 @@ class StochasticGradientStep(BlockedStep):
                 raise ValueError(f"batching='shuffled_chunks' cannot slice the other blocks' per-row values "
                                  f"{per_row_held}; use batching='with_replacement'.")
         return batching
+
+    def _warn_if_inference_data_copies(self, on_disk: list[str]) -> None:
+        """pm.sample's InferenceData copies observed and constant data into memory, with two int64 coordinate
+        arrays per row (arviz's and pandas'): say so when that exceeds INFERENCE_DATA_COPY for data on disk."""
+        est = self.estimator
+        copied = sum((array.nbytes + 16 * len(array)) for name, array in zip(est.data_names, est.data) if name in on_disk)
+        if copied > INFERENCE_DATA_COPY:
+            self._warn(f"pm.sample's InferenceData would copy the on-disk data {on_disk} into memory (about "
+                       f"{copied / 2**30:.1f} GiB with its coordinates). Call pm.sample(..., return_inferencedata=False) "
+                       "and convert with pymc_sgd.to_inference_data(trace, model), which leaves it on disk.", stacklevel=4)
 
     # -- compiled estimator, rebuilt lazily after unpickling -------------------------------
     @property
