@@ -1,5 +1,7 @@
 """Rows on disk: shuffled-chunk batches, full-data passes in pieces, and models on memory-mapped and zarr data."""
 
+import warnings
+
 import numpy as np
 import pymc as pm
 import pytest
@@ -175,3 +177,43 @@ def test_observed_int_data_stays_on_disk_under_pymcs_cast(tmp_path):
     w = np.array([0.4, -0.7])
     point = {"beta": w}
     assert np.isclose(full_data_parts(est, w)[1], model.compile_logp(vars=model.observed_RVs)(point))
+
+
+@pytest.mark.parametrize("order", ["random", "sorted"])
+def test_rows_stored_sorted_are_reported(tmp_path, order):
+    """Rows sorted by y make the buffer's chunk means of the gradient differ far more than random order does
+    (data.chunks.chunk_heterogeneity: mean 1 in random order, threshold 2.7 here, a 4.5 SD excess of its
+    chi-square with (8 - 1) x 2 degrees of freedom): the step warns for sorted rows and not for random ones."""
+    X, y = regression_data()
+    rows = np.argsort(y) if order == "sorted" else np.arange(N)
+    np.save(tmp_path / "X.npy", X[rows])
+    np.save(tmp_path / "y.npy", y[rows])
+    with regression(np.load(tmp_path / "X.npy", mmap_mode="r"), np.load(tmp_path / "y.npy", mmap_mode="r")):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pm.sample(draws=3, tune=2, step=pymc_sgd.SGLD(batch_size=100, chunk_rows=500), chains=1,
+                      random_seed=3, progressbar=False, compute_convergence_checks=False)
+    reported = any("look stored in an order" in str(w.message) for w in caught)
+    assert reported == (order == "sorted")
+
+
+def test_on_disk_rows_pickle_as_file_names_and_sample_alike_in_worker_processes(on_disk):
+    """The data's value pickles as its file name (not its rows), so pm.sample(cores=2) sends no data to its
+    workers, whose chains (their own chunk readers) equal cores=1's bit for bit; to_inference_data leaves the
+    on-disk arrays out of the InferenceData (naming their files) and keeps the same draws."""
+    import pickle
+
+    X, y, folder = on_disk
+
+    def model():
+        return regression(np.load(folder / "X.npy", mmap_mode="r"), np.load(folder / "y.npy", mmap_mode="r"))
+
+    with model() as m:
+        assert len(pickle.dumps(m["X"].get_value())) < 1000
+        kwargs = dict(draws=200, tune=100, chains=2, random_seed=7, progressbar=False, compute_convergence_checks=False)
+        one = pm.sample(step=pymc_sgd.SGLD(batch_size=100), cores=1, **kwargs)
+        two = pm.sample(step=pymc_sgd.SGLD(batch_size=100), cores=2, return_inferencedata=False, **kwargs)
+        converted = pymc_sgd.to_inference_data(two, m)
+    np.testing.assert_array_equal(converted.posterior["beta"].values, one.posterior["beta"].values)
+    assert "observed_data" not in converted and "constant_data" not in converted
+    assert str(folder / "X.npy") in converted.posterior.attrs["on_disk_data"]

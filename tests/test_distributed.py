@@ -89,3 +89,28 @@ def test_full_data_pass_on_dask_equals_in_process(client, tmp_path):
     np.testing.assert_allclose(distributed, local, rtol=1e-9, atol=1e-9 * np.abs(local).max())
     with pytest.raises(ValueError, match="mmap_mode='r'"):
         full_data_parts(cached_estimator(regression_model()), np.zeros(2), client=client)
+
+
+def test_chains_on_dask_read_on_disk_rows_and_equal_pm_sample(client, tmp_path):
+    """A model on memory-mapped files: each worker maps the files itself and streams shuffled chunks; the
+    merged draws equal pm.sample(cores=1)'s, and the InferenceData leaves the on-disk rows out."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(3000, 2))
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", X @ np.array([1.0, -1.0]) + rng.normal(size=3000))
+
+    def model():
+        with pm.Model() as m:
+            Xd = pymc_sgd.Data("X", np.load(tmp_path / "X.npy", mmap_mode="r"))
+            beta = pm.Normal("beta", 0, 10, shape=2)
+            pm.Normal("obs", Xd @ beta, 1.0, observed=pymc_sgd.Data("y", np.load(tmp_path / "y.npy", mmap_mode="r")))
+        return m
+
+    def step():
+        return pymc_sgd.SGLD(batch_size=50, chunk_rows=200)
+
+    idata = sample_distributed(model, step, chains=2, client=client, random_seed=3, **SAMPLE)
+    with model():
+        reference = pm.sample(chains=2, cores=1, random_seed=3, step=step(), progressbar=False, **SAMPLE)
+    np.testing.assert_array_equal(idata.posterior["beta"].values, reference.posterior["beta"].values)
+    assert "constant_data" not in idata and "observed_data" not in idata

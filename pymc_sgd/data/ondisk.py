@@ -60,6 +60,16 @@ class DiskArray:
                 os.close(descriptor)
         return out
 
+    def will_need(self, start: int, stop: int) -> None:
+        """Ask the kernel to start reading rows start .. stop into its page cache now (asynchronously), so that a
+        later ``read_into`` finds them there: the reads ahead then overlap, not one chunk at a time."""
+        descriptor = os.open(self.filename, os.O_RDONLY)
+        try:
+            os.posix_fadvise(descriptor, self.offset + start * self.row_bytes, (stop - start) * self.row_bytes,
+                             os.POSIX_FADV_WILLNEED)
+        finally:
+            os.close(descriptor)
+
     def read(self, start: int, stop: int) -> np.ndarray:
         """Rows start .. stop as a new in-memory array."""
         return self.read_into(start, np.empty((stop - start, *self.shape[1:]), dtype=self.dtype))
@@ -182,8 +192,8 @@ def Data(name: str, value: Any, *, dims: Any = None, spill_directory: str | os.P
     model = pm.modelcontext(model)
     if not isinstance(value, np.ndarray) and hasattr(value, "chunks") and hasattr(value, "shape"):
         value = _zarr_to_npy(value, spill_directory)
-    disk = disk_array(value) if isinstance(value, np.ndarray) else None
-    array = DiskRows.open(disk) if disk is not None else np.asarray(value)
+    disk = disk_array(value) if isinstance(value, np.ndarray) and not isinstance(value, DiskRows) else None
+    array = value if isinstance(value, DiskRows) else DiskRows.open(disk) if disk is not None else np.asarray(value)
     shared = pytensor.shared(array, name=name, borrow=True)
     shared.container.storage[0] = array  # the DiskRows themselves: pytensor's filter keeps a plain view
     model.register_data_var(shared, dims=dims)

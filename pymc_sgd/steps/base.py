@@ -31,7 +31,7 @@ from rich.progress import TextColumn
 from rich.table import Column
 
 from .. import warmup
-from ..data.chunks import ShuffledChunks, default_chunk_rows, row_readers
+from ..data.chunks import ShuffledChunks, chunk_heterogeneity, default_chunk_rows, row_readers
 from ..data.ondisk import disk_array
 from ..gradients import ModelEstimator, cached_estimator, sampled_value_vars
 from ..rows import minibatch_size
@@ -60,6 +60,7 @@ BASE_STATS = {
 }
 _BATCHING_NAMES = {k: v for k, v in batch_sampling.MODES.items() if k != "full"}
 AUTO_BATCHING = "auto"  # shuffled chunks when the per-row data is memory-mapped, else with replacement
+SORTED_ROWS_RATIO = 2.0  # chunk-mean spread, in units of random order's, above which the rows look sorted
 INFERENCE_DATA_COPY = 1 << 30  # bytes of on-disk data pm.sample's InferenceData may copy before a warning
 METRICS = ("auto", "dense", "diag", "identity")
 FROM_MINIBATCH = "from pm.Minibatch"  # batch_size default: the model's own pm.Minibatch batch size
@@ -132,6 +133,7 @@ class StochasticGradientStep(BlockedStep):
         rng: Any = None,
     ) -> None:
         model = pm.modelcontext(model)
+        self._pending_warnings: list[str] = []  # see _warn
         self.vars = sampled_value_vars(model, vars)
         self.var_names = tuple(v.name for v in self.vars)
         self.model = model
@@ -205,6 +207,8 @@ class StochasticGradientStep(BlockedStep):
     def _warn_if_inference_data_copies(self, on_disk: list[str]) -> None:
         """pm.sample's InferenceData copies observed and constant data into memory, with two int64 coordinate
         arrays per row (arviz's and pandas'): say so when that exceeds INFERENCE_DATA_COPY for data on disk."""
+        if multiprocessing.parent_process() is not None:  # a worker: the main process said it (or uses to_inference_data)
+            return
         est = self.estimator
         copied = sum((array.nbytes + 16 * len(array)) for name, array in zip(est.data_names, est.data) if name in on_disk)
         if copied > INFERENCE_DATA_COPY:
@@ -247,7 +251,7 @@ class StochasticGradientStep(BlockedStep):
         self._refresh_data()
         n = self.estimator.n_rows
         self.perm, self.cursor, self.idx = batch_sampling.new_batch_state(self.batch_mode, n, self.batch_size)
-        self.rows = self._new_row_stream()
+        self.rows: ShuffledChunks | None = None  # made at the chain's first draw (_new_row_stream)
         self.t = 0
         self.draw = 0
         self.halted = False
@@ -257,20 +261,18 @@ class StochasticGradientStep(BlockedStep):
         self._tuning_draws: list[np.ndarray] = []
         self.warmup_time = 0.0
         self.predicted_ess_per_draw = np.nan
-        self._pending_warnings: list[str] = []
         if self.gradient_estimator is not None:
             self.gradient_estimator.reset()
         self._start_chain()
 
-    def _new_row_stream(self) -> ShuffledChunks | None:
-        """The chain's shuffled-chunk reader (with its own stream of the chain's generator), or None."""
-        if self.batch_mode != batch_sampling.SHUFFLED_CHUNKS:
-            return None
+    def _new_row_stream(self) -> ShuffledChunks:
+        """The chain's shuffled-chunk reader, its chunk order from a generator seeded by the chain's at its first
+        draw (a point that is the same whether the chain runs here or in a worker process)."""
         est = self.estimator
         rows = est.data[:len(est.data) - len(est.held)]
         chunk_rows = self.chunk_rows or default_chunk_rows(row_readers(rows), self.batch_size)
-        return ShuffledChunks(rows, est.data[len(rows):], est.evaluate.address, self.rng.spawn(1)[0], chunk_rows,
-                              self.buffer_chunks)
+        return ShuffledChunks(rows, est.data[len(rows):], est.evaluate.address,
+                              np.random.default_rng(self.rng.integers(2**63)), chunk_rows, self.buffer_chunks)
 
     @property
     def batch_model(self) -> tuple:
@@ -502,8 +504,12 @@ class StochasticGradientStep(BlockedStep):
                 self._warn_if_undersampled()
         if self.draw == 0 and self.measures_gradient_noise:
             self._measure_noise_at(self._noise_points(self.bulk))
-        if self.rows is not None:
+        if self.batch_mode == batch_sampling.SHUFFLED_CHUNKS:
+            if self.rows is None:
+                self.rows = self._new_row_stream()
             _, self.perm, self.cursor = self.rows.prepare(self._rows_per_draw())
+            if self.draw == 0:
+                self._warn_if_rows_sorted(w)
         new_w, stats = self._run_updates(w)
         if self.rows is not None:
             self.rows.finish(self.cursor)
@@ -523,6 +529,18 @@ class StochasticGradientStep(BlockedStep):
                      lp=-stats["minibatch_potential"])
         self.draw += 1
         return DictToArrayBijection.rmap(RaveledVars(new_w, q.point_map_info), start_point=point), [stats]
+
+    def _warn_if_rows_sorted(self, w: np.ndarray) -> None:
+        """Shuffled chunks add correlated gradient noise, which the warm-up does not measure, when the rows are
+        stored in an order (``data.chunks``): warn when the first buffer's chunk means say so."""
+        statistic = chunk_heterogeneity(self.rows, w, self.rng)
+        dof = (len(self.rows.chunk_spans) - 1) * self.estimator.dim
+        if statistic > max(SORTED_ROWS_RATIO, 1.0 + 4.5 * np.sqrt(2.0 / max(dof, 1))):
+            self._warn(f"{type(self).__name__}: the data's rows look stored in an order (the mean gradients of its "
+                       f"chunks differ {statistic:.1f} times as much as in random order), so batches from a buffer of "
+                       f"{self.buffer_chunks} chunks carry extra, correlated noise and the draws may be too wide or "
+                       "off centre. Shuffle the rows when writing the file, raise buffer_chunks, or pass "
+                       "batching='with_replacement' (random reads: slow when the data does not fit in memory).")
 
     def _rows_per_draw(self) -> int:
         """Rows the next draw's updates read (the shuffled-chunk buffer must hold them)."""

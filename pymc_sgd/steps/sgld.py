@@ -76,7 +76,7 @@ class SGLD(StochasticGradientStep):
     batching
         "auto" (default: "shuffled_chunks" when the per-row data is memory-mapped, see ``pymc_sgd.Data``,
         else "with_replacement"), "with_replacement", "without_replacement", "epoch" or "shuffled_chunks"
-        (``pymc_sgd.data.chunks``: chunks of ``chunk_rows`` rows, default 4 MiB of them, in a random order
+        (``pymc_sgd.data.chunks``: chunks of ``chunk_rows`` rows, default 256 KiB of them, in a random order
         each epoch, batches drawn from a buffer of ``buffer_chunks`` chunks, default 8).
     data
         per-row data tensors to subsample, when automatic detection is ambiguous.
