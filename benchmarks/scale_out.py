@@ -10,11 +10,12 @@ as two ``.npy`` files in ``--dir``, rows in random order. Each part runs in its 
    same step on defaults (which streams shuffled chunks), the same seed, in a cgroup whose memory
    limit (``--limit-gb``, below the data's size; page cache included) forbids holding the data.
    Reported: updates per second while sampling (the updates of the ``--draws`` draws over the wall time
-   from the end of tuning to the end of ``pm.sample``) against part 1, and peak memory: the process's peak resident set and the
-   cgroup's peak usage, to be set beside the shuffled-chunk buffer's size.
+   from the end of tuning to the end of ``pm.sample``) against part 1, and memory: the process's peak
+   resident set, its anonymous and file-backed resident memory at the end, and the cgroup's peak usage
+   (page cache included), beside the shuffled-chunk buffers' size.
 3. ``chains``: 2 chains of the disk model, ``pymc_sgd.sample_distributed`` on a LocalCluster of 2
-   worker processes against ``pm.sample(chains=2, cores=2)``, wall time of each (second run of each, so
-   compilation is cached on disk for both).
+   worker processes against ``pm.sample(chains=2, cores=2)`` (both converted by ``pymc_sgd.to_inference_data``),
+   wall time of each (second run of each, so compilation is cached on disk for both).
 4. ``pass``: one full-data gradient (``pymc_sgd.data.mapreduce.full_data_parts``) over all n rows read
    from disk, in process and on the 2-worker LocalCluster (best of 3 after a warm-up call): seconds
    and time per row.
@@ -112,7 +113,15 @@ def _sample(directory: str, in_memory: bool, batch_size: int, tune: int, draws: 
             "tuning_seconds": marks["sampling"] - started, "wall_seconds": ended - started,
             "beta_mean": idata.posterior.beta.mean(("chain", "draw")).values.tolist(),
             "beta_sd": idata.posterior.beta.std(("chain", "draw")).values.tolist(),
-            "buffer_mb": buffer_bytes / 2**20, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "buffer_mb": buffer_bytes / 2**20, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            **_resident_now()}
+
+
+def _resident_now() -> dict:
+    """This process's resident memory now, split into anonymous (its own) and file-backed (mapped pages of
+    the data files, which the kernel reclaims under a memory limit) in MB, from /proc/self/status."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    return {f"{key.lower()}_mb": int(fields[key].split()[0]) / 1024 for key in ("RssAnon", "RssFile") if key in fields}
 
 
 def _chains(directory: str, batch_size: int, tune: int, draws: int) -> dict:
@@ -133,10 +142,11 @@ def _chains(directory: str, batch_size: int, tune: int, draws: int) -> dict:
             started = time.perf_counter()
             pymc_sgd.sample_distributed(factory, step_factory, chains=2, client=client, **kwargs)
             times[f"dask_{label}"] = time.perf_counter() - started
-    with factory():
-        for label in ("first", "timed"):
+    with factory() as model:
+        for label in ("first", "timed"):  # converted as sample_distributed converts: the rows stay on disk
             started = time.perf_counter()
-            pm.sample(step=step_factory(), chains=2, cores=2, **kwargs)
+            trace = pm.sample(step=step_factory(), chains=2, cores=2, return_inferencedata=False, **kwargs)
+            pymc_sgd.to_inference_data(trace, model)
             times[f"cores2_{label}"] = time.perf_counter() - started
     times["ratio_dask_to_cores2"] = times["dask_timed"] / times["cores2_timed"]
     return times
