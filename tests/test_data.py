@@ -217,3 +217,18 @@ def test_on_disk_rows_pickle_as_file_names_and_sample_alike_in_worker_processes(
     np.testing.assert_array_equal(converted.posterior["beta"].values, one.posterior["beta"].values)
     assert "observed_data" not in converted and "constant_data" not in converted
     assert str(folder / "X.npy") in converted.posterior.attrs["on_disk_data"]
+
+
+def test_per_row_data_copied_into_memory_beside_data_on_disk_is_reported(on_disk, monkeypatch):
+    """observed= a memmap is copied by PyMC while X stays on disk: the step names y and says how to keep it on
+    disk (the size threshold lowered to 0 bytes for this small file)."""
+    from pymc_sgd.steps import base
+
+    monkeypatch.setattr(base, "IN_MEMORY_ROWS", 0)
+    X, y, folder = on_disk
+    with pm.Model():
+        Xd = pymc_sgd.Data("X", np.load(folder / "X.npy", mmap_mode="r"))
+        beta = pm.Normal("beta", 0.0, PRIOR_SD, shape=2)
+        pm.Normal("obs", Xd @ beta, SIGMA, observed=np.load(folder / "y.npy", mmap_mode="r"))
+        with pytest.warns(RuntimeWarning, match=r"\['obs'\] is in memory.*pymc_sgd.Data"):
+            pymc_sgd.SGLD(batch_size=100)

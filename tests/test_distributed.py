@@ -114,3 +114,27 @@ def test_chains_on_dask_read_on_disk_rows_and_equal_pm_sample(client, tmp_path):
         reference = pm.sample(chains=2, cores=1, random_seed=3, step=step(), progressbar=False, **SAMPLE)
     np.testing.assert_array_equal(idata.posterior["beta"].values, reference.posterior["beta"].values)
     assert "constant_data" not in idata and "observed_data" not in idata
+
+
+def test_steps_full_data_passes_run_on_dask_inside_full_data_on(client, tmp_path):
+    """Inside full_data_on(client) the warm-up's full-data passes of a model on disk are tasks on the
+    workers (seen in the task stream), and, the pieces and their sum being the same, the draws equal those
+    of the in-process passes bit for bit."""
+    from distributed import get_task_stream
+
+    from pymc_sgd.data import full_data_on
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(4000, 2))
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", X @ np.array([0.5, 1.0]) + rng.normal(size=4000))
+    with pm.Model():
+        Xd = pymc_sgd.Data("X", np.load(tmp_path / "X.npy", mmap_mode="r"))
+        beta = pm.Normal("beta", 0, 10, shape=2)
+        pm.Normal("obs", Xd @ beta, 1.0, observed=pymc_sgd.Data("y", np.load(tmp_path / "y.npy", mmap_mode="r")))
+        kwargs = dict(chains=1, cores=1, random_seed=4, progressbar=False, **SAMPLE)
+        local = pm.sample(step=pymc_sgd.SGLD(batch_size=50), **kwargs)
+        with full_data_on(client), get_task_stream(client) as stream:
+            remote = pm.sample(step=pymc_sgd.SGLD(batch_size=50), **kwargs)
+    assert any(task["key"].startswith("_piece_parts") for task in stream.data)
+    np.testing.assert_array_equal(remote.posterior["beta"].values, local.posterior["beta"].values)

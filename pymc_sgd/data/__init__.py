@@ -8,6 +8,7 @@
 """
 
 from .inference import on_disk_data, to_inference_data
+from .mapreduce import full_data_on, full_data_parts
 from .ondisk import Data, DiskArray
 
-__all__ = ["Data", "DiskArray", "on_disk_data", "to_inference_data"]
+__all__ = ["Data", "DiskArray", "full_data_on", "full_data_parts", "on_disk_data", "to_inference_data"]

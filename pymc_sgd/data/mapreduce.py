@@ -11,13 +11,16 @@ reduce by adding the likelihood parts (the prior's are taken once). ``full_data_
 - larger data: pieces of ``PIECE_ROWS`` rows in turn (views of in-memory arrays; memory-mapped files
   read with ``os.preadv`` one piece ahead by a reader thread), so the model's temporaries stay
   ``PIECE_ROWS`` long and a file is read once, sequentially, never mapped whole;
-- ``client=`` a dask.distributed Client: the pieces as tasks on its workers, which read their rows
-  from the same files (only the model's pytensor function, once per worker, the point and file names travel).
+- ``client=`` a dask.distributed Client, or every pass inside ``with full_data_on(client):`` (the steps'
+  warm-up, control-variate centre and the diagnostics included) when all per-row data is on disk: the
+  pieces as tasks on its workers, which read their rows from the same files (only the model's pytensor function, once per worker, the point and file names travel).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -27,6 +30,25 @@ from .chunks import MemoryRows, row_readers
 from .ondisk import DiskArray
 
 PIECE_ROWS = 1 << 18
+_DEFAULT_CLIENT: list = [None]  # set by full_data_on
+
+
+@contextmanager
+def full_data_on(client: Any) -> Iterator[Any]:
+    """Within the block, every full-data pass over data on disk runs on ``client``'s workers (a
+    dask.distributed Client), e.g. the warm-up's of ``pm.sample(step=..., cores=1)``. Worker processes of
+    ``cores > 1`` do not see it; data in memory stays in process.
+
+    Examples
+    --------
+    >>> with full_data_on(None):   # no client: in process, as outside the block
+    ...     pass
+    """
+    previous, _DEFAULT_CLIENT[0] = _DEFAULT_CLIENT[0], client
+    try:
+        yield client
+    finally:
+        _DEFAULT_CLIENT[0] = previous
 
 
 def _pieces(n: int, rows: int) -> list[tuple[int, int]]:
@@ -86,6 +108,8 @@ def full_data_parts(est, w: np.ndarray, client: Any = None, piece_rows: int = PI
     """
     w = np.asarray(w, dtype=np.float64)
     readers, fixed = _split(est)
+    if client is None and readers and all(isinstance(r, DiskArray) for r in readers):
+        client = _DEFAULT_CLIENT[0]
     if client is not None:
         return _dask_parts(client, est, w, readers, fixed, piece_rows)
     on_disk = any(isinstance(r, DiskArray) for r in readers)

@@ -61,6 +61,7 @@ BASE_STATS = {
 _BATCHING_NAMES = {k: v for k, v in batch_sampling.MODES.items() if k != "full"}
 AUTO_BATCHING = "auto"  # shuffled chunks when the per-row data is memory-mapped, else with replacement
 SORTED_ROWS_RATIO = 2.0  # chunk-mean spread, in units of random order's, above which the rows look sorted
+IN_MEMORY_ROWS = 64 << 20  # bytes of per-row data in memory beside data on disk before a warning
 INFERENCE_DATA_COPY = 1 << 30  # bytes of on-disk data pm.sample's InferenceData may copy before a warning
 METRICS = ("auto", "dense", "diag", "identity")
 FROM_MINIBATCH = "from pm.Minibatch"  # batch_size default: the model's own pm.Minibatch batch size
@@ -192,6 +193,7 @@ class StochasticGradientStep(BlockedStep):
                            f"data {on_disk} at random rows: slow when the files do not fit in memory.", stacklevel=4)
             batching = "shuffled_chunks" if on_disk and self.streams_rows else "with_replacement"
         self._warn_if_inference_data_copies(on_disk)
+        self._warn_if_rows_partly_in_memory(on_disk)
         if batching == "shuffled_chunks":
             if not self.streams_rows:
                 raise ValueError(f"{type(self).__name__} cannot take batching='shuffled_chunks': "
@@ -203,6 +205,17 @@ class StochasticGradientStep(BlockedStep):
                 raise ValueError(f"batching='shuffled_chunks' cannot slice the other blocks' per-row values "
                                  f"{per_row_held}; use batching='with_replacement'.")
         return batching
+
+    def _warn_if_rows_partly_in_memory(self, on_disk: list[str]) -> None:
+        """Per-row data in memory beside data on disk is usually a copy PyMC made (observed= and pm.Data copy
+        their values): say which, and how to keep it on disk, when it exceeds IN_MEMORY_ROWS bytes."""
+        est = self.estimator
+        rows = zip(est.data_names[:len(est.data) - len(est.held)], est.data)
+        in_memory = {name: array.nbytes for name, array in rows if name not in on_disk}
+        if on_disk and sum(in_memory.values()) > IN_MEMORY_ROWS:
+            self._warn(f"The per-row data {sorted(in_memory)} is in memory ({sum(in_memory.values()) / 2**20:.0f} MB) while "
+                       f"{on_disk} is on disk: PyMC copies observed= arrays and pm.Data values. Wrap them in "
+                       "pymc_sgd.Data(name, np.load(path, mmap_mode='r')) to keep them on disk.", stacklevel=4)
 
     def _warn_if_inference_data_copies(self, on_disk: list[str]) -> None:
         """pm.sample's InferenceData copies observed and constant data into memory, with two int64 coordinate
