@@ -232,3 +232,11 @@ def test_per_row_data_copied_into_memory_beside_data_on_disk_is_reported(on_disk
         pm.Normal("obs", Xd @ beta, SIGMA, observed=np.load(folder / "y.npy", mmap_mode="r"))
         with pytest.warns(RuntimeWarning, match=r"\['obs'\] is in memory.*pymc_sgd.Data"):
             pymc_sgd.SGLD(batch_size=100)
+
+
+def test_data_takes_dims_as_pm_data_does(on_disk):
+    """A dimension without coordinates gets the data's length, as with pm.Data; the value stays on disk."""
+    X, y, folder = on_disk
+    with pm.Model(coords={"column": ["a", "b"]}) as model:
+        Xd = pymc_sgd.Data("X", np.load(folder / "X.npy", mmap_mode="r"), dims=("row", "column"))
+    assert int(model.dim_lengths["row"].eval()) == N and disk_array(Xd.get_value(borrow=True)) is not None

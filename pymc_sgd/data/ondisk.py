@@ -194,6 +194,11 @@ def Data(name: str, value: Any, *, dims: Any = None, spill_directory: str | os.P
         value = _zarr_to_npy(value, spill_directory)
     disk = disk_array(value) if isinstance(value, np.ndarray) and not isinstance(value, DiskRows) else None
     array = value if isinstance(value, DiskRows) else DiskRows.open(disk) if disk is not None else np.asarray(value)
+    if dims is not None:  # as pm.Data: a dimension without coordinates gets the data's length
+        dims = (dims,) if isinstance(dims, str) else tuple(dims)
+        for dim, length in zip(dims, array.shape):
+            if dim is not None and dim not in model.coords:
+                model.add_coord(dim, length=length)
     shared = pytensor.shared(array, name=name, borrow=True)
     shared.container.storage[0] = array  # the DiskRows themselves: pytensor's filter keeps a plain view
     model.register_data_var(shared, dims=dims)
