@@ -8,8 +8,9 @@ import numpy as np
 
 from .. import theory
 from ..kernels import batching, langevin, schedules
-from ..kernels.estimator import plain, potential_hessian
+from ..kernels.estimator import plain
 from ..kernels.momentum import momentum_updates
+from ..warmup.geometry import finite_difference_hessian, potential_on
 from ..warmup.metric import jacobi_inverse
 from .base import BASE_STATS, FROM_MINIBATCH, StochasticGradientStep, require_positive
 
@@ -135,7 +136,7 @@ class ConstantSGD(StochasticGradientStep):
         noise = self.finite_population * per_example_cov
         if self.preconditioner == "exact":
             est = self.estimator
-            H = potential_hessian(est.kernel, w, np.arange(est.n_rows, dtype=np.int64), 1.0, 1e-5)
+            H = finite_difference_hessian(potential_on(est, None), w, np.full(len(w), 1e-5))  # full-data passes
             V = theory.minibatch_gradient_covariance(per_example_cov, est.n_rows, self.batch_size,
                                                      replacement=self.batch_mode == batching.WITH_REPLACEMENT)
             self.p_full = theory.exact_preconditioner(H, V, self.momentum, self.temperature)
