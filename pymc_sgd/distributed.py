@@ -50,12 +50,14 @@ def _run_chain(model_factory: Callable[[], pm.Model], step_factory: Callable[[],
         with model:
             step = None if step_factory is None else step_factory()
             kwargs = {"progressbar": False, **sample_kwargs}
-            on_disk = on_disk_data(model)  # then the draws, not the rows, come back (data.inference)
-            idata = pm.sample(chains=1, cores=1, random_seed=np.random.default_rng(seed), step=step,
-                              **kwargs, **({"return_inferencedata": False} if on_disk else {}))
-            if on_disk:
-                idata = to_inference_data(idata, model, save_warmup=not kwargs.get("discard_tuned_samples", True),
-                                          **kwargs.get("idata_kwargs", {}))
+            if on_disk_data(model):  # the draws come back, not the rows (data.inference)
+                idata_kwargs = {"save_warmup": not kwargs.get("discard_tuned_samples", True),
+                                **kwargs.pop("idata_kwargs", {})}
+                kwargs.update(return_inferencedata=False, compute_convergence_checks=False)
+                trace = pm.sample(chains=1, cores=1, random_seed=np.random.default_rng(seed), step=step, **kwargs)
+                idata = to_inference_data(trace, model, **idata_kwargs)
+            else:
+                idata = pm.sample(chains=1, cores=1, random_seed=np.random.default_rng(seed), step=step, **kwargs)
     finally:
         _current_chain = None
     for group in idata.groups():

@@ -197,7 +197,8 @@ def _check_row_split(estimator: ModelEstimator, model: pm.Model, sampled: Sequen
     start = np.concatenate([np.ravel(point[v.name]) for v in sampled])
     w = start + np.random.default_rng(1).normal(0.0, 0.3, start.shape)
     data, rows = estimator.data, estimator.n_rows
-    if rows > CHECKED_ROWS and len({g.length for g in groups}) == 1 and not any(g.latents for g in groups):
+    prefix = rows > CHECKED_ROWS and len({g.length for g in groups}) == 1 and not any(g.latents for g in groups)
+    if prefix:
         rows, held = CHECKED_ROWS, len(estimator.held)
         data = tuple(a[:rows] for a in data[:len(data) - held]) + data[len(data) - held:]
     shuffled = np.random.default_rng(0).permutation(rows).astype(np.int64)
@@ -206,11 +207,14 @@ def _check_row_split(estimator: ModelEstimator, model: pm.Model, sampled: Sequen
               "the per-row data tensors with data=[...], or use batch_size=None (full-batch gradients).")
     try:
         halves = [estimator.fn(w, np.ascontiguousarray(half), *data)[2:] for half in np.array_split(shuffled, 2)]
-        _, _, ll_full, grad_full = estimator.full_fn(w, *data)
+        if prefix:  # the first rows are a subset too: a tensor with n rows the model builds fails here
+            _, _, ll_full, grad_full = estimator.full_fn(w, *data)
     except (ValueError, IndexError) as error:
         raise ModelSpecificationError(
             f"The likelihood cannot be evaluated on a subset of rows when slicing {sliced}: {error}. {advice}"
         ) from error
+    if not prefix:
+        _, _, ll_full, grad_full = estimator.full_fn(w, *data)
     if not np.isfinite(ll_full.item()):
         return
     ll_rows = sum(ll.item() for ll, _ in halves)

@@ -240,3 +240,40 @@ def test_data_takes_dims_as_pm_data_does(on_disk):
     with pm.Model(coords={"column": ["a", "b"]}) as model:
         Xd = pymc_sgd.Data("X", np.load(folder / "X.npy", mmap_mode="r"), dims=("row", "column"))
     assert int(model.dim_lengths["row"].eval()) == N and disk_array(Xd.get_value(borrow=True)) is not None
+
+
+def test_sorted_rows_statistic_has_mean_one_for_rows_in_random_order(tmp_path):
+    """chunk_heterogeneity's T over 40 independent chunk orders of rows in random order: mean 1 within Z SE
+    (SE from the 40 values). With d = 60 and m = 64 rows of 8 chunks (nu = 504) the estimated covariance
+    inflates the uncorrected statistic by nu / (nu - d - 1) = 1.14: leaving out the correction (mean 1.17, 10 SE)
+    fails this test."""
+    from pymc_sgd.data.chunks import chunk_heterogeneity
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(4000, 60))
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", X @ rng.normal(size=60) + rng.normal(size=4000))
+    with pm.Model() as model:
+        Xd = pymc_sgd.Data("X", np.load(tmp_path / "X.npy", mmap_mode="r"))
+        beta = pm.Normal("beta", 0.0, 10.0, shape=60)
+        pm.Normal("obs", Xd @ beta, 1.0, observed=pymc_sgd.Data("y", np.load(tmp_path / "y.npy", mmap_mode="r")))
+    est = cached_estimator(model)
+    values = []
+    for seed in range(40):
+        chunks = ShuffledChunks(est.data, [], est.evaluate.address, np.random.default_rng(seed), 64, 8)
+        chunks.prepare(64)
+        values.append(chunk_heterogeneity(chunks, np.zeros(60), np.random.default_rng(100 + seed), 64)[0])
+    values = np.array(values)
+    assert abs(values.mean() - 1.0) <= Z * values.std() / np.sqrt(len(values)), values.mean()
+
+
+def test_a_diverging_chain_on_shuffled_chunks_halts_cleanly(on_disk):
+    """A step size far too large for the data on disk: the loop stops early, short of the rows it was given;
+    the chain halts with the divergence recorded (not an error about the buffer), every draw finite."""
+    X, y, folder = on_disk
+    with regression(np.load(folder / "X.npy", mmap_mode="r"), np.load(folder / "y.npy", mmap_mode="r")):
+        with pytest.warns(RuntimeWarning, match="chain is halted"):
+            idata = pm.sample(draws=20, tune=0, step=pymc_sgd.SGLD(batch_size=100, step_size=1.0, steps_per_draw=50),
+                              chains=1, random_seed=1, progressbar=False, compute_convergence_checks=False)
+    assert bool(idata.sample_stats["diverging"].values.any())
+    assert np.isfinite(idata.posterior["beta"].values).all()

@@ -14,7 +14,12 @@ P(row i in the batch of update t) = B / n, and (n / B) sum_batch grad log p(x_i 
 the full-data sum at every update. (A short last chunk, n mod chunk_rows rows, shifts its rows'
 probabilities by O(chunk_rows / n).)
 
-Extra variance: a batch comes from the K = buffer_chunks chunks in the buffer, not from all n rows.
+Memory: two buffers (one read by the loop, one being filled) of max(buffer_chunks chunks, the draw's rows +
+one chunk) rows each, plus ``prefetch`` chunks in flight. A draw runs in one compiled call, so its rows
+(steps_per_draw x B) must all be in memory: with long thinning they, not buffer_chunks, set the size.
+
+Extra variance: a batch comes from the K chunks in the buffer (K = buffer_chunks, or more when a draw's
+rows need more), not from all n rows.
 Within an epoch the batches are without replacement, as EPOCH batching in memory; what chunks add is
 that consecutive batches share a buffer. For rows stored in random order nothing changes: the buffer
 is a uniform sample of rows. For rows stored sorted (by time, by group, by label) the buffer's mean
@@ -92,7 +97,7 @@ class ShuffledChunks:
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pymc_sgd-rows")
         self.capacity = 0
         self.buffers: list[list[np.ndarray]] = []
-        self.rows = np.zeros(0, dtype=np.int64)  # the global row at each position of the active buffer
+        self.rows = np.zeros(0, dtype=np.int64)  # the data row at each position of the active buffer (to inspect)
         self.perm = np.zeros(0, dtype=np.int64)
         self.cursor = np.zeros(1, dtype=np.int64)
         self.model: tuple | None = None
@@ -180,27 +185,33 @@ class ShuffledChunks:
 
 
 def chunk_heterogeneity(chunks: ShuffledChunks, w: np.ndarray, rng: np.random.Generator,
-                        rows_per_chunk: int = 256) -> float:
-    """How much more the chunks' mean gradients differ than rows in random order would make them: 1 for
-    rows stored in random order, large for rows stored sorted. NaN with fewer than two chunks in the buffer.
+                        rows_per_chunk: int = 256, max_chunks: int = 32) -> tuple[float, int]:
+    """(T, degrees of freedom): how much more, in variance, the chunks' mean gradients differ than rows in
+    random order would make them differ; T has mean 1 for rows in random order and is large for rows stored
+    sorted. NaN when there are too few chunks or rows per chunk to tell.
 
-    From m rows of each of the K chunks the buffer read last: chunk means g_k of grad log p(x_i | w), their
-    mean g, and the pooled within-chunk covariance W. In random order Cov(g_k) = W / m, so
-    T = sum_k m (g_k - g)^T W^+ (g_k - g) / ((K - 1) rank W) has mean 1 (a chi-square over its degrees
-    of freedom); sorted rows make it large.
+    From m rows of each of K chunks the buffer read last (at most ``max_chunks``): chunk means g_k of
+    grad log p(x_i | w), their mean g, and the pooled within-chunk covariance W (nu = K (m - 1) degrees of
+    freedom, rank r). In random order Cov(g_k) = W / m, so S = sum_k m (g_k - g)^T W^+ (g_k - g) is about
+    chi-square with (K - 1) r degrees of freedom; estimating W inflates its mean by nu / (nu - r - 1)
+    (Hotelling), which T = S (nu - r - 1) / (nu (K - 1) r) undoes. Needs r <= nu / 4.
     """
     spans = [span for span in chunks.chunk_spans if span[1] - span[0] >= 2]
+    if len(spans) > max_chunks:
+        spans = [spans[k] for k in np.sort(rng.choice(len(spans), size=max_chunks, replace=False))]
     if len(spans) < 2:
-        return float("nan")
+        return float("nan"), 0
     m = min(rows_per_chunk, min(stop - start for start, stop in spans))
     grads = [per_example_loglik_grads(chunks.model, np.asarray(w, dtype=np.float64),
                                       np.sort(rng.choice(np.arange(start, stop), size=m, replace=False)))
              for start, stop in spans]
     means = np.array([g.mean(axis=0) for g in grads])
-    within = sum((g - g.mean(axis=0)).T @ (g - g.mean(axis=0)) for g in grads) / (len(grads) * (m - 1))
-    rank = np.linalg.matrix_rank(within)
-    if rank == 0:
-        return float("nan")
+    nu = len(grads) * (m - 1)
+    within = sum((g - g.mean(axis=0)).T @ (g - g.mean(axis=0)) for g in grads) / nu
+    rank = int(np.linalg.matrix_rank(within))
+    if rank == 0 or rank > nu / 4:
+        return float("nan"), 0
     spread = means - means.mean(axis=0)
     statistic = m * np.einsum("ki,ij,kj->", spread, np.linalg.pinv(within), spread)
-    return float(statistic / ((len(grads) - 1) * rank))
+    dof = (len(grads) - 1) * rank
+    return float(statistic * (nu - rank - 1) / (nu * dof)), dof

@@ -5,8 +5,11 @@ an integer coordinate per row that pandas copies once more: at 1e8 rows, gigabyt
 reads from disk. ``to_inference_data`` is PyMC's conversion with the on-disk arrays left out (their
 files are named in the ``posterior`` group's attributes instead):
 
-    trace = pm.sample(step=..., return_inferencedata=False)
+    trace = pm.sample(step=..., return_inferencedata=False, compute_convergence_checks=False)
     idata = pymc_sgd.to_inference_data(trace, model)
+    az.summary(idata)  # R-hat and ESS, which pm.sample's convergence checks would compute on its own copy
+
+(``compute_convergence_checks=True`` makes pm.sample convert the trace with PyMC's converter anyway.)
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+import weakref
 from typing import Any
 
 import numpy as np
@@ -67,8 +68,12 @@ def _piece(readers: list, start: int, stop: int) -> list[np.ndarray]:
 
 
 def _parts(full_fn: Any, w: np.ndarray, data: list[np.ndarray], fixed: tuple) -> np.ndarray:
-    """``full_fn`` (the compiled function, or the pytensor Function on a worker) as one parts vector."""
-    prior, grad_prior, loglik, grad_loglik = full_fn(w, *data, *fixed)
+    """``full_fn`` (the compiled function, or the pytensor Function on a worker) as one parts vector; NaN where
+    the model raises (as the kernels' C function gives), which the callers treat as a failed evaluation."""
+    try:
+        prior, grad_prior, loglik, grad_loglik = full_fn(w, *data, *fixed)
+    except (ArithmeticError, ValueError, IndexError):
+        return np.full(2 + 2 * len(w), np.nan)
     return np.concatenate([[float(prior), float(loglik)], grad_prior, grad_loglik])
 
 
@@ -134,10 +139,22 @@ def _dask_parts(client: Any, est, w: np.ndarray, readers: list, fixed: tuple, pi
     if in_memory:
         raise ValueError(f"A full-data pass on Dask reads the rows from files the workers open, but {in_memory} "
                          "are in memory. Keep them on disk: pymc_sgd.Data(name, np.load(path, mmap_mode='r')).")
-    function = client.scatter(est.full_function, broadcast=True, hash=False)
+    function = _scattered(client, est.full_function)
     tasks = [client.submit(_piece_parts, function, w, readers, fixed, a, b, pure=False)
              for a, b in _pieces(est.n_rows, piece_rows)]
     return _reduce(client.gather(tasks), est.dim)
+
+
+_SCATTERED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # client -> {id(function): (function, future)}
+
+
+def _scattered(client: Any, function: Any) -> Any:
+    """The model's function on every worker of ``client``, sent the first time only (a pass of the warm-up
+    inside ``full_data_on`` would otherwise ship and recompile it on every worker each time)."""
+    sent = _SCATTERED.setdefault(client, {})
+    if id(function) not in sent or sent[id(function)][0] is not function:
+        sent[id(function)] = (function, client.scatter(function, broadcast=True, hash=False))
+    return sent[id(function)][1]
 
 
 def full_potential_and_grad(est, w: np.ndarray, client: Any = None) -> tuple[float, np.ndarray]:

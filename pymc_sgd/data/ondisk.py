@@ -17,6 +17,7 @@ from __future__ import annotations
 import mmap
 import os
 import tempfile
+import warnings
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,12 +43,11 @@ class DiskArray:
     def row_bytes(self) -> int:
         return int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
 
-    def read_into(self, start: int, out: np.ndarray, descriptor: int | None = None) -> np.ndarray:
+    def read_into(self, start: int, out: np.ndarray) -> np.ndarray:
         """Rows start .. start + len(out) into ``out`` (C-contiguous, this dtype) with ``os.preadv``,
         which releases the GIL: a reader thread runs beside a compiled sampling loop."""
         view = memoryview(out.reshape(-1).view(np.uint8))
-        own = descriptor is None
-        descriptor = os.open(self.filename, os.O_RDONLY) if own else descriptor
+        descriptor = os.open(self.filename, os.O_RDONLY)
         try:
             done, position = 0, self.offset + start * self.row_bytes
             while done < len(view):
@@ -56,8 +56,7 @@ class DiskArray:
                     raise OSError(f"{self.filename} ended before row {start + len(out)}")
                 done += count
         finally:
-            if own:
-                os.close(descriptor)
+            os.close(descriptor)
         return out
 
     def will_need(self, start: int, stop: int) -> None:
@@ -85,8 +84,8 @@ def disk_array(value: np.ndarray) -> DiskArray | None:
     base = value
     while base is not None and getattr(base, "_mmap", None) is None:
         base = base.base if isinstance(base.base, np.ndarray) else None
-    if base is None or getattr(base, "filename", None) is None:
-        return None
+    if base is None or getattr(base, "filename", None) is None or base.mode == "c":
+        return None  # not a file, or copy-on-write (mmap_mode="c"): edits in memory the file does not have
     mapped_from = base.offset - base.offset % mmap.ALLOCATIONGRANULARITY  # np.memmap maps from a page boundary
     mapping_address = np.frombuffer(base._mmap, dtype=np.uint8).ctypes.data
     return DiskArray(str(base.filename), mapped_from + value.ctypes.data - mapping_address, value.dtype, value.shape)
@@ -193,6 +192,11 @@ def Data(name: str, value: Any, *, dims: Any = None, spill_directory: str | os.P
     if not isinstance(value, np.ndarray) and hasattr(value, "chunks") and hasattr(value, "shape"):
         value = _zarr_to_npy(value, spill_directory)
     disk = disk_array(value) if isinstance(value, np.ndarray) and not isinstance(value, DiskRows) else None
+    if disk is None and isinstance(value, np.memmap) and not isinstance(value, DiskRows):
+        warnings.warn(f"pymc_sgd.Data({name!r}): this memory-mapped array is not a C-ordered block of its file (Fortran "
+                      "order, a column slice, or mmap_mode='c'), so it is used as an in-memory array (read at random "
+                      "and copied to worker processes). Write the file C-ordered and open it with mmap_mode='r'.",
+                      RuntimeWarning, stacklevel=2)
     array = value if isinstance(value, DiskRows) else DiskRows.open(disk) if disk is not None else np.asarray(value)
     if dims is not None:  # as pm.Data: a dimension without coordinates gets the data's length
         dims = (dims,) if isinstance(dims, str) else tuple(dims)

@@ -226,8 +226,9 @@ class StochasticGradientStep(BlockedStep):
         copied = sum((array.nbytes + 16 * len(array)) for name, array in zip(est.data_names, est.data) if name in on_disk)
         if copied > INFERENCE_DATA_COPY:
             self._warn(f"pm.sample's InferenceData would copy the on-disk data {on_disk} into memory (about "
-                       f"{copied / 2**30:.1f} GiB with its coordinates). Call pm.sample(..., return_inferencedata=False) "
-                       "and convert with pymc_sgd.to_inference_data(trace, model), which leaves it on disk.", stacklevel=4)
+                       f"{copied / 2**30:.1f} GiB with its coordinates). Call pm.sample(..., return_inferencedata=False, "
+                       "compute_convergence_checks=False) and convert with pymc_sgd.to_inference_data(trace, model), which "
+                       "leaves it on disk (then az.summary(idata) for R-hat and ESS).", stacklevel=4)
 
     # -- compiled estimator, rebuilt lazily after unpickling -------------------------------
     @property
@@ -525,7 +526,8 @@ class StochasticGradientStep(BlockedStep):
                 self._warn_if_rows_sorted(w)
         new_w, stats = self._run_updates(w)
         if self.rows is not None:
-            self.rows.finish(self.cursor)
+            if not stats["diverging"]:  # a diverging loop stops early, short of its rows
+                self.rows.finish(self.cursor)
         reason = 1 if stats["diverging"] else self._divergence_reason(new_w, q.point_map_info, point)
         if reason:
             self._halt(reason)
@@ -546,11 +548,10 @@ class StochasticGradientStep(BlockedStep):
     def _warn_if_rows_sorted(self, w: np.ndarray) -> None:
         """Shuffled chunks add correlated gradient noise, which the warm-up does not measure, when the rows are
         stored in an order (``data.chunks``): warn when the first buffer's chunk means say so."""
-        statistic = chunk_heterogeneity(self.rows, w, self.rng)
-        dof = (len(self.rows.chunk_spans) - 1) * self.estimator.dim
+        statistic, dof = chunk_heterogeneity(self.rows, w, self.rng)
         if statistic > max(SORTED_ROWS_RATIO, 1.0 + 4.5 * np.sqrt(2.0 / max(dof, 1))):
-            self._warn(f"{type(self).__name__}: the data's rows look stored in an order (the mean gradients of its "
-                       f"chunks differ {statistic:.1f} times as much as in random order), so batches from a buffer of "
+            self._warn(f"{type(self).__name__}: the data's rows look stored in an order (the variance of its chunks' "
+                       f"mean gradients is {statistic:.1f} times what random order gives), so batches from a buffer of "
                        f"{self.buffer_chunks} chunks carry extra, correlated noise and the draws may be too wide or "
                        "off centre. Shuffle the rows when writing the file, raise buffer_chunks, or pass "
                        "batching='with_replacement' (random reads: slow when the data does not fit in memory).")
