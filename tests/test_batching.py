@@ -17,14 +17,14 @@ N_ROWS, BATCH, ROUNDS = 50, 10, 200_000
 
 def inclusion_counts(mode: int) -> tuple[np.ndarray, list[np.ndarray]]:
     rng = np.random.default_rng(3)
-    perm, cursor, idx = batching.new_batch_state(mode, N_ROWS, BATCH)
+    batch = batching.new_batch(mode, N_ROWS, BATCH)
     counts = np.zeros(N_ROWS)
     first = []
     for r in range(ROUNDS):
-        batching.next_batch(mode, rng, perm, cursor, idx)
-        np.add.at(counts, idx, 1)
+        batching.next_batch(batch, rng)
+        np.add.at(counts, batch.idx, 1)
         if r < 20:
-            first.append(idx.copy())
+            first.append(batch.idx.copy())
     return counts, first
 
 

@@ -59,9 +59,10 @@ def stream(chunks: ShuffledChunks, rng: np.random.Generator, draws: int, need_ba
     idx = np.empty(batch, dtype=np.int64)
     for _ in range(draws):
         _, perm, cursor = chunks.prepare(need_batches * batch)
+        sampler = batching.Batch(batching.SHUFFLED_CHUNKS, perm, cursor, idx, np.ones(1))  # (its scale unused)
         for _ in range(need_batches):
-            batching.next_batch(batching.SHUFFLED_CHUNKS, rng, perm, cursor, idx)
-            yield chunks.rows[idx], chunks.buffers[0][0][idx]
+            batching.next_batch(sampler, rng)
+            yield chunks.rows[sampler.idx], chunks.buffers[0][0][sampler.idx]
         chunks.finish(cursor)
 
 
@@ -96,12 +97,13 @@ def test_gradient_from_chunks_is_unbiased_on_sorted_rows(tmp_path):
     estimates = {0: [], 39: []}
     for seed in range(400):
         chunks = ShuffledChunks(est.data, [], est.evaluate.address, np.random.default_rng(seed), 100, 2)
-        rng, idx = np.random.default_rng(10_000 + seed), np.empty(batch, dtype=np.int64)
+        rng = np.random.default_rng(10_000 + seed)
         _, perm, cursor = chunks.prepare(40 * batch)
+        sampler = batching.new_batch(batching.SHUFFLED_CHUNKS, est.n_rows, batch)._replace(perm=perm, cursor=cursor)
         for t in range(40):
-            batching.next_batch(batching.SHUFFLED_CHUNKS, rng, perm, cursor, idx)
+            batching.next_batch(sampler, rng)
             if t in estimates:
-                estimates[t].append(gradient_into(chunks.model, w, idx, np.array([est.n_rows / batch]), np.empty(1)))
+                estimates[t].append(gradient_into(chunks.model, w, sampler.idx, sampler.scale, np.empty(1)))
         chunks.finish(cursor)
     for t, values in estimates.items():
         values = np.array(values)

@@ -10,6 +10,7 @@ from mc import Z, assert_close, assert_means_and_sds, posterior_draws
 
 import pymc_sgd
 from pymc_sgd import theory
+from pymc_sgd.kernels import batching
 from pymc_sgd.kernels import estimator as estimators
 from pymc_sgd.kernels.estimator import estimate_gradient, per_example_loglik_grads
 from pymc_sgd.warmup.geometry import full_potential_and_grad
@@ -33,11 +34,11 @@ def regression():
 def estimates(est, w, make_estimator, repeats, seed):
     """``repeats`` estimates at w on with-replacement batches of BATCH rows, each from a fresh estimator."""
     rng = np.random.default_rng(seed)
-    scale, all_rows, out = np.array([N / BATCH]), np.arange(N, dtype=np.int64), np.empty(D)
+    batch, out = batching.new_batch(batching.WITH_REPLACEMENT, N, BATCH), np.empty(D)
     draws = []
     for _ in range(repeats):
-        idx = rng.integers(0, N, size=BATCH).astype(np.int64)
-        draws.append(estimate_gradient(est.kernel, w, idx, scale, all_rows, make_estimator(), out).copy())
+        batch.idx[:] = rng.integers(0, N, size=BATCH)
+        draws.append(estimate_gradient(est.kernel, w, batch, make_estimator(), out).copy())
     return np.array(draws)
 
 
@@ -78,8 +79,9 @@ def test_saga_refreshes_the_rows_it_drew(regression):
     rows = np.arange(N, dtype=np.int64)
     table = -per_example_loglik_grads(est.kernel, POST_MEAN, rows)
     saga = estimators.saga(table.copy(), 3)
-    w, idx = POST_MEAN + POST_SD, np.array([5, 9, 5], dtype=np.int64)
-    estimate_gradient(est.kernel, w, idx, np.array([N / 3]), rows, saga, np.empty(D))
+    w, batch = POST_MEAN + POST_SD, batching.new_batch(batching.WITH_REPLACEMENT, N, 3)
+    batch.idx[:] = [5, 9, 5]
+    estimate_gradient(est.kernel, w, batch, saga, np.empty(D))
     expected = table.copy()
     expected[[5, 9]] = -per_example_loglik_grads(est.kernel, w, np.array([5, 9], dtype=np.int64))
     np.testing.assert_allclose(saga.table, expected, rtol=1e-12, atol=1e-12)
@@ -110,15 +112,15 @@ def test_svrg_recentres_every_epoch_with_the_full_gradient(regression):
     """SVRG with epoch_length 3: three updates use the centre it started with; the fourth re-centres at
     its w, where its estimate is the full-data gradient exactly."""
     est = pymc_sgd.build_estimator(regression)
-    rows = np.arange(N, dtype=np.int64)
     start = POST_MEAN.copy()
     svrg = estimators.svrg(start, full_potential_and_grad(est, start)[1], 3)
-    out, idx, scale = np.empty(D), np.arange(BATCH, dtype=np.int64), np.array([N / BATCH])
+    out, batch = np.empty(D), batching.new_batch(batching.WITH_REPLACEMENT, N, BATCH)
+    batch.idx[:] = np.arange(BATCH)
     for k in range(3):
-        estimate_gradient(est.kernel, POST_MEAN + (k + 1) * POST_SD, idx, scale, rows, svrg, out)
+        estimate_gradient(est.kernel, POST_MEAN + (k + 1) * POST_SD, batch, svrg, out)
         np.testing.assert_array_equal(svrg.centre, start)
     w = POST_MEAN - POST_SD
-    estimate_gradient(est.kernel, w, idx, scale, rows, svrg, out)
+    estimate_gradient(est.kernel, w, batch, svrg, out)
     np.testing.assert_array_equal(svrg.centre, w)
     np.testing.assert_allclose(out, full_potential_and_grad(est, w)[1], rtol=1e-10)
     np.testing.assert_allclose(svrg.centre_grad, out, rtol=0, atol=0)

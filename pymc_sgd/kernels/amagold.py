@@ -27,8 +27,7 @@ from .underdamped import factor_axpy
 
 
 @njit(cache=True)
-def amagold_updates(model, w, r, rng, batch_mode, perm, cursor, idx, scale, rounds, inner, h, friction,
-                    temperature, factor, bound, estimator):
+def amagold_updates(model, w, r, rng, batch, rounds, inner, h, friction, temperature, factor, bound, estimator):
     """Run ``rounds`` AMAGOLD rounds from (w, r). Returns (w, r, U(w) over all rows, accepted rounds,
     |grad U_hat| of the last step)."""
     d = w.shape[0]
@@ -36,16 +35,15 @@ def amagold_updates(model, w, r, rng, batch_mode, perm, cursor, idx, scale, roun
     copy_into(w, buffers[0])
     copy_into(r, buffers[1])
     state = np.zeros(2)  # U(w), accepted rounds
-    _amagold_loop(model, buffers, np.zeros(2 * d + 2), state, np.zeros(0, dtype=np.int64), np.zeros(1),
-                  np.full(1, scale), rng, batch_mode, perm, cursor, idx, rounds, inner, h, friction, temperature,
-                  factor, bound, estimator)
+    _amagold_loop(model, buffers, np.zeros(2 * d + 2), state, np.zeros(0, dtype=np.int64), np.zeros(1), rng, batch,
+                  rounds, inner, h, friction, temperature, factor, bound, estimator)
     grad = buffers[4]
     return buffers[0].copy(), buffers[1].copy(), state[0], state[1], np.sqrt(np.sum(grad * grad))
 
 
 @njit(cache=True, _nrt=False)
-def _amagold_loop(model, buffers, parts, state, no_rows, zero, scale_arg, rng, batch_mode, perm, cursor, idx, rounds,
-                  inner, h, friction, temperature, factor, bound, estimator):
+def _amagold_loop(model, buffers, parts, state, no_rows, zero, rng, batch, rounds, inner, h, friction, temperature,
+                  factor, bound, estimator):
     """The rounds of ``amagold_updates`` on ``buffers`` = [w, r, w_0, r_0, grad, kick] and ``state`` = [U(w),
     accepted]; a round whose path leaves |w_i| <= bound or turns non-finite is rejected (langevin.NO_NRT)."""
     w, r, w0, r0, grad, kick = buffers[0], buffers[1], buffers[2], buffers[3], buffers[4], buffers[5]
@@ -60,8 +58,8 @@ def _amagold_loop(model, buffers, parts, state, no_rows, zero, scale_arg, rng, b
         for t in range(inner):
             if t > 0:
                 factor_axpy(h, factor, False, r, w)
-            next_batch(batch_mode, rng, perm, cursor, idx)
-            estimate_gradient(model, w, idx, scale_arg, perm, estimator, grad)
+            next_batch(batch, rng)
+            estimate_gradient(model, w, batch, estimator, grad)
             for i in range(d):
                 kick[i] = 0.0
             factor_axpy(1.0 / temperature, factor, True, grad, kick)  # L^T g / T

@@ -1,7 +1,8 @@
 """Minibatch index samplers, all drawing from the chain's own np.random.Generator.
 
-A sampler's state is a permutation array ``perm`` of 0..n-1 and a cursor ``cursor[0]``,
-both mutated in place and kept by the step across draws.
+A sampler is a ``Batch``: its mode, a permutation array ``perm`` of 0..n-1 and a cursor ``cursor[0]`` (its
+state, mutated in place and kept by the step across draws), the index buffer ``idx`` (length B) that each
+``next_batch`` fills, and the likelihood scale n / B that the batch's gradient carries.
 
 - WITH_REPLACEMENT: B iid uniform indices (the i.i.d. noise model of the Lyapunov theory).
 - WITHOUT_REPLACEMENT: B distinct indices, fresh each update (seed 000's np.random.choice
@@ -22,6 +23,8 @@ relative for m < 10^7), and allocates nothing (the update loops run without refe
 ``langevin.py``).
 """
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
 
@@ -35,9 +38,24 @@ MODES = {"with_replacement": WITH_REPLACEMENT, "without_replacement": WITHOUT_RE
          "epoch": EPOCH, "full": FULL, "shuffled_chunks": SHUFFLED_CHUNKS}
 
 
+class Batch(NamedTuple):
+    """The minibatch sampler as every kernel takes it (``new_batch``).
+
+    ``scale`` = [n / B], a 1-element array: the compiled gradient reads it in place (``kernels.model``).
+    The chain's generator is not part of it: the kernels draw their noise and Metropolis tests from it too.
+    """
+
+    mode: int
+    perm: np.ndarray
+    cursor: np.ndarray
+    idx: np.ndarray
+    scale: np.ndarray
+
+
 @njit(cache=True, inline="always")
-def next_batch(mode, rng, perm, cursor, idx):
-    """Fill idx (length B) with the next batch of row indices."""
+def next_batch(batch, rng):
+    """Fill batch.idx (length B) with the next batch of row indices."""
+    mode, perm, cursor, idx = batch.mode, batch.perm, batch.cursor, batch.idx
     n = perm.shape[0]
     batch = idx.shape[0]
     if mode == WITH_REPLACEMENT:
@@ -73,10 +91,11 @@ def next_batch(mode, rng, perm, cursor, idx):
             cursor[0] = c + 1
 
 
-def new_batch_state(mode: int, n: int, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(perm, cursor, idx) for a fresh chain; an epoch sampler starts by shuffling. Shuffled chunks get
-    their positions from their buffer (``pymc_sgd.data.chunks``), not one per row of the data."""
+def new_batch(mode: int, n: int, batch_size: int) -> Batch:
+    """A fresh chain's sampler of ``batch_size`` rows from n, with scale n / batch_size; an epoch sampler starts
+    by shuffling. Shuffled chunks get their positions from their buffer (``pymc_sgd.data.chunks``), not one
+    per row of the data."""
     perm = np.arange(0 if mode == SHUFFLED_CHUNKS else n, dtype=np.int64)
     cursor = np.array([n if mode == EPOCH else 0], dtype=np.int64)
     idx = perm.copy() if mode == FULL else np.empty(batch_size, dtype=np.int64)
-    return perm, cursor, idx
+    return Batch(int(mode), perm, cursor, idx, np.array([n / batch_size]))

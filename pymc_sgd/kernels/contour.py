@@ -65,8 +65,8 @@ def importance_weight(potential, theta, u_min, du, zeta):
 
 
 @njit(cache=True)
-def contour_updates(model, w, theta, rng, batch_mode, perm, cursor, idx, scale, k0, n_updates, h, temperature,
-                    p_full, p_chol, bound, u_min, du, zeta, max_multiplier):
+def contour_updates(model, w, theta, rng, batch, k0, n_updates, h, temperature, p_full, p_chol, bound, u_min, du,
+                    zeta, max_multiplier):
     """Run n_updates CSGLD updates from w, updating the density of states ``theta`` in place (update
     counter from k0 for the gain omega_k = 10 / (k^0.75 + 100), Deng et al.'s schedule). Returns (w, k, U_hat(w) on
     the last batch, its partition J, w's importance weight (``importance_weight``), |multiplied grad|,
@@ -75,33 +75,34 @@ def contour_updates(model, w, theta, rng, batch_mode, perm, cursor, idx, scale, 
     buffers = np.zeros((5, d))  # w, proposal, grad, scratch
     copy_into(w, buffers[0])
     state = np.zeros(3)  # [U_hat at the last update's start, diverged, 0: PARTS's unused scale]
-    k = _contour_loop(model, buffers, np.zeros(2 * d + 2), state, theta, rng, batch_mode, perm, cursor, idx, scale,
-                      k0, n_updates, h, temperature, p_full, p_chol, bound, u_min, du, zeta, max_multiplier)
+    k = _contour_loop(model, buffers, np.zeros(2 * d + 2), state, theta, rng, batch, k0, n_updates, h, temperature,
+                      p_full, p_chol, bound, u_min, du, zeta, max_multiplier)
     w = buffers[0].copy()
     grad = buffers[2]
     if state[1] > 0.0:
         return w, k, np.nan, theta.shape[0] - 1, np.nan, np.inf, True
-    potential = minibatch_potential(model, w, idx, scale)
+    potential = minibatch_potential(model, w, batch.idx, batch.scale[0])
     partition = partition_of(potential, u_min, du, theta.shape[0])
     return (w, k, potential, partition, importance_weight(potential, theta, u_min, du, zeta),
             np.sqrt(np.sum(grad * grad)), not np.isfinite(potential))
 
 
 @njit(cache=True, _nrt=False)
-def _contour_loop(model, buffers, parts, state, theta, rng, batch_mode, perm, cursor, idx, scale, k0, n_updates, h,
-                  temperature, p_full, p_chol, bound, u_min, du, zeta, max_multiplier):
+def _contour_loop(model, buffers, parts, state, theta, rng, batch, k0, n_updates, h, temperature, p_full, p_chol, bound,
+                  u_min, du, zeta, max_multiplier):
     """The loop of ``contour_updates`` on ``buffers`` = [w, proposal, grad, 2 scratch rows], ``state`` = [U_hat at
     the last update's start, diverged, 0]; returns the update counter (no allocation: langevin.NO_NRT)."""
     w, proposal, grad, work, xi = buffers[0], buffers[1], buffers[2], buffers[3], buffers[4]
     d, m = w.shape[0], theta.shape[0]
     zero = state[2:]  # PARTS ignores the scale argument
+    scale = batch.scale[0]
     k = k0
     # theta = shrink * phi (phi stored in theta): the update theta <- (1 - g) theta + g e_J becomes shrink *= 1 - g,
     # phi_J += g / shrink, O(1) instead of O(m) an update; folded back into theta on return
     shrink = 1.0
     for _ in range(n_updates):
-        next_batch(batch_mode, rng, perm, cursor, idx)
-        _evaluate(model, PARTS, w, idx, zero, parts)
+        next_batch(batch, rng)
+        _evaluate(model, PARTS, w, batch.idx, zero, parts)
         state[0] = -(parts[0] + scale * parts[1])
         partition = partition_of(state[0], u_min, du, m)
         multiplier = 1.0

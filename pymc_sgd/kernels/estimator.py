@@ -85,9 +85,11 @@ def saga(table: np.ndarray, batch: int) -> Estimator:
 
 
 @njit(cache=True, inline="always")
-def estimate_gradient(model, w, idx, scale, all_rows, estimator, out):
-    """out = the estimator's grad U estimate at w on rows idx (``Estimator``); ``all_rows`` lists every row
-    (SVRG's full-data gradient). No allocation (the update loops run without reference counting)."""
+def estimate_gradient(model, w, batch, estimator, out):
+    """out = the estimator's grad U estimate at w on the batch's rows (``Estimator``, ``batching.Batch``, whose
+    ``perm`` lists every row: SVRG's full-data gradient). No allocation (the update loops run without
+    reference counting)."""
+    idx, scale = batch.idx, batch.scale
     centre, centre_grad, refresh = estimator.centre, estimator.centre_grad, estimator.refresh
     if estimator.table.shape[0] > 0:
         _saga_gradient(model, w, idx, scale, estimator, out)
@@ -98,7 +100,7 @@ def estimate_gradient(model, w, idx, scale, all_rows, estimator, out):
     if refresh[0] > 0:
         refresh[1] += 1
         if refresh[1] > refresh[0]:  # SVRG: re-centre here; the estimate at the centre is the full gradient
-            _recentre(model, w, all_rows, estimator, out)
+            _recentre(model, w, batch.perm, estimator, out)
             return out
     at_centre = estimator.scratch[0]
     gradient_into(model, centre, idx, scale, at_centre)

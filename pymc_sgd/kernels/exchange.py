@@ -83,8 +83,7 @@ def track_round_trips(labels, direction, round_trips):
 
 
 @njit(cache=True)
-def exchange_updates(model, states, rng, batch_mode, perm, cursor, idx, scale, n_updates,
-                     h, temperatures, swap_every, t0, energy_mode, n_rows, swap_rows, labels,
+def exchange_updates(model, states, rng, batch, n_updates, h, temperatures, swap_every, t0, energy_mode, n_rows, swap_rows, labels,
                      direction, round_trips, accepted, attempted, p_full, p_chol, bound):
     """n_updates SGLD updates of every replica (in the metric p_full = p_chol p_chol^T, or the
     identity when both are None), a swap round every swap_every updates.
@@ -93,12 +92,10 @@ def exchange_updates(model, states, rng, batch_mode, perm, cursor, idx, scale, n
     diverged); each replica draws its own minibatch.
     """
     buffers = np.zeros((5, states.shape[1]))  # grad, slot 0's last grad, scratch (see _replica_updates)
-    scale_arg = np.full(1, scale)
     t, remaining = t0, n_updates
     while remaining > 0:
         steps = min(remaining, swap_every - t % swap_every)  # up to the next swap round
-        done = _replica_updates(model, states, buffers, scale_arg, rng, batch_mode, perm, cursor, idx, steps,
-                                h, temperatures, p_full, p_chol, bound)
+        done = _replica_updates(model, states, buffers, rng, batch, steps, h, temperatures, p_full, p_chol, bound)
         if done < steps:
             return t + done, np.inf, np.nan, True
         t += steps
@@ -107,20 +104,19 @@ def exchange_updates(model, states, rng, batch_mode, perm, cursor, idx, scale, n
             swap_round(model, states, temperatures, labels, (t // swap_every) % 2, energy_mode,
                        n_rows, swap_rows, rng, accepted, attempted)
             track_round_trips(labels, direction, round_trips)
-    potential = minibatch_potential(model, states[0], idx, scale)
+    potential = minibatch_potential(model, states[0], batch.idx, batch.scale[0])
     return t, norm(buffers[1]), potential, not np.isfinite(potential)
 
 
 @njit(cache=True, _nrt=False)
-def _replica_updates(model, states, buffers, scale_arg, rng, batch_mode, perm, cursor, idx, n_updates, h,
-                     temperatures, p_full, p_chol, bound):
+def _replica_updates(model, states, buffers, rng, batch, n_updates, h, temperatures, p_full, p_chol, bound):
     """n_updates SGLD updates of every replica, no swaps, on ``buffers`` = [grad, slot 0's last grad,
     proposal, 2 scratch rows]; returns the updates completed (fewer on divergence; langevin.NO_NRT)."""
     grad, grad0, proposal, work, xi = buffers[0], buffers[1], buffers[2], buffers[3], buffers[4]
     for done in range(n_updates):
         for k in range(states.shape[0]):
-            next_batch(batch_mode, rng, perm, cursor, idx)
-            gradient_into(model, states[k], idx, scale_arg, grad)
+            next_batch(batch, rng)
+            gradient_into(model, states[k], batch.idx, batch.scale, grad)
             langevin_move(states[k], grad, rng, h, temperatures[k], 1.0, None, p_full, p_chol, None, work, xi,
                           proposal)
             if is_diverged(grad, proposal, bound):

@@ -114,32 +114,30 @@ def langevin_move(w, grad, rng, h, temperature, noise, p_diag, p_full, p_chol, n
 
 
 @njit(cache=True)
-def langevin_updates(model, w, rng, batch_mode, perm, cursor, idx, scale,
-                     t0, n_updates, schedule_kind, schedule, temperature, noise,
-                     p_diag, p_full, p_chol, noise_diag, bound, estimator):
+def langevin_updates(model, w, rng, batch, t0, n_updates, schedule_kind, schedule, temperature, noise, p_diag, p_full,
+                     p_chol, noise_diag, bound, estimator):
     """Run n_updates updates from w; stop early (keeping the last finite w) on divergence.
 
-    ``estimator`` is the gradient estimator (``estimator.Estimator``). (p_diag, p_full, p_chol, noise_diag) is
-    a ``Preconditioner``.
+    ``batch`` is the minibatch sampler (``batching.Batch``), ``estimator`` the gradient estimator
+    (``estimator.Estimator``). (p_diag, p_full, p_chol, noise_diag) is a ``Preconditioner``.
 
     Returns (w, t, h, |grad U_hat|, U_hat, diverged): the last gradient's norm and U_hat at
     the returned w on the last minibatch.
     """
     buffers = np.zeros((5, w.shape[0]))  # w, proposal, grad and scratch (see _langevin_loop)
     copy_into(w, buffers[0])
-    t, h, diverged = _langevin_loop(model, buffers, np.full(1, scale), rng, batch_mode, perm, cursor, idx, t0,
-                                    n_updates, schedule_kind, schedule, temperature, noise, p_diag, p_full, p_chol,
-                                    noise_diag, bound, estimator)
+    t, h, diverged = _langevin_loop(model, buffers, rng, batch, t0, n_updates, schedule_kind, schedule, temperature,
+                                    noise, p_diag, p_full, p_chol, noise_diag, bound, estimator)
     w = buffers[0].copy()
     if diverged:
         return w, t, h, np.inf, np.nan, True
-    potential = minibatch_potential(model, w, idx, scale)
+    potential = minibatch_potential(model, w, batch.idx, batch.scale[0])
     return w, t, h, norm(buffers[2]), potential, not np.isfinite(potential)
 
 
 @njit(cache=True, _nrt=False)
-def _langevin_loop(model, buffers, scale_arg, rng, batch_mode, perm, cursor, idx, t0, n_updates, schedule_kind,
-                   schedule, temperature, noise, p_diag, p_full, p_chol, noise_diag, bound, estimator):
+def _langevin_loop(model, buffers, rng, batch, t0, n_updates, schedule_kind, schedule, temperature, noise, p_diag,
+                   p_full, p_chol, noise_diag, bound, estimator):
     """The update loop of ``langevin_updates`` on ``buffers`` = [w, proposal, grad, 2 scratch rows]; leaves
     the last finite state in buffers[0] and returns (t, h, diverged). No allocation: see NO_NRT."""
     w, proposal, grad, work, xi = buffers[0], buffers[1], buffers[2], buffers[3], buffers[4]
@@ -147,8 +145,8 @@ def _langevin_loop(model, buffers, scale_arg, rng, batch_mode, perm, cursor, idx
     t = t0
     for _ in range(n_updates):
         h = step_size_at(schedule_kind, schedule, t)
-        next_batch(batch_mode, rng, perm, cursor, idx)
-        estimate_gradient(model, w, idx, scale_arg, perm, estimator, grad)
+        next_batch(batch, rng)
+        estimate_gradient(model, w, batch, estimator, grad)
         langevin_move(w, grad, rng, h, temperature, noise, p_diag, p_full, p_chol, noise_diag, work, xi, proposal)
         if is_diverged(grad, proposal, bound):
             return t, h, True

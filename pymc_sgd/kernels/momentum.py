@@ -25,8 +25,8 @@ from .schedules import CONSTANT, step_size_at
 
 
 @njit(cache=True)
-def momentum_updates(model, w, v, rng, batch_mode, perm, cursor, idx, scale, n_updates,
-                     schedule_kind, schedule, friction, noise_factor, p_diag, p_full, bound, estimator):
+def momentum_updates(model, w, v, rng, batch, n_updates, schedule_kind, schedule, friction, noise_factor, p_diag,
+                     p_full, bound, estimator):
     """Run n_updates heavy-ball/SGHMC updates; stop early (keeping the last finite state).
     ``estimator`` is the gradient estimator (``estimator.Estimator``). The step at update t = 0, 1, ... of
     this call is ``schedules.step_size_at(schedule_kind, schedule, t)``; the injected noise covariance
@@ -40,25 +40,24 @@ def momentum_updates(model, w, v, rng, batch_mode, perm, cursor, idx, scale, n_u
     buffers = np.zeros((7, w.shape[0]))  # w, v, proposals, grad and scratch (see _momentum_loop)
     copy_into(w, buffers[0])
     copy_into(v, buffers[1])
-    diverged = _momentum_loop(model, buffers, np.full(1, scale), rng, batch_mode, perm, cursor, idx, n_updates,
-                              schedule_kind, schedule, friction, noise_factor, np.any(noise_factor != 0.0), p_diag,
-                              p_full, bound, estimator)
-    return second_order_result(model, buffers, diverged, idx, scale)
+    diverged = _momentum_loop(model, buffers, rng, batch, n_updates, schedule_kind, schedule, friction, noise_factor,
+                              np.any(noise_factor != 0.0), p_diag, p_full, bound, estimator)
+    return second_order_result(model, buffers, diverged, batch)
 
 
 @njit(cache=True)
-def second_order_result(model, buffers, diverged, idx, scale):
+def second_order_result(model, buffers, diverged, batch):
     """(w, v, |grad U_hat|, U_hat at w on the last rows, diverged) from a loop's buffers [w, v, _, _, grad, ...]."""
     w, v = buffers[0].copy(), buffers[1].copy()
     if diverged:
         return w, v, np.inf, np.nan, True
-    potential = minibatch_potential(model, w, idx, scale)
+    potential = minibatch_potential(model, w, batch.idx, batch.scale[0])
     return w, v, norm(buffers[4]), potential, not np.isfinite(potential)
 
 
 @njit(cache=True, _nrt=False)
-def _momentum_loop(model, buffers, scale_arg, rng, batch_mode, perm, cursor, idx, n_updates, schedule_kind,
-                   schedule, friction, noise_factor, inject, p_diag, p_full, bound, estimator):
+def _momentum_loop(model, buffers, rng, batch, n_updates, schedule_kind, schedule, friction, noise_factor, inject,
+                   p_diag, p_full, bound, estimator):
     """The loop of ``momentum_updates`` on ``buffers`` = [w, v, w_new, v_new, grad, 2 scratch rows]; leaves
     the last finite (w, v) in buffers[0:2]; returns whether it diverged (no allocation: langevin.NO_NRT)."""
     w, v, w_new, v_new, grad = buffers[0], buffers[1], buffers[2], buffers[3], buffers[4]
@@ -72,8 +71,8 @@ def _momentum_loop(model, buffers, scale_arg, rng, batch_mode, perm, cursor, idx
             for i in range(d):
                 v[i] *= ratio
             h = h_new
-        next_batch(batch_mode, rng, perm, cursor, idx)
-        estimate_gradient(model, w, idx, scale_arg, perm, estimator, grad)
+        next_batch(batch, rng)
+        estimate_gradient(model, w, batch, estimator, grad)
         precondition(p_diag, p_full, grad, work)
         for i in range(d):
             v_new[i] = (1.0 - friction) * v[i] - h * work[i]

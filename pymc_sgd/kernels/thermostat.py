@@ -53,8 +53,8 @@ def thermostat_mass(h: float, diffusion: float, temperature: float, d: int) -> f
 
 
 @njit(cache=True)
-def thermostat_updates(model, w, u, xi, rng, batch_mode, perm, cursor, idx, scale, n_updates, h, diffusion, mass,
-                       temperature, factor, bound, estimator):
+def thermostat_updates(model, w, u, xi, rng, batch, n_updates, h, diffusion, mass, temperature, factor, bound,
+                       estimator):
     """Run n_updates SGNHT updates from (w, u, xi) in the metric with factor L, thermostat mass ``mass``; stop
     early (keeping the last finite state) on divergence. Returns (w, u, xi, kinetic temperature, |grad U_hat|,
     U_hat, diverged), the kinetic temperature (1 - xi / 2) |u|^2 / (d h) of the last update as the thermostat
@@ -63,24 +63,23 @@ def thermostat_updates(model, w, u, xi, rng, batch_mode, perm, cursor, idx, scal
     copy_into(w, buffers[0])
     copy_into(u, buffers[1])
     thermostat = np.array([xi, np.nan])  # xi, the last update's kinetic temperature
-    diverged = _thermostat_loop(model, buffers, thermostat, np.full(1, scale), rng, batch_mode, perm, cursor, idx,
-                                n_updates, h, np.sqrt(2.0 * diffusion * h * temperature), mass, temperature, factor,
-                                bound, estimator)
-    w, u, grad_norm, potential, diverged = second_order_result(model, buffers, diverged, idx, scale)
+    diverged = _thermostat_loop(model, buffers, thermostat, rng, batch, n_updates, h,
+                                np.sqrt(2.0 * diffusion * h * temperature), mass, temperature, factor, bound, estimator)
+    w, u, grad_norm, potential, diverged = second_order_result(model, buffers, diverged, batch)
     return w, u, thermostat[0], thermostat[1], grad_norm, potential, diverged
 
 
 @njit(cache=True, _nrt=False)
-def _thermostat_loop(model, buffers, thermostat, scale_arg, rng, batch_mode, perm, cursor, idx, n_updates, h,
-                     noise_sd, mass, temperature, factor, bound, estimator):
+def _thermostat_loop(model, buffers, thermostat, rng, batch, n_updates, h, noise_sd, mass, temperature, factor, bound,
+                     estimator):
     """The loop of ``thermostat_updates`` on ``buffers`` = [w, u, w_new, u_new, grad] and ``thermostat`` = [xi,
     kinetic temperature];
     returns whether it diverged (no allocation: langevin.NO_NRT)."""
     w, u, w_new, u_new, grad = buffers[0], buffers[1], buffers[2], buffers[3], buffers[4]
     d = w.shape[0]
     for _ in range(n_updates):
-        next_batch(batch_mode, rng, perm, cursor, idx)
-        estimate_gradient(model, w, idx, scale_arg, perm, estimator, grad)
+        next_batch(batch, rng)
+        estimate_gradient(model, w, batch, estimator, grad)
         keep = 1.0 - thermostat[0]
         for i in range(d):
             u_new[i] = keep * u[i] + noise_sd * rng.standard_normal()

@@ -48,8 +48,8 @@ def factor_axpy(a, factor, transpose, x, y):
 
 
 @njit(cache=True)
-def underdamped_updates(model, x, v, rng, batch_mode, perm, cursor, idx, scale, n_updates,
-                        schedule_kind, schedule, gamma, temperature, scheme, factor, bound, estimator):
+def underdamped_updates(model, x, v, rng, batch, n_updates, schedule_kind, schedule, gamma, temperature, scheme,
+                        factor, bound, estimator):
     """Run n_updates BAOAB/OBABO steps in the metric L L^T (``factor`` = L) with the gradient
     estimator ``estimator`` (``estimator.Estimator``); the time step of update t = 0, 1, ... of this call is
     ``schedules.step_size_at(schedule_kind, schedule, t)``.
@@ -59,19 +59,19 @@ def underdamped_updates(model, x, v, rng, batch_mode, perm, cursor, idx, scale, 
     buffers = np.zeros((5, x.shape[0]))  # x, v, their copies, grad (see _underdamped_loop)
     copy_into(x, buffers[0])
     copy_into(v, buffers[1])
-    diverged = _underdamped_loop(model, buffers, np.full(1, scale), rng, batch_mode, perm, cursor, idx, n_updates,
-                                 schedule_kind, schedule, gamma, temperature, scheme, factor, bound, estimator)
-    return second_order_result(model, buffers, diverged, idx, scale)
+    diverged = _underdamped_loop(model, buffers, rng, batch, n_updates, schedule_kind, schedule, gamma, temperature,
+                                 scheme, factor, bound, estimator)
+    return second_order_result(model, buffers, diverged, batch)
 
 
 @njit(cache=True, _nrt=False)
-def _underdamped_loop(model, buffers, scale_arg, rng, batch_mode, perm, cursor, idx, n_updates, schedule_kind,
-                      schedule, gamma, temperature, scheme, factor, bound, estimator):
+def _underdamped_loop(model, buffers, rng, batch, n_updates, schedule_kind, schedule, gamma, temperature, scheme,
+                      factor, bound, estimator):
     """The loop of ``underdamped_updates`` on ``buffers`` = [x, v, x0, v0, grad]; leaves the last
     finite (x, v) in buffers[0:2]; returns whether it diverged (no allocation: langevin.NO_NRT)."""
     x, v, x0, v0, grad = buffers[0], buffers[1], buffers[2], buffers[3], buffers[4]
-    next_batch(batch_mode, rng, perm, cursor, idx)
-    estimate_gradient(model, x, idx, scale_arg, perm, estimator, grad)
+    next_batch(batch, rng)
+    estimate_gradient(model, x, batch, estimator, grad)
     h = step_size_at(schedule_kind, schedule, 0)
     c_full, c_half = np.exp(-gamma * h), np.exp(-0.5 * gamma * h)
     for t in range(n_updates):
@@ -89,8 +89,8 @@ def _underdamped_loop(model, buffers, scale_arg, rng, batch_mode, perm, cursor, 
             ou_step(v, c_half, temperature, rng)
             factor_axpy(-0.5 * h, factor, True, grad, v)
             factor_axpy(h, factor, False, v, x)
-        next_batch(batch_mode, rng, perm, cursor, idx)
-        estimate_gradient(model, x, idx, scale_arg, perm, estimator, grad)
+        next_batch(batch, rng)
+        estimate_gradient(model, x, batch, estimator, grad)
         factor_axpy(-0.5 * h, factor, True, grad, v)
         if scheme == OBABO:
             ou_step(v, c_half, temperature, rng)

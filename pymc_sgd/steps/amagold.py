@@ -146,7 +146,7 @@ class AMAGOLD(StochasticGradientStep):
     def _run_updates(self, w: np.ndarray) -> tuple[np.ndarray, dict]:
         est, h = self.estimator, self.h
         w, self.momentum, potential, accepted, grad_norm = amagold_updates(
-            est.kernel, w, self.momentum, self.rng, self.batch_mode, self.perm, self.cursor, self.idx, self.scale,
+            est.kernel, w, self.momentum, self.rng, self.batch,
             self.steps_per_draw, self.inner, h, self.friction, self.temperature, self.metric.factor,
             self.divergence_bound, self._kernel_estimator(w))
         acceptance = accepted / self.steps_per_draw

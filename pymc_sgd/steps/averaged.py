@@ -117,7 +117,7 @@ class AveragedSGD(StochasticGradientStep):
         P = langevin.preconditioner(langevin.IDENTITY if self.metric.kind == "identity" else langevin.FULL,
                                     matrix=self.metric.matrix)
         self.iterate, mean, grad_norm, potential, diverged = averaged_updates(
-            est.kernel, start, self.rng, self.batch_mode, self.perm, self.cursor, self.idx, self.scale,
+            est.kernel, start, self.rng, self.batch,
             self.steps_per_draw, self.h, P.diag, P.matrix, self.divergence_bound, self._kernel_estimator(start))
         self.mean_sum = mean if self.mean_sum is None else self.mean_sum + mean
         self.mean_count += 1

@@ -179,7 +179,6 @@ class StochasticGradientStep(BlockedStep):
                 )
             self.batch_size = int(batch_size)
             self.batch_mode = _BATCHING_NAMES[self._resolve_batching(batching)]
-        self.scale = n / self.batch_size
         self.tune = True
         self.reset_tuning()
 
@@ -239,8 +238,8 @@ class StochasticGradientStep(BlockedStep):
 
     def _refresh_data(self) -> None:
         """Read the model's data afresh (pm.set_data since the step was built). A new number of rows n
-        keeps the batch size (full batch follows n) and rescales the minibatch by n / B; the warm-up
-        that follows in reset_tuning re-measures everything else that depends on n."""
+        keeps the batch size (full batch follows n), and reset_tuning's new batch sampler rescales the
+        minibatch by n / B; the warm-up that follows re-measures everything else that depends on n."""
         self._estimator = None
         n = self.estimator.n_rows
         if self.full_batch:
@@ -249,7 +248,6 @@ class StochasticGradientStep(BlockedStep):
             raise ValueError(
                 f"The model's data now has n = {n} rows (pm.set_data), fewer than this {type(self).__name__}'s "
                 f"batch_size = {self.batch_size}. Build a new step: step={type(self).__name__}(batch_size=<= {n}).")
-        self.scale = n / self.batch_size
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -260,11 +258,10 @@ class StochasticGradientStep(BlockedStep):
 
     # -- PyMC protocol ----------------------------------------------------------------------
     def reset_tuning(self) -> None:
-        """Start a chain: the model's current data, fresh batch sampler, update counter and
-        sampler-specific state."""
+        """Start a chain: the model's current data, fresh batch sampler (the kernels' ``Batch``, with the
+        likelihood scale n / B), update counter and sampler-specific state."""
         self._refresh_data()
-        n = self.estimator.n_rows
-        self.perm, self.cursor, self.idx = batch_sampling.new_batch_state(self.batch_mode, n, self.batch_size)
+        self.batch = batch_sampling.new_batch(self.batch_mode, self.estimator.n_rows, self.batch_size)
         self.rows: ShuffledChunks | None = None  # made at the chain's first draw (_new_row_stream)
         self.t = 0
         self.draw = 0
@@ -521,13 +518,14 @@ class StochasticGradientStep(BlockedStep):
         if self.batch_mode == batch_sampling.SHUFFLED_CHUNKS:
             if self.rows is None:
                 self.rows = self._new_row_stream()
-            _, self.perm, self.cursor = self.rows.prepare(self._rows_per_draw())
+            _, perm, cursor = self.rows.prepare(self._rows_per_draw())
+            self.batch = self.batch._replace(perm=perm, cursor=cursor)
             if self.draw == 0:
                 self._warn_if_rows_sorted(w)
         new_w, stats = self._run_updates(w)
         if self.rows is not None:
             if not stats["diverging"]:  # a diverging loop stops early, short of its rows
-                self.rows.finish(self.cursor)
+                self.rows.finish(self.batch.cursor)
         reason = 1 if stats["diverging"] else self._divergence_reason(new_w, q.point_map_info, point)
         if reason:
             self._halt(reason)

@@ -193,15 +193,13 @@ class ConstantSGD(StochasticGradientStep):
         schedule = np.array([h, 0.0, 0.0])
         if self.momentum > 0.0:
             w, self.velocity, grad_norm, potential, diverged = momentum_updates(
-                self.batch_model, w, self.velocity, self.rng, self.batch_mode, self.perm, self.cursor,
-                self.idx, self.scale, self.steps_per_draw, schedules.CONSTANT, schedule,
-                1.0 - self.momentum, np.zeros((est.dim, est.dim)),
+                self.batch_model, w, self.velocity, self.rng, self.batch, self.steps_per_draw, schedules.CONSTANT,
+                schedule, 1.0 - self.momentum, np.zeros((est.dim, est.dim)),
                 P.diag, P.matrix, self.divergence_bound, plain(len(w)))
         else:
             w, self.t, _, grad_norm, potential, diverged = langevin.langevin_updates(
-                self.batch_model, w, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
-                self.scale, self.t, self.steps_per_draw, schedules.CONSTANT, schedule,
-                self.temperature, noise, *P, self.divergence_bound, plain(len(w)))
+                self.batch_model, w, self.rng, self.batch, self.t, self.steps_per_draw, schedules.CONSTANT,
+                schedule, self.temperature, noise, *P, self.divergence_bound, plain(len(w)))
         return w, {"step_size": self.h, "learning_rate": self.h * est.n_rows,
                    "temperature": self.temperature, "grad_norm": grad_norm,
                    "minibatch_potential": potential, "diverging": diverged}

@@ -131,7 +131,7 @@ class ContourSGLD(SGLD):
     def _run_updates(self, w: np.ndarray) -> tuple[np.ndarray, dict]:
         h = self.schedule[0]
         w, self.updates, potential, partition, weight, grad_norm, diverged = contour_updates(
-            self.batch_model, w, self.theta, self.rng, self.batch_mode, self.perm, self.cursor, self.idx, self.scale,
+            self.batch_model, w, self.theta, self.rng, self.batch,
             self.updates, self.steps_per_draw, h, self.temperature, self.metric.matrix, self.metric.factor,
             self.divergence_bound, self.u_min, self.du, self.zeta, self.max_multiplier)
         return w, {"step_size": h, "temperature": self.temperature, "grad_norm": grad_norm,

@@ -172,8 +172,8 @@ class ReplicaExchangeSGLD(StochasticGradientStep):
         P = langevin.preconditioner(langevin.IDENTITY if self.metric.kind == "identity" else langevin.FULL,
                                     matrix=self.metric.matrix, root=self.metric.factor)
         self.t, grad_norm, potential, diverged = exchange.exchange_updates(
-            est.kernel, self.replica_states, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
-            self.scale, self.steps_per_draw, self.h, self.temperatures, self._swap_every(), self.t,
+            est.kernel, self.replica_states, self.rng, self.batch, self.steps_per_draw, self.h, self.temperatures,
+            self._swap_every(), self.t,
             SWAP_ENERGIES[self._swap_energy()], est.n_rows, self.swap_batch_size, self.labels, self.direction,
             self.round_trips, accepted, attempted,
             P.matrix, P.root, self.divergence_bound)

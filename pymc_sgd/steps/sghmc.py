@@ -140,7 +140,7 @@ class SGHMC(StochasticGradientStep):
     def _use_gradient_noise(self, per_example_cov: np.ndarray, w: np.ndarray) -> None:
         """Injected noise L N_z with N_z N_z^T = 2 alpha h T I - h^2 L^T V L (V = Cov(grad U_hat)),
         negative eigenvalues clipped at 0 (``warmup.tuning.whitened_injection``)."""
-        V = self.scale * self.estimator.n_rows * per_example_cov
+        V = self.batch.scale[0] * self.estimator.n_rows * per_example_cov
         if self.noise_correction == "diag":
             V = np.diag(np.diag(V))
         V_z = whitened(np.zeros_like(V), V, self.metric)[1]
@@ -160,9 +160,8 @@ class SGHMC(StochasticGradientStep):
         carried = self.cycle is not None and np.isfinite(self._velocity_step)
         velocity = self.velocity * np.sqrt(schedule[0] / self._velocity_step) if carried else self.velocity
         w, self.velocity, grad_norm, potential, diverged = momentum_updates(
-            self.batch_model, w, velocity, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
-            self.scale, self.steps_per_draw, kind, schedule, self.friction, self._peak_noise_factor(), P.diag,
-            P.matrix, self.divergence_bound, self._kernel_estimator(w))
+            self.batch_model, w, velocity, self.rng, self.batch, self.steps_per_draw, kind, schedule, self.friction,
+            self._peak_noise_factor(), P.diag, P.matrix, self.divergence_bound, self._kernel_estimator(w))
         self._velocity_step = step_size_at(kind, schedule, self.steps_per_draw - 1)
         return w, {"step_size": self.h, "temperature": self.temperature, "grad_norm": grad_norm,
                    "minibatch_potential": potential, "diverging": diverged, "friction": self.friction,

@@ -181,8 +181,7 @@ class SGLD(StochasticGradientStep):
         if self.cycle is not None:  # one cycle per draw, from its start
             (schedule_kind, schedule), t0 = self._schedule(self.schedule[0]), 0
         w, t, h, grad_norm, potential, diverged = langevin.langevin_updates(
-            self.batch_model, w, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
-            self.scale, t0, self.steps_per_draw, schedule_kind, schedule,
+            self.batch_model, w, self.rng, self.batch, t0, self.steps_per_draw, schedule_kind, schedule,
             self.temperature, 1.0, *langevin.preconditioner(kind, matrix=self.metric.matrix, root=noise_root),
             self.divergence_bound, self._kernel_estimator(w))
         self.t += t - t0

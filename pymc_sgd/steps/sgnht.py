@@ -126,8 +126,8 @@ class SGNHT(SGHMC):
             self.thermostat = self.friction
             self._fresh_velocity()
         w, self.velocity, self.thermostat, kinetic_temperature, grad_norm, potential, diverged = thermostat_updates(
-            self.batch_model, w, self.velocity, self.thermostat, self.rng, self.batch_mode, self.perm, self.cursor,
-            self.idx, self.scale, self.steps_per_draw, self.h, self.friction,
+            self.batch_model, w, self.velocity, self.thermostat, self.rng, self.batch, self.steps_per_draw, self.h,
+            self.friction,
             thermostat_mass(self.h, self.friction, self.temperature, est.dim), self.temperature, self.metric.factor,
             self.divergence_bound, self._kernel_estimator(w))
         u2 = float(self.velocity @ self.velocity)

@@ -99,8 +99,8 @@ class UnderdampedLangevin(StochasticGradientStep):
     def _run_updates(self, w: np.ndarray) -> tuple[np.ndarray, dict]:
         est = self.estimator
         w, self.velocity, grad_norm, potential, diverged = underdamped.underdamped_updates(
-            self.batch_model, w, self.velocity, self.rng, self.batch_mode, self.perm, self.cursor, self.idx,
-            self.scale, self.steps_per_draw, *self._schedule(self.h), self.gamma, self.temperature,
+            self.batch_model, w, self.velocity, self.rng, self.batch, self.steps_per_draw, *self._schedule(self.h),
+            self.gamma, self.temperature,
             SCHEMES[self.scheme],
             self.metric.factor, self.divergence_bound, self._kernel_estimator(w))
         v2 = float(self.velocity @ self.velocity)
