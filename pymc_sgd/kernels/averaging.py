@@ -10,39 +10,54 @@ the relaxation time: independent of h and M, the asymptotically optimal (sandwic
 ``theory.averaged_iterate_covariance`` gives the exact finite-K value.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
 
-from .estimator import minibatch_potential, norm
+from .info import minibatch_info
+from .langevin import Params as LangevinParams
 from .langevin import _langevin_loop, copy_into
 from .schedules import CONSTANT
 
 
+class State(NamedTuple):
+    """The iterate w the chain continues from, and ``mean``, the mean of the iterates of the last call (only
+    returned: its value on input is not read)."""
+
+    w: np.ndarray
+    mean: np.ndarray
+
+
+class Params(NamedTuple):
+    """The constant step h; a state with |w_i| > bound has diverged."""
+
+    h: float
+    bound: float
+
+
 @njit(cache=True)
-def averaged_updates(model, w, rng, batch, n_updates, h, p_diag, p_full, bound, estimator):
-    """Run n_updates constant-SGD updates from w (step h, preconditioner (p_diag, p_full) as in
-    ``langevin.preconditioner``). Returns (last w, mean of the n_updates iterates after each update,
-    |grad U_hat|, U_hat at the mean, diverged)."""
-    d = w.shape[0]
+def averaged_updates(model, batch, estimator, preconditioner, state, params, n_updates, rng):
+    """Run n_updates constant-SGD updates from state.w (step h, P the ``langevin.Preconditioner``'s (diag,
+    matrix); arguments as ``langevin.langevin_updates``'). Returns (State(last w, mean of the n_updates
+    iterates after each update), ``info.Info`` with U_hat at the mean; no extras)."""
+    d = state.w.shape[0]
     buffers = np.zeros((6, d))  # _langevin_loop's 5 rows, then the sum of the iterates
-    copy_into(w, buffers[0])
-    diverged = _averaging_loop(model, buffers, rng, batch, n_updates, np.array([h, 0.0, 0.0]), p_diag, p_full, bound,
-                               estimator)
-    last, mean = buffers[0].copy(), buffers[5] / n_updates
-    if diverged:
-        return last, mean, np.inf, np.nan, True
-    potential = minibatch_potential(model, mean, batch.idx, batch.scale[0])
-    return last, mean, norm(buffers[2]), potential, not np.isfinite(potential)
+    copy_into(state.w, buffers[0])
+    langevin = LangevinParams(CONSTANT, np.array([params.h, 0.0, 0.0]), 1.0, 0.0, params.bound)
+    diverged = _averaging_loop(model, buffers, batch, estimator, preconditioner, langevin, n_updates, rng)
+    mean = buffers[5] / n_updates
+    return State(buffers[0].copy(), mean), minibatch_info(model, mean, buffers[2], batch, params.h, diverged,
+                                                          np.zeros(0))
 
 
 @njit(cache=True, _nrt=False)
-def _averaging_loop(model, buffers, rng, batch, n_updates, schedule, p_diag, p_full, bound, estimator):
+def _averaging_loop(model, buffers, batch, estimator, preconditioner, params, n_updates, rng):
     """One ``_langevin_loop`` update at a time (no noise), adding each iterate to buffers[5]; returns whether
     it diverged (no allocation: langevin.NO_NRT)."""
     w, total = buffers[0], buffers[5]
     for _ in range(n_updates):
-        diverged = _langevin_loop(model, buffers, rng, batch, 0, 1, CONSTANT, schedule, 1.0, 0.0, p_diag, p_full, None,
-                                  None, bound, estimator)[2]
+        diverged = _langevin_loop(model, buffers, batch, estimator, preconditioner, params, 0, 1, rng)[2]
         if diverged:
             return True
         for i in range(w.shape[0]):

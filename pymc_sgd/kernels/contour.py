@@ -30,13 +30,15 @@ weight by theta_J^zeta, the step function, which put 0.16 on a mode of weight 0.
 (3 SE off, measured); the interpolated weight is what the dynamics sample.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
 
 from .batching import next_batch
-from .estimator import minibatch_potential
-from .langevin import copy_into, langevin_move
 from .guards import is_diverged
+from .info import Info, minibatch_info
+from .langevin import copy_into, langevin_move
 from .model import PARTS, _evaluate
 
 
@@ -64,57 +66,83 @@ def importance_weight(potential, theta, u_min, du, zeta):
                           + f * np.log(max(theta[partition], 1e-300))))
 
 
+class State(NamedTuple):
+    """A CSGLD chain: its position, the density of states theta (m partitions' estimated masses, updated in
+    place) and the update counter k of the gain omega_k = 10 / (k^0.75 + 100), Deng et al.'s schedule."""
+
+    w: np.ndarray
+    theta: np.ndarray
+    k: int
+
+
+class Params(NamedTuple):
+    """Step h and temperature of the Langevin move; the m partitions of width du from u_min, the flattening
+    power zeta and the multiplier's clip ``max_multiplier`` (see the module); |w_i| > bound has diverged."""
+
+    h: float
+    temperature: float
+    bound: float
+    u_min: float
+    du: float
+    zeta: float
+    max_multiplier: float
+
+
 @njit(cache=True)
-def contour_updates(model, w, theta, rng, batch, k0, n_updates, h, temperature, p_full, p_chol, bound, u_min, du,
-                    zeta, max_multiplier):
-    """Run n_updates CSGLD updates from w, updating the density of states ``theta`` in place (update
-    counter from k0 for the gain omega_k = 10 / (k^0.75 + 100), Deng et al.'s schedule). Returns (w, k, U_hat(w) on
-    the last batch, its partition J, w's importance weight (``importance_weight``), |multiplied grad|,
-    diverged)."""
-    d = w.shape[0]
+def contour_updates(model, batch, preconditioner, state, params, n_updates, rng):
+    """Run n_updates CSGLD updates from ``state`` (``State``, ``Params``; P the ``langevin.Preconditioner``'s
+    (matrix, root) with root root^T = P, the rest as ``langevin.langevin_updates``). No gradient estimator: the
+    partition needs U_hat, which one model call gives with its gradient.
+
+    Returns (State(w, theta, k), ``info.Info``) with the norm of the last multiplied gradient and extras
+    [partition J of U_hat(w) on the last batch, w's importance weight (``importance_weight``; NaN when the
+    loop diverged)]."""
+    d, m = state.w.shape[0], state.theta.shape[0]
     buffers = np.zeros((5, d))  # w, proposal, grad, scratch
-    copy_into(w, buffers[0])
-    state = np.zeros(3)  # [U_hat at the last update's start, diverged, 0: PARTS's unused scale]
-    k = _contour_loop(model, buffers, np.zeros(2 * d + 2), state, theta, rng, batch, k0, n_updates, h, temperature,
-                      p_full, p_chol, bound, u_min, du, zeta, max_multiplier)
+    copy_into(state.w, buffers[0])
+    flags = np.zeros(3)  # [U_hat at the last update's start, diverged, 0: PARTS's unused scale]
+    k = _contour_loop(model, buffers, np.zeros(2 * d + 2), flags, batch, preconditioner, state, params, n_updates,
+                      rng)
     w = buffers[0].copy()
-    grad = buffers[2]
-    if state[1] > 0.0:
-        return w, k, np.nan, theta.shape[0] - 1, np.nan, np.inf, True
-    potential = minibatch_potential(model, w, batch.idx, batch.scale[0])
-    partition = partition_of(potential, u_min, du, theta.shape[0])
-    return (w, k, potential, partition, importance_weight(potential, theta, u_min, du, zeta),
-            np.sqrt(np.sum(grad * grad)), not np.isfinite(potential))
+    diverged = flags[1] > 0.0
+    info = minibatch_info(model, w, buffers[2], batch, params.h, diverged, np.zeros(0))
+    weight = np.nan if diverged else importance_weight(info.potential, state.theta, params.u_min, params.du,
+                                                       params.zeta)
+    extras = np.array([float(partition_of(info.potential, params.u_min, params.du, m)), weight])
+    return State(w, state.theta, k), Info(info.step_size, info.grad_norm, info.potential, info.diverged, extras)
 
 
 @njit(cache=True, _nrt=False)
-def _contour_loop(model, buffers, parts, state, theta, rng, batch, k0, n_updates, h, temperature, p_full, p_chol, bound,
-                  u_min, du, zeta, max_multiplier):
-    """The loop of ``contour_updates`` on ``buffers`` = [w, proposal, grad, 2 scratch rows], ``state`` = [U_hat at
-    the last update's start, diverged, 0]; returns the update counter (no allocation: langevin.NO_NRT)."""
+def _contour_loop(model, buffers, parts, flags, batch, preconditioner, state, params, n_updates, rng):
+    """The loop of ``contour_updates`` on ``buffers`` = [w, proposal, grad, 2 scratch rows], ``flags`` = [U_hat at
+    the last update's start, diverged, 0], from state.k and state.theta; returns the update counter (no
+    allocation: langevin.NO_NRT)."""
     w, proposal, grad, work, xi = buffers[0], buffers[1], buffers[2], buffers[3], buffers[4]
+    theta, h, temperature = state.theta, params.h, params.temperature
+    u_min, du, zeta = params.u_min, params.du, params.zeta
     d, m = w.shape[0], theta.shape[0]
-    zero = state[2:]  # PARTS ignores the scale argument
+    zero = flags[2:]  # PARTS ignores the scale argument
     scale = batch.scale[0]
-    k = k0
+    k = state.k
     # theta = shrink * phi (phi stored in theta): the update theta <- (1 - g) theta + g e_J becomes shrink *= 1 - g,
     # phi_J += g / shrink, O(1) instead of O(m) an update; folded back into theta on return
     shrink = 1.0
     for _ in range(n_updates):
         next_batch(batch, rng)
         _evaluate(model, PARTS, w, batch.idx, zero, parts)
-        state[0] = -(parts[0] + scale * parts[1])
-        partition = partition_of(state[0], u_min, du, m)
+        flags[0] = -(parts[0] + scale * parts[1])
+        partition = partition_of(flags[0], u_min, du, m)
         multiplier = 1.0
         if 0 < partition < m - 1:  # beyond [u_min, u_min + (m - 1) du) the landscape is not flattened
             log_ratio = (np.log(max(shrink * theta[partition], 1e-300))
                          - np.log(max(shrink * theta[partition - 1], 1e-300)))
-            multiplier = min(max(1.0 + zeta * temperature * log_ratio / du, -max_multiplier), max_multiplier)
+            multiplier = min(max(1.0 + zeta * temperature * log_ratio / du, -params.max_multiplier),
+                             params.max_multiplier)
         for i in range(d):
             grad[i] = -multiplier * (parts[2 + i] + scale * parts[d + 2 + i])
-        langevin_move(w, grad, rng, h, temperature, 1.0, None, p_full, p_chol, None, work, xi, proposal)
-        if is_diverged(grad, proposal, bound):
-            state[1] = 1.0
+        langevin_move(w, grad, rng, h, temperature, 1.0, preconditioner, work, xi, proposal)
+        if is_diverged(grad, proposal, params.bound):
+            flags[1] = 1.0
             break
         copy_into(proposal, w)
         k += 1

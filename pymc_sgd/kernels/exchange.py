@@ -14,14 +14,17 @@ Energies for the test (``energy_mode``):
 - NAIVE: c D_hat uncorrected (biased towards swapping; for study only).
 """
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
 
 from .batching import next_batch
-from .estimator import minibatch_potential, norm
-from .model import gradient_into, parts_into
+from .estimator import minibatch_potential
 from .guards import is_diverged
+from .info import minibatch_info
 from .langevin import copy_into, langevin_move
+from .model import gradient_into, parts_into
 
 FULL = 0
 CORRECTED = 1
@@ -53,20 +56,49 @@ def swap_log_ratio(model, w_cold, w_hot, c, energy_mode, n_rows, swap_rows, rng)
     return c * delta_u - 0.5 * c * c * variance
 
 
+class State(NamedTuple):
+    """The replicas (K x d, slot k at T_k; updated in place), the update count t (swap rounds at its multiples
+    of swap_every), ``labels`` (the replica in each slot), ``direction`` and ``round_trips`` (see
+    ``track_round_trips``), and the swaps ``accepted`` of those ``attempted`` for each adjacent pair (counted
+    on by every call)."""
+
+    replicas: np.ndarray
+    t: int
+    labels: np.ndarray
+    direction: np.ndarray
+    round_trips: np.ndarray
+    accepted: np.ndarray
+    attempted: np.ndarray
+
+
+class Params(NamedTuple):
+    """Every replica's step h and the ladder T_0 = 1 < ... < T_{K-1}; a swap round every ``swap_every``
+    updates, its energies per ``energy_mode`` (from ``swap_rows`` of the ``n_rows`` rows unless FULL);
+    |w_i| > bound has diverged."""
+
+    h: float
+    temperatures: np.ndarray
+    swap_every: int
+    energy_mode: int
+    n_rows: int
+    swap_rows: int
+    bound: float
+
+
 @njit(cache=True)
-def swap_round(model, states, temperatures, labels, parity, energy_mode, n_rows, swap_rows,
-               rng, accepted, attempted):
-    """Attempt swaps on pairs (k, k+1) with k % 2 == parity; update counters in place."""
-    for k in range(parity, states.shape[0] - 1, 2):
+def swap_round(model, state, params, parity, rng):
+    """Attempt swaps on pairs (k, k+1) with k % 2 == parity; update the state's labels and counters in place."""
+    replicas, temperatures, labels = state.replicas, params.temperatures, state.labels
+    for k in range(parity, replicas.shape[0] - 1, 2):
         c = 1.0 / temperatures[k] - 1.0 / temperatures[k + 1]
-        log_ratio = swap_log_ratio(model, states[k], states[k + 1], c, energy_mode, n_rows,
-                                   swap_rows, rng)
-        attempted[k] += 1
+        log_ratio = swap_log_ratio(model, replicas[k], replicas[k + 1], c, params.energy_mode, params.n_rows,
+                                   params.swap_rows, rng)
+        state.attempted[k] += 1
         if np.log(rng.random()) < log_ratio:
-            accepted[k] += 1
-            tmp = states[k].copy()
-            copy_into(states[k + 1], states[k])
-            copy_into(tmp, states[k + 1])
+            state.accepted[k] += 1
+            tmp = replicas[k].copy()
+            copy_into(replicas[k + 1], replicas[k])
+            copy_into(tmp, replicas[k + 1])
             labels[k], labels[k + 1] = labels[k + 1], labels[k]
 
 
@@ -83,45 +115,46 @@ def track_round_trips(labels, direction, round_trips):
 
 
 @njit(cache=True)
-def exchange_updates(model, states, rng, batch, n_updates, h, temperatures, swap_every, t0, energy_mode, n_rows, swap_rows, labels,
-                     direction, round_trips, accepted, attempted, p_full, p_chol, bound):
-    """n_updates SGLD updates of every replica (in the metric p_full = p_chol p_chol^T, or the
-    identity when both are None), a swap round every swap_every updates.
+def exchange_updates(model, batch, preconditioner, state, params, n_updates, rng):
+    """n_updates SGLD updates of every replica (``State``, ``Params``; in the metric P = the
+    ``langevin.Preconditioner``'s matrix = root root^T, or the identity when both are None), a swap round every
+    swap_every updates; each replica draws its own minibatch, with the plain gradient.
 
-    states (K x d) are updated in place. Returns (t, |grad U_hat| of slot 0, U_hat of slot 0,
-    diverged); each replica draws its own minibatch.
+    Returns (State with the new t, the same arrays updated in place; ``info.Info`` of slot 0: the norm of its
+    last gradient, U_hat at its state on the last batch; no extras).
     """
-    buffers = np.zeros((5, states.shape[1]))  # grad, slot 0's last grad, scratch (see _replica_updates)
-    t, remaining = t0, n_updates
+    replicas = state.replicas
+    buffers = np.zeros((5, replicas.shape[1]))  # grad, slot 0's last grad, scratch (see _replica_updates)
+    t, remaining, swap_every, diverged = state.t, n_updates, params.swap_every, False
     while remaining > 0:
         steps = min(remaining, swap_every - t % swap_every)  # up to the next swap round
-        done = _replica_updates(model, states, buffers, rng, batch, steps, h, temperatures, p_full, p_chol, bound)
+        done = _replica_updates(model, buffers, batch, preconditioner, replicas, params, steps, rng)
+        t += done
         if done < steps:
-            return t + done, np.inf, np.nan, True
-        t += steps
+            diverged = True
+            break
         remaining -= steps
         if t % swap_every == 0:
-            swap_round(model, states, temperatures, labels, (t // swap_every) % 2, energy_mode,
-                       n_rows, swap_rows, rng, accepted, attempted)
-            track_round_trips(labels, direction, round_trips)
-    potential = minibatch_potential(model, states[0], batch.idx, batch.scale[0])
-    return t, norm(buffers[1]), potential, not np.isfinite(potential)
+            swap_round(model, state, params, (t // swap_every) % 2, rng)
+            track_round_trips(state.labels, state.direction, state.round_trips)
+    return (State(replicas, t, state.labels, state.direction, state.round_trips, state.accepted, state.attempted),
+            minibatch_info(model, replicas[0], buffers[1], batch, params.h, diverged, np.zeros(0)))
 
 
 @njit(cache=True, _nrt=False)
-def _replica_updates(model, states, buffers, rng, batch, n_updates, h, temperatures, p_full, p_chol, bound):
+def _replica_updates(model, buffers, batch, preconditioner, replicas, params, n_updates, rng):
     """n_updates SGLD updates of every replica, no swaps, on ``buffers`` = [grad, slot 0's last grad,
     proposal, 2 scratch rows]; returns the updates completed (fewer on divergence; langevin.NO_NRT)."""
     grad, grad0, proposal, work, xi = buffers[0], buffers[1], buffers[2], buffers[3], buffers[4]
     for done in range(n_updates):
-        for k in range(states.shape[0]):
+        for k in range(replicas.shape[0]):
             next_batch(batch, rng)
-            gradient_into(model, states[k], batch.idx, batch.scale, grad)
-            langevin_move(states[k], grad, rng, h, temperatures[k], 1.0, None, p_full, p_chol, None, work, xi,
+            gradient_into(model, replicas[k], batch.idx, batch.scale, grad)
+            langevin_move(replicas[k], grad, rng, params.h, params.temperatures[k], 1.0, preconditioner, work, xi,
                           proposal)
-            if is_diverged(grad, proposal, bound):
+            if is_diverged(grad, proposal, params.bound):
                 return done
-            copy_into(proposal, states[k])
+            copy_into(proposal, replicas[k])
             if k == 0:
                 copy_into(grad, grad0)
     return n_updates

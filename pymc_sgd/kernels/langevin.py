@@ -10,10 +10,11 @@
   solves P H S + S H P = P Cov P, i.e. S = T H^(-1) (seed 004; docs/pages/sources.md on seed 000).
 A constant P needs no Gamma correction term (Ma, Chen & Fox 2015); a position-dependent one would.
 
-Preconditioner kinds: IDENTITY (P = I), DIAGONAL (p_diag), FULL (p_full with Cholesky p_chol). The
-kernels receive them as arrays or None (``preconditioner``) and branch on the types, which numba
-resolves when it compiles: a branch on a runtime kind, even when not taken, cost seed 000's
-2-parameter model 55 ns of its 0.39 us per update (the branches' loops defeat LLVM's optimisation).
+Preconditioner kinds: IDENTITY (P = I), DIAGONAL (``diag``), FULL (``matrix`` with a square root ``root``). The
+kernels receive them as a ``Preconditioner`` of arrays or None (``preconditioner``) and branch on the types,
+which numba resolves when it compiles (``multiply_into``): a branch on a runtime kind, even when not taken,
+cost seed 000's 2-parameter model 55 ns of its 0.39 us per update (the branches' loops defeat LLVM's
+optimisation).
 NO_NRT: the update loops run in functions compiled without numba's reference counting (``_nrt=False``)
 on buffers their caller allocates. With it, numba increfs and decrefs the arrays and the generator
 around the inlined helpers, an atomic operation each (perf: 94% of a small update's time in
@@ -24,11 +25,13 @@ cannot allocate; the model's gradient writes into its output buffer.
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 from .batching import next_batch
-from .estimator import estimate_gradient, minibatch_potential, norm
+from .estimator import estimate_gradient
 from .guards import is_diverged
+from .info import minibatch_info
 from .schedules import step_size_at
 
 IDENTITY = 0
@@ -38,7 +41,9 @@ FULL = 2
 
 class Preconditioner(NamedTuple):
     """P as the kernels take it: ``diag`` (P = diag, with ``root_diag`` = sqrt(diag)) or ``matrix``
-    (P, with ``root`` a square root: root root^T = P, or the noise factor a step chooses), else None."""
+    (P, with ``root`` a square root: root root^T = P, or the noise factor a step chooses), else None.
+    The whitened-coordinate kernels (underdamped, thermostat, contour, AMAGOLD, MALA) read ``root``, the
+    factor L of the metric M = L L^T, which they always get."""
 
     diag: np.ndarray | None
     matrix: np.ndarray | None
@@ -54,6 +59,24 @@ def preconditioner(kind: int, diag: np.ndarray | None = None, matrix: np.ndarray
     if kind == DIAGONAL:
         return Preconditioner(diag, None, None, np.sqrt(diag))
     return Preconditioner(None, None, None, None)
+
+
+class State(NamedTuple):
+    """A Langevin chain: its position and the update count t from which its step-size schedule reads h_t."""
+
+    w: np.ndarray
+    t: int
+
+
+class Params(NamedTuple):
+    """h_t = ``schedules.step_size_at(schedule_kind, schedule, t)``; noise 1 for SGLD, 0 for constant SGD;
+    a state with |w_i| > bound has diverged."""
+
+    schedule_kind: int
+    schedule: np.ndarray
+    temperature: float
+    noise: float
+    bound: float
 
 
 @njit(cache=True, inline="always")
@@ -75,17 +98,39 @@ def matvec_into(a, v, out):
     return out
 
 
-@njit(cache=True, inline="always")
-def precondition(p_diag, p_matrix, v, out):
-    """out = P v for P = p_matrix (P or a square root of it), else diag(p_diag), else I (None: absent)."""
-    if p_matrix is not None:
-        matvec_into(p_matrix, v, out)
-    elif p_diag is not None:
-        for i in range(v.shape[0]):
-            out[i] = p_diag[i] * v[i]
-    else:
+def multiply_into(diag, matrix, v, out):
+    """out = matrix v, else diag * v (elementwise), else v (None: absent); returns out.
+
+    An overload, so that numba chooses the branch from the argument types when it compiles: its pruning of
+    ``x is None`` branches sees only a function's own arguments, not a ``Preconditioner``'s fields."""
+
+
+@overload(multiply_into, inline="always")
+def _multiply_into(diag, matrix, v, out):
+    # each returns its argument ``out`` by name: a function compiled without reference counting may return
+    # an array only as one of its arguments, which numba does not see through a call
+    if not isinstance(matrix, types.NoneType):
+        def by_matrix(diag, matrix, v, out):
+            matvec_into(matrix, v, out)
+            return out
+        return by_matrix
+    if not isinstance(diag, types.NoneType):
+        def by_diagonal(diag, matrix, v, out):
+            for i in range(v.shape[0]):
+                out[i] = diag[i] * v[i]
+            return out
+        return by_diagonal
+
+    def by_identity(diag, matrix, v, out):
         copy_into(v, out)
-    return out
+        return out
+    return by_identity
+
+
+@njit(cache=True, inline="always")
+def precondition(preconditioner, v, out):
+    """out = P v (``Preconditioner``)."""
+    return multiply_into(preconditioner.diag, preconditioner.matrix, v, out)
 
 
 @njit(cache=True, inline="always")
@@ -96,17 +141,16 @@ def standard_normal_into(rng, out):
 
 
 @njit(cache=True, inline="always")
-def langevin_move(w, grad, rng, h, temperature, noise, p_diag, p_full, p_chol, noise_diag,
-                  work, xi, out):
+def langevin_move(w, grad, rng, h, temperature, noise, preconditioner, work, xi, out):
     """out = w - h P grad + noise sqrt(2 h T) P^(1/2) xi; work and xi are scratch buffers.
 
-    P is ``Preconditioner``'s (diag, matrix); noise_diag = sqrt(p_diag) and p_chol = chol(P) are its roots.
+    P is the ``Preconditioner``'s (diag, matrix), P^(1/2) its (root_diag, root).
     """
-    precondition(p_diag, p_full, grad, work)
+    precondition(preconditioner, grad, work)
     for i in range(w.shape[0]):
         out[i] = w[i] - h * work[i]
     if noise > 0.0:
-        precondition(noise_diag, p_chol, standard_normal_into(rng, xi), work)
+        multiply_into(preconditioner.root_diag, preconditioner.root, standard_normal_into(rng, xi), work)
         sd = noise * np.sqrt(2.0 * h * temperature)
         for i in range(w.shape[0]):
             out[i] += sd * work[i]
@@ -114,41 +158,34 @@ def langevin_move(w, grad, rng, h, temperature, noise, p_diag, p_full, p_chol, n
 
 
 @njit(cache=True)
-def langevin_updates(model, w, rng, batch, t0, n_updates, schedule_kind, schedule, temperature, noise, p_diag, p_full,
-                     p_chol, noise_diag, bound, estimator):
-    """Run n_updates updates from w; stop early (keeping the last finite w) on divergence.
+def langevin_updates(model, batch, estimator, preconditioner, state, params, n_updates, rng):
+    """Run n_updates updates from ``state`` (``State``, ``Params``); stop early (keeping the last finite w) on
+    divergence. ``batch`` is the minibatch sampler (``batching.Batch``), ``estimator`` the gradient estimator
+    (``estimator.Estimator``), ``preconditioner`` a ``Preconditioner``, ``rng`` the chain's generator.
 
-    ``batch`` is the minibatch sampler (``batching.Batch``), ``estimator`` the gradient estimator
-    (``estimator.Estimator``). (p_diag, p_full, p_chol, noise_diag) is a ``Preconditioner``.
-
-    Returns (w, t, h, |grad U_hat|, U_hat, diverged): the last gradient's norm and U_hat at
-    the returned w on the last minibatch.
+    Returns (State(w, t), ``info.Info``): the last update's h and gradient norm, U_hat at the returned w on
+    the last minibatch; no extras.
     """
-    buffers = np.zeros((5, w.shape[0]))  # w, proposal, grad and scratch (see _langevin_loop)
-    copy_into(w, buffers[0])
-    t, h, diverged = _langevin_loop(model, buffers, rng, batch, t0, n_updates, schedule_kind, schedule, temperature,
-                                    noise, p_diag, p_full, p_chol, noise_diag, bound, estimator)
+    buffers = np.zeros((5, state.w.shape[0]))  # w, proposal, grad and scratch (see _langevin_loop)
+    copy_into(state.w, buffers[0])
+    t, h, diverged = _langevin_loop(model, buffers, batch, estimator, preconditioner, params, state.t, n_updates, rng)
     w = buffers[0].copy()
-    if diverged:
-        return w, t, h, np.inf, np.nan, True
-    potential = minibatch_potential(model, w, batch.idx, batch.scale[0])
-    return w, t, h, norm(buffers[2]), potential, not np.isfinite(potential)
+    return State(w, t), minibatch_info(model, w, buffers[2], batch, h, diverged, np.zeros(0))
 
 
 @njit(cache=True, _nrt=False)
-def _langevin_loop(model, buffers, rng, batch, t0, n_updates, schedule_kind, schedule, temperature, noise, p_diag,
-                   p_full, p_chol, noise_diag, bound, estimator):
-    """The update loop of ``langevin_updates`` on ``buffers`` = [w, proposal, grad, 2 scratch rows]; leaves
-    the last finite state in buffers[0] and returns (t, h, diverged). No allocation: see NO_NRT."""
+def _langevin_loop(model, buffers, batch, estimator, preconditioner, params, t0, n_updates, rng):
+    """The update loop of ``langevin_updates`` from update count t0 on ``buffers`` = [w, proposal, grad, 2 scratch
+    rows]; leaves the last finite state in buffers[0] and returns (t, h, diverged). No allocation: see NO_NRT."""
     w, proposal, grad, work, xi = buffers[0], buffers[1], buffers[2], buffers[3], buffers[4]
-    h = step_size_at(schedule_kind, schedule, t0)
+    h = step_size_at(params.schedule_kind, params.schedule, t0)
     t = t0
     for _ in range(n_updates):
-        h = step_size_at(schedule_kind, schedule, t)
+        h = step_size_at(params.schedule_kind, params.schedule, t)
         next_batch(batch, rng)
         estimate_gradient(model, w, batch, estimator, grad)
-        langevin_move(w, grad, rng, h, temperature, noise, p_diag, p_full, p_chol, noise_diag, work, xi, proposal)
-        if is_diverged(grad, proposal, bound):
+        langevin_move(w, grad, rng, h, params.temperature, params.noise, preconditioner, work, xi, proposal)
+        if is_diverged(grad, proposal, params.bound):
             return t, h, True
         copy_into(proposal, w)
         t += 1

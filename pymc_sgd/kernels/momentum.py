@@ -20,7 +20,7 @@ from numba import njit
 from .batching import next_batch
 from .estimator import estimate_gradient, minibatch_potential, norm
 from .guards import is_diverged
-from .langevin import copy_into, matvec_into, precondition, standard_normal_into
+from .langevin import copy_into, matvec_into, multiply_into, standard_normal_into
 from .schedules import CONSTANT, step_size_at
 
 
@@ -73,7 +73,7 @@ def _momentum_loop(model, buffers, rng, batch, n_updates, schedule_kind, schedul
             h = h_new
         next_batch(batch, rng)
         estimate_gradient(model, w, batch, estimator, grad)
-        precondition(p_diag, p_full, grad, work)
+        multiply_into(p_diag, p_full, grad, work)
         for i in range(d):
             v_new[i] = (1.0 - friction) * v[i] - h * work[i]
         if inject:

@@ -7,8 +7,7 @@ from typing import Any
 import numpy as np
 
 from .. import warmup
-from ..kernels import batching, langevin
-from ..kernels.averaging import averaged_updates
+from ..kernels import averaging, batching, langevin
 from ..warmup.tuning import curvature_range, whitened
 from .base import BASE_STATS, FROM_MINIBATCH, StochasticGradientStep, require_positive
 from .gradient_estimator import GradientEstimator
@@ -116,14 +115,12 @@ class AveragedSGD(StochasticGradientStep):
         start = w if self.iterate is None else self.iterate
         P = langevin.preconditioner(langevin.IDENTITY if self.metric.kind == "identity" else langevin.FULL,
                                     matrix=self.metric.matrix)
-        self.iterate, mean, grad_norm, potential, diverged = averaged_updates(
-            est.kernel, start, self.rng, self.batch,
-            self.steps_per_draw, self.h, P.diag, P.matrix, self.divergence_bound, self._kernel_estimator(start))
+        (self.iterate, mean), info = averaging.averaged_updates(
+            est.kernel, self.batch, self._kernel_estimator(start), P, averaging.State(start, start),
+            averaging.Params(self.h, self.divergence_bound), self.steps_per_draw, self.rng)
         self.mean_sum = mean if self.mean_sum is None else self.mean_sum + mean
         self.mean_count += 1
         centre = self.mean_sum / self.mean_count
         s = self.rescale
-        return centre + s * (mean - centre), {
-            "step_size": self.h, "temperature": self.temperature, "grad_norm": grad_norm,
-            "minibatch_potential": potential, "diverging": diverged, "averaged_iterates": self.steps_per_draw,
-            "rescale": s}
+        return centre + s * (mean - centre), {**self._kernel_stats(info, self.h),
+                                              "averaged_iterates": self.steps_per_draw, "rescale": s}

@@ -37,6 +37,7 @@ from ..gradients import ModelEstimator, cached_estimator, sampled_value_vars
 from ..rows import minibatch_size
 from ..kernels import batching as batch_sampling
 from ..kernels import schedules as kernel_schedules
+from ..kernels.info import Info
 from ..warmup.settle import settling_message
 from ..warmup.tuning import curvature_range
 from .gradient_estimator import SVRG, GradientEstimator
@@ -594,6 +595,11 @@ class StochasticGradientStep(BlockedStep):
 
     def _run_updates(self, w: np.ndarray) -> tuple[np.ndarray, dict]:
         raise NotImplementedError
+
+    def _kernel_stats(self, info: Info, step_size: float) -> dict:
+        """The base stats of a kernel call from its ``kernels.info.Info`` (``step_size``: the one to report)."""
+        return {"step_size": step_size, "temperature": self.temperature, "grad_norm": info.grad_norm,
+                "minibatch_potential": info.potential, "diverging": info.diverged}
 
     @staticmethod
     def _progressbar_config(n_chains: int = 1) -> tuple[list, dict]:

@@ -197,9 +197,11 @@ class ConstantSGD(StochasticGradientStep):
                 schedule, 1.0 - self.momentum, np.zeros((est.dim, est.dim)),
                 P.diag, P.matrix, self.divergence_bound, plain(len(w)))
         else:
-            w, self.t, _, grad_norm, potential, diverged = langevin.langevin_updates(
-                self.batch_model, w, self.rng, self.batch, self.t, self.steps_per_draw, schedules.CONSTANT,
-                schedule, self.temperature, noise, *P, self.divergence_bound, plain(len(w)))
+            (w, self.t), info = langevin.langevin_updates(
+                self.batch_model, self.batch, plain(len(w)), P, langevin.State(w, self.t),
+                langevin.Params(schedules.CONSTANT, schedule, self.temperature, noise, self.divergence_bound),
+                self.steps_per_draw, self.rng)
+            grad_norm, potential, diverged = info.grad_norm, info.potential, info.diverged
         return w, {"step_size": self.h, "learning_rate": self.h * est.n_rows,
                    "temperature": self.temperature, "grad_norm": grad_norm,
                    "minibatch_potential": potential, "diverging": diverged}

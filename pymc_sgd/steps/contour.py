@@ -8,7 +8,7 @@ import arviz as az
 import numpy as np
 
 from .. import warmup
-from ..kernels.contour import contour_updates
+from ..kernels import contour, langevin
 from ..kernels.estimator import per_example_loglik
 from ..warmup.geometry import full_potential_and_grad
 from ..warmup.tuning import curvature_range
@@ -130,14 +130,17 @@ class ContourSGLD(SGLD):
 
     def _run_updates(self, w: np.ndarray) -> tuple[np.ndarray, dict]:
         h = self.schedule[0]
-        w, self.updates, potential, partition, weight, grad_norm, diverged = contour_updates(
-            self.batch_model, w, self.theta, self.rng, self.batch,
-            self.updates, self.steps_per_draw, h, self.temperature, self.metric.matrix, self.metric.factor,
-            self.divergence_bound, self.u_min, self.du, self.zeta, self.max_multiplier)
-        return w, {"step_size": h, "temperature": self.temperature, "grad_norm": grad_norm,
-                   "minibatch_potential": potential, "diverging": diverged, "control_variate": False,
-                   "predicted_sd_error": self.predicted_error, "importance_weight": weight,
-                   "energy_partition": partition}
+        state, info = contour.contour_updates(
+            self.batch_model, self.batch, langevin.preconditioner(langevin.FULL, matrix=self.metric.matrix,
+                                                                  root=self.metric.factor),
+            contour.State(w, self.theta, self.updates),
+            contour.Params(h, self.temperature, self.divergence_bound, self.u_min, self.du, self.zeta,
+                           self.max_multiplier), self.steps_per_draw, self.rng)
+        self.updates = state.k
+        partition, weight = info.extras
+        return state.w, {**self._kernel_stats(info, h), "control_variate": False,
+                         "predicted_sd_error": self.predicted_error, "importance_weight": weight,
+                         "energy_partition": int(partition)}
 
 
 def importance_resample(idata: az.InferenceData, random_seed: int | None = None) -> az.InferenceData:

@@ -171,18 +171,18 @@ class ReplicaExchangeSGLD(StochasticGradientStep):
         attempted = np.zeros_like(accepted)
         P = langevin.preconditioner(langevin.IDENTITY if self.metric.kind == "identity" else langevin.FULL,
                                     matrix=self.metric.matrix, root=self.metric.factor)
-        self.t, grad_norm, potential, diverged = exchange.exchange_updates(
-            est.kernel, self.replica_states, self.rng, self.batch, self.steps_per_draw, self.h, self.temperatures,
-            self._swap_every(), self.t,
-            SWAP_ENERGIES[self._swap_energy()], est.n_rows, self.swap_batch_size, self.labels, self.direction,
-            self.round_trips, accepted, attempted,
-            P.matrix, P.root, self.divergence_bound)
+        state = exchange.State(self.replica_states, self.t, self.labels, self.direction, self.round_trips, accepted,
+                               attempted)
+        params = exchange.Params(self.h, self.temperatures, self._swap_every(), SWAP_ENERGIES[self._swap_energy()],
+                                 est.n_rows, self.swap_batch_size, self.divergence_bound)
+        state, info = exchange.exchange_updates(est.kernel, self.batch, P, state, params, self.steps_per_draw, self.rng)
+        self.t = state.t
         if self.tune:
             self._swaps += np.array([accepted, attempted])
         with np.errstate(invalid="ignore", divide="ignore"):
             swap_rate = np.where(attempted > 0, accepted / attempted, np.nan)
         return self.replica_states[0].copy(), {
-            "step_size": self.h, "temperature": 1.0, "grad_norm": grad_norm, "minibatch_potential": potential,
-            "diverging": diverged, **dict(zip(self.swap_stat_names, swap_rate)), "round_trips": int(self.round_trips[0]),
+            **self._kernel_stats(info, self.h), "temperature": 1.0, **dict(zip(self.swap_stat_names, swap_rate)),
+            "round_trips": int(self.round_trips[0]),
             "predicted_sd_error": self.predicted_error, **dict(zip(self.ladder_stat_names, self.temperatures[1:])),
             "cold_replica": int(self.labels[0])}

@@ -180,12 +180,11 @@ class SGLD(StochasticGradientStep):
         schedule_kind, schedule, t0 = self.schedule_kind, self.schedule, self.t
         if self.cycle is not None:  # one cycle per draw, from its start
             (schedule_kind, schedule), t0 = self._schedule(self.schedule[0]), 0
-        w, t, h, grad_norm, potential, diverged = langevin.langevin_updates(
-            self.batch_model, w, self.rng, self.batch, t0, self.steps_per_draw, schedule_kind, schedule,
-            self.temperature, 1.0, *langevin.preconditioner(kind, matrix=self.metric.matrix, root=noise_root),
-            self.divergence_bound, self._kernel_estimator(w))
-        self.t += t - t0
-        return w, {"step_size": h if self.cycle is None else self.schedule[0], "temperature": self.temperature,
-                   "grad_norm": grad_norm,
-                   "minibatch_potential": potential, "diverging": diverged,
-                   "control_variate": self.gradient_estimator.active, "predicted_sd_error": self.predicted_error}
+        state, info = langevin.langevin_updates(
+            self.batch_model, self.batch, self._kernel_estimator(w),
+            langevin.preconditioner(kind, matrix=self.metric.matrix, root=noise_root), langevin.State(w, t0),
+            langevin.Params(schedule_kind, schedule, self.temperature, 1.0, self.divergence_bound),
+            self.steps_per_draw, self.rng)
+        self.t += state.t - t0
+        return state.w, {**self._kernel_stats(info, info.step_size if self.cycle is None else self.schedule[0]),
+                         "control_variate": self.gradient_estimator.active, "predicted_sd_error": self.predicted_error}
