@@ -35,14 +35,16 @@ no estimate of V: at stationarity xi's increments average zero, so the mean kine
 exactly T at any step size (one scalar xi absorbs the noise's average over coordinates, not its shape).
 """
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
 
 from .batching import next_batch
 from .estimator import estimate_gradient
 from .guards import is_diverged
+from .info import minibatch_info
 from .langevin import copy_into
-from .momentum import second_order_result
 from .underdamped import factor_axpy
 
 
@@ -52,31 +54,53 @@ def thermostat_mass(h: float, diffusion: float, temperature: float, d: int) -> f
     return max(1.0, 16.0 * h * temperature / (d * diffusion**2))
 
 
+class State(NamedTuple):
+    """Position w, velocity u of z = L^{-1} w (u = p delta, see the module) and the thermostat xi."""
+
+    w: np.ndarray
+    u: np.ndarray
+    xi: float
+
+
+class Params(NamedTuple):
+    """Step h on U, diffusion a, thermostat mass mu (``thermostat_mass``), temperature T; |w_i| > bound has
+    diverged."""
+
+    h: float
+    diffusion: float
+    mass: float
+    temperature: float
+    bound: float
+
+
 @njit(cache=True)
-def thermostat_updates(model, w, u, xi, rng, batch, n_updates, h, diffusion, mass, temperature, factor, bound,
-                       estimator):
-    """Run n_updates SGNHT updates from (w, u, xi) in the metric with factor L, thermostat mass ``mass``; stop
-    early (keeping the last finite state) on divergence. Returns (w, u, xi, kinetic temperature, |grad U_hat|,
-    U_hat, diverged), the kinetic temperature (1 - xi / 2) |u|^2 / (d h) of the last update as the thermostat
-    saw it (with xi before its update; the xi after it is correlated with |u|^2)."""
-    buffers = np.zeros((5, w.shape[0]))  # w, u, their proposals, grad (see _thermostat_loop)
-    copy_into(w, buffers[0])
-    copy_into(u, buffers[1])
-    thermostat = np.array([xi, np.nan])  # xi, the last update's kinetic temperature
-    diverged = _thermostat_loop(model, buffers, thermostat, rng, batch, n_updates, h,
-                                np.sqrt(2.0 * diffusion * h * temperature), mass, temperature, factor, bound, estimator)
-    w, u, grad_norm, potential, diverged = second_order_result(model, buffers, diverged, batch)
-    return w, u, thermostat[0], thermostat[1], grad_norm, potential, diverged
+def thermostat_updates(model, batch, estimator, preconditioner, state, params, n_updates, rng):
+    """Run n_updates SGNHT updates from ``state`` (``State``, ``Params``) in the metric with factor L =
+    ``preconditioner.root`` (``langevin.Preconditioner``; the rest as ``langevin.langevin_updates``); stop early
+    (keeping the last finite state) on divergence.
+
+    Returns (State(w, u, xi), ``info.Info`` with extras [kinetic temperature (1 - xi / 2) |u|^2 / (d h) of the
+    last update as the thermostat saw it (with xi before its update; the xi after it is correlated with
+    |u|^2)])."""
+    buffers = np.zeros((5, state.w.shape[0]))  # w, u, their proposals, grad (see _thermostat_loop)
+    copy_into(state.w, buffers[0])
+    copy_into(state.u, buffers[1])
+    thermostat = np.array([state.xi, np.nan])  # xi, the last update's kinetic temperature
+    diverged = _thermostat_loop(model, buffers, thermostat, batch, estimator, preconditioner.root, params, n_updates,
+                                rng)
+    w = buffers[0].copy()
+    return (State(w, buffers[1].copy(), thermostat[0]),
+            minibatch_info(model, w, buffers[4], batch, params.h, diverged, thermostat[1:].copy()))
 
 
 @njit(cache=True, _nrt=False)
-def _thermostat_loop(model, buffers, thermostat, rng, batch, n_updates, h, noise_sd, mass, temperature, factor, bound,
-                     estimator):
+def _thermostat_loop(model, buffers, thermostat, batch, estimator, factor, params, n_updates, rng):
     """The loop of ``thermostat_updates`` on ``buffers`` = [w, u, w_new, u_new, grad] and ``thermostat`` = [xi,
-    kinetic temperature];
-    returns whether it diverged (no allocation: langevin.NO_NRT)."""
+    kinetic temperature]; returns whether it diverged (no allocation: langevin.NO_NRT)."""
     w, u, w_new, u_new, grad = buffers[0], buffers[1], buffers[2], buffers[3], buffers[4]
     d = w.shape[0]
+    h, mass, temperature = params.h, params.mass, params.temperature
+    noise_sd = np.sqrt(2.0 * params.diffusion * h * temperature)
     for _ in range(n_updates):
         next_batch(batch, rng)
         estimate_gradient(model, w, batch, estimator, grad)
@@ -86,7 +110,7 @@ def _thermostat_loop(model, buffers, thermostat, rng, batch, n_updates, h, noise
         factor_axpy(-h, factor, True, grad, u_new)
         copy_into(w, w_new)
         factor_axpy(1.0, factor, False, u_new, w_new)
-        if is_diverged(grad, w_new, bound):
+        if is_diverged(grad, w_new, params.bound):
             return True
         copy_into(w_new, w)
         copy_into(u_new, u)

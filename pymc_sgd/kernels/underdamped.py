@@ -14,14 +14,16 @@ In a metric M = L L^T (``pymc_sgd.warmup.metric``) the dynamics run on z = L^{-1
 mass: kicks v <- v - (h/2) L^T grad U(x), drifts x <- x + (h/2) L v (v is z's velocity).
 """
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
 
 from .batching import next_batch
 from .estimator import estimate_gradient
 from .guards import is_diverged
+from .info import minibatch_info
 from .langevin import copy_into
-from .momentum import second_order_result
 from .schedules import CONSTANT, step_size_at
 
 BAOAB = 0
@@ -47,29 +49,48 @@ def factor_axpy(a, factor, transpose, x, y):
         y[i] += a * acc
 
 
-@njit(cache=True)
-def underdamped_updates(model, x, v, rng, batch, n_updates, schedule_kind, schedule, gamma, temperature, scheme,
-                        factor, bound, estimator):
-    """Run n_updates BAOAB/OBABO steps in the metric L L^T (``factor`` = L) with the gradient
-    estimator ``estimator`` (``estimator.Estimator``); the time step of update t = 0, 1, ... of this call is
-    ``schedules.step_size_at(schedule_kind, schedule, t)``.
+class State(NamedTuple):
+    """Position x and the velocity v of z = L^{-1} x (unit mass)."""
 
-    Returns (x, v, |grad U_hat|, U_hat, diverged).
+    x: np.ndarray
+    v: np.ndarray
+
+
+class Params(NamedTuple):
+    """Time step h_t = ``schedules.step_size_at(schedule_kind, schedule, t)``, friction gamma, temperature T,
+    the splitting (BAOAB or OBABO); |x_i| > bound has diverged."""
+
+    schedule_kind: int
+    schedule: np.ndarray
+    gamma: float
+    temperature: float
+    scheme: int
+    bound: float
+
+
+@njit(cache=True)
+def underdamped_updates(model, batch, estimator, preconditioner, state, params, n_updates, rng):
+    """Run n_updates BAOAB/OBABO steps from ``state`` (``State``, ``Params``) in the metric L L^T, L =
+    ``preconditioner.root`` (``langevin.Preconditioner``; the rest as ``langevin.langevin_updates``); the time
+    step of update t = 0, 1, ... of this call is h_t.
+
+    Returns (State(x, v), ``info.Info``: h_t and the gradient of the last update; no extras).
     """
-    buffers = np.zeros((5, x.shape[0]))  # x, v, their copies, grad (see _underdamped_loop)
-    copy_into(x, buffers[0])
-    copy_into(v, buffers[1])
-    diverged = _underdamped_loop(model, buffers, rng, batch, n_updates, schedule_kind, schedule, gamma, temperature,
-                                 scheme, factor, bound, estimator)
-    return second_order_result(model, buffers, diverged, batch)
+    buffers = np.zeros((5, state.x.shape[0]))  # x, v, their copies, grad (see _underdamped_loop)
+    copy_into(state.x, buffers[0])
+    copy_into(state.v, buffers[1])
+    h, diverged = _underdamped_loop(model, buffers, batch, estimator, preconditioner.root, params, n_updates, rng)
+    x = buffers[0].copy()
+    return State(x, buffers[1].copy()), minibatch_info(model, x, buffers[4], batch, h, diverged, np.zeros(0))
 
 
 @njit(cache=True, _nrt=False)
-def _underdamped_loop(model, buffers, rng, batch, n_updates, schedule_kind, schedule, gamma, temperature, scheme,
-                      factor, bound, estimator):
-    """The loop of ``underdamped_updates`` on ``buffers`` = [x, v, x0, v0, grad]; leaves the last
-    finite (x, v) in buffers[0:2]; returns whether it diverged (no allocation: langevin.NO_NRT)."""
+def _underdamped_loop(model, buffers, batch, estimator, factor, params, n_updates, rng):
+    """The loop of ``underdamped_updates`` on ``buffers`` = [x, v, x0, v0, grad]; leaves the last finite (x, v)
+    in buffers[0:2]; returns (h of the last update, diverged) (no allocation: langevin.NO_NRT)."""
     x, v, x0, v0, grad = buffers[0], buffers[1], buffers[2], buffers[3], buffers[4]
+    schedule_kind, schedule = params.schedule_kind, params.schedule
+    gamma, temperature = params.gamma, params.temperature
     next_batch(batch, rng)
     estimate_gradient(model, x, batch, estimator, grad)
     h = step_size_at(schedule_kind, schedule, 0)
@@ -80,7 +101,7 @@ def _underdamped_loop(model, buffers, rng, batch, n_updates, schedule_kind, sche
             c_full, c_half = np.exp(-gamma * h), np.exp(-0.5 * gamma * h)
         copy_into(x, x0)
         copy_into(v, v0)
-        if scheme == BAOAB:
+        if params.scheme == BAOAB:
             factor_axpy(-0.5 * h, factor, True, grad, v)
             factor_axpy(0.5 * h, factor, False, v, x)
             ou_step(v, c_full, temperature, rng)
@@ -92,10 +113,10 @@ def _underdamped_loop(model, buffers, rng, batch, n_updates, schedule_kind, sche
         next_batch(batch, rng)
         estimate_gradient(model, x, batch, estimator, grad)
         factor_axpy(-0.5 * h, factor, True, grad, v)
-        if scheme == OBABO:
+        if params.scheme == OBABO:
             ou_step(v, c_half, temperature, rng)
-        if is_diverged(grad, x, bound):
+        if is_diverged(grad, x, params.bound):
             copy_into(x0, x)
             copy_into(v0, v)
-            return True
-    return False
+            return h, True
+    return h, False

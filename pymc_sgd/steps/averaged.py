@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .. import warmup
-from ..kernels import averaging, batching, langevin
+from ..kernels import averaging, batching
 from ..warmup.tuning import curvature_range, whitened
 from .base import BASE_STATS, FROM_MINIBATCH, StochasticGradientStep, require_positive
 from .gradient_estimator import GradientEstimator
@@ -113,10 +113,9 @@ class AveragedSGD(StochasticGradientStep):
     def _run_updates(self, w: np.ndarray) -> tuple[np.ndarray, dict]:
         est = self.estimator
         start = w if self.iterate is None else self.iterate
-        P = langevin.preconditioner(langevin.IDENTITY if self.metric.kind == "identity" else langevin.FULL,
-                                    matrix=self.metric.matrix)
         (self.iterate, mean), info = averaging.averaged_updates(
-            est.kernel, self.batch, self._kernel_estimator(start), P, averaging.State(start, start),
+            est.kernel, self.batch, self._kernel_estimator(start), self._metric_preconditioner(),
+            averaging.State(start, start),
             averaging.Params(self.h, self.divergence_bound), self.steps_per_draw, self.rng)
         self.mean_sum = mean if self.mean_sum is None else self.mean_sum + mean
         self.mean_count += 1

@@ -36,6 +36,7 @@ from ..data.ondisk import disk_array
 from ..gradients import ModelEstimator, cached_estimator, sampled_value_vars
 from ..rows import minibatch_size
 from ..kernels import batching as batch_sampling
+from ..kernels import langevin
 from ..kernels import schedules as kernel_schedules
 from ..kernels.info import Info
 from ..warmup.settle import settling_message
@@ -427,6 +428,12 @@ class StochasticGradientStep(BlockedStep):
         if self.cycle is None:
             return kernel_schedules.CONSTANT, np.array([h, 0.0, 0.0])
         return kernel_schedules.CYCLICAL, np.array([self.cycle_peak, float(self.steps_per_draw), 0.0])
+
+    def _metric_preconditioner(self, whitened: bool = False) -> langevin.Preconditioner:
+        """The metric M = L L^T as the kernels take it: P = M with root L. The identity metric is IDENTITY (no
+        multiplications) unless ``whitened``: kernels that run in z = L^{-1} w multiply by L always."""
+        kind = langevin.IDENTITY if self.metric.kind == "identity" and not whitened else langevin.FULL
+        return langevin.preconditioner(kind, matrix=self.metric.matrix, root=self.metric.factor)
 
     def _warn_if_undersampled(self) -> None:
         """Say so when max_steps_per_draw caps the thinning below half an effective draw per draw

@@ -8,8 +8,8 @@ import numpy as np
 
 from .. import theory
 from ..kernels import batching, langevin, schedules
+from ..kernels import momentum as heavy_ball  # not to be confused with ConstantSGD's momentum= argument
 from ..kernels.estimator import plain
-from ..kernels.momentum import momentum_updates
 from ..warmup.geometry import finite_difference_hessian, potential_on
 from ..warmup.metric import jacobi_inverse
 from .base import BASE_STATS, FROM_MINIBATCH, StochasticGradientStep, require_positive
@@ -192,16 +192,13 @@ class ConstantSGD(StochasticGradientStep):
         P = langevin.preconditioner(kind, self.p_diag, self.p_full, root)
         schedule = np.array([h, 0.0, 0.0])
         if self.momentum > 0.0:
-            w, self.velocity, grad_norm, potential, diverged = momentum_updates(
-                self.batch_model, w, self.velocity, self.rng, self.batch, self.steps_per_draw, schedules.CONSTANT,
-                schedule, 1.0 - self.momentum, np.zeros((est.dim, est.dim)),
-                P.diag, P.matrix, self.divergence_bound, plain(len(w)))
+            (w, self.velocity), info = heavy_ball.momentum_updates(
+                self.batch_model, self.batch, plain(len(w)), P, heavy_ball.State(w, self.velocity),
+                heavy_ball.Params(schedules.CONSTANT, schedule, 1.0 - self.momentum, np.zeros((est.dim, est.dim)),
+                                  self.divergence_bound), self.steps_per_draw, self.rng)
         else:
             (w, self.t), info = langevin.langevin_updates(
                 self.batch_model, self.batch, plain(len(w)), P, langevin.State(w, self.t),
                 langevin.Params(schedules.CONSTANT, schedule, self.temperature, noise, self.divergence_bound),
                 self.steps_per_draw, self.rng)
-            grad_norm, potential, diverged = info.grad_norm, info.potential, info.diverged
-        return w, {"step_size": self.h, "learning_rate": self.h * est.n_rows,
-                   "temperature": self.temperature, "grad_norm": grad_norm,
-                   "minibatch_potential": potential, "diverging": diverged}
+        return w, {**self._kernel_stats(info, self.h), "learning_rate": self.h * est.n_rows}

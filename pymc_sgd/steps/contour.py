@@ -8,7 +8,7 @@ import arviz as az
 import numpy as np
 
 from .. import warmup
-from ..kernels import contour, langevin
+from ..kernels import contour
 from ..kernels.estimator import per_example_loglik
 from ..warmup.geometry import full_potential_and_grad
 from ..warmup.tuning import curvature_range
@@ -131,9 +131,7 @@ class ContourSGLD(SGLD):
     def _run_updates(self, w: np.ndarray) -> tuple[np.ndarray, dict]:
         h = self.schedule[0]
         state, info = contour.contour_updates(
-            self.batch_model, self.batch, langevin.preconditioner(langevin.FULL, matrix=self.metric.matrix,
-                                                                  root=self.metric.factor),
-            contour.State(w, self.theta, self.updates),
+            self.batch_model, self.batch, self._metric_preconditioner(), contour.State(w, self.theta, self.updates),
             contour.Params(h, self.temperature, self.divergence_bound, self.u_min, self.du, self.zeta,
                            self.max_multiplier), self.steps_per_draw, self.rng)
         self.updates = state.k

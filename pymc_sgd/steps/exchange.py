@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .. import warmup
-from ..kernels import exchange, langevin
+from ..kernels import exchange
 from ..warmup.ladder import equalised_ladder
 from ..warmup.tuning import curvature_range, langevin_step_size
 from .base import BASE_STATS, FROM_MINIBATCH, REFITS, StochasticGradientStep, require_int, require_positive
@@ -169,13 +169,12 @@ class ReplicaExchangeSGLD(StochasticGradientStep):
         self.replica_states[0] = w
         accepted = np.zeros(len(self.temperatures) - 1, dtype=np.int64)
         attempted = np.zeros_like(accepted)
-        P = langevin.preconditioner(langevin.IDENTITY if self.metric.kind == "identity" else langevin.FULL,
-                                    matrix=self.metric.matrix, root=self.metric.factor)
         state = exchange.State(self.replica_states, self.t, self.labels, self.direction, self.round_trips, accepted,
                                attempted)
         params = exchange.Params(self.h, self.temperatures, self._swap_every(), SWAP_ENERGIES[self._swap_energy()],
                                  est.n_rows, self.swap_batch_size, self.divergence_bound)
-        state, info = exchange.exchange_updates(est.kernel, self.batch, P, state, params, self.steps_per_draw, self.rng)
+        state, info = exchange.exchange_updates(est.kernel, self.batch, self._metric_preconditioner(), state, params,
+                                                self.steps_per_draw, self.rng)
         self.t = state.t
         if self.tune:
             self._swaps += np.array([accepted, attempted])

@@ -7,9 +7,7 @@ from typing import Any
 import numpy as np
 
 from .. import warmup
-from ..kernels import langevin
-from ..kernels.momentum import momentum_updates
-from ..kernels.schedules import step_size_at
+from ..kernels import momentum
 from ..warmup.tuning import curvature_range, relaxation_rate, sghmc_parameters, whitened, whitened_injection
 from .base import BASE_STATS, FROM_MINIBATCH, StochasticGradientStep, kinetic_energy, require_positive
 from .schedules import Cyclical
@@ -153,17 +151,16 @@ class SGHMC(StochasticGradientStep):
         self.noise_factor = self.metric.factor @ factor
 
     def _run_updates(self, w: np.ndarray) -> tuple[np.ndarray, dict]:
-        P = langevin.preconditioner(langevin.IDENTITY if self.metric.kind == "identity" else langevin.FULL,
-                                    matrix=self.metric.matrix)
         kind, schedule = self._schedule(self.h)
         # v = sqrt(h) r belongs to the step it was last updated with: carry r over to this draw's first step
         carried = self.cycle is not None and np.isfinite(self._velocity_step)
         velocity = self.velocity * np.sqrt(schedule[0] / self._velocity_step) if carried else self.velocity
-        w, self.velocity, grad_norm, potential, diverged = momentum_updates(
-            self.batch_model, w, velocity, self.rng, self.batch, self.steps_per_draw, kind, schedule, self.friction,
-            self._peak_noise_factor(), P.diag, P.matrix, self.divergence_bound, self._kernel_estimator(w))
-        self._velocity_step = step_size_at(kind, schedule, self.steps_per_draw - 1)
-        return w, {"step_size": self.h, "temperature": self.temperature, "grad_norm": grad_norm,
-                   "minibatch_potential": potential, "diverging": diverged, "friction": self.friction,
+        (w, self.velocity), info = momentum.momentum_updates(
+            self.batch_model, self.batch, self._kernel_estimator(w), self._metric_preconditioner(),
+            momentum.State(w, velocity),
+            momentum.Params(kind, schedule, self.friction, self._peak_noise_factor(), self.divergence_bound),
+            self.steps_per_draw, self.rng)
+        self._velocity_step = info.step_size
+        return w, {**self._kernel_stats(info, self.h), "friction": self.friction,
                    "predicted_sd_error": self.predicted_error, "control_variate": self.gradient_estimator.active,
                    "kinetic_energy": kinetic_energy(self.metric, self.velocity) / self._velocity_step}

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .. import warmup
-from ..kernels.thermostat import thermostat_mass, thermostat_updates
+from ..kernels import thermostat
 from .base import BASE_STATS, FROM_MINIBATCH, require_positive
 from .schedules import Cyclical
 from .sghmc import SGHMC
@@ -125,14 +125,15 @@ class SGNHT(SGHMC):
         if np.isnan(self.thermostat):  # an explicit step size and diffusion: no tuning ran
             self.thermostat = self.friction
             self._fresh_velocity()
-        w, self.velocity, self.thermostat, kinetic_temperature, grad_norm, potential, diverged = thermostat_updates(
-            self.batch_model, w, self.velocity, self.thermostat, self.rng, self.batch, self.steps_per_draw, self.h,
-            self.friction,
-            thermostat_mass(self.h, self.friction, self.temperature, est.dim), self.temperature, self.metric.factor,
-            self.divergence_bound, self._kernel_estimator(w))
+        mass = thermostat.thermostat_mass(self.h, self.friction, self.temperature, est.dim)
+        (w, self.velocity, self.thermostat), info = thermostat.thermostat_updates(
+            self.batch_model, self.batch, self._kernel_estimator(w), self._metric_preconditioner(whitened=True),
+            thermostat.State(w, self.velocity, self.thermostat),
+            thermostat.Params(self.h, self.friction, mass, self.temperature, self.divergence_bound),
+            self.steps_per_draw, self.rng)
+        kinetic_temperature, = info.extras
         u2 = float(self.velocity @ self.velocity)
-        return w, {"step_size": self.h, "temperature": self.temperature, "grad_norm": grad_norm,
-                   "minibatch_potential": potential, "diverging": diverged, "friction": self.friction,
+        return w, {**self._kernel_stats(info, self.h), "friction": self.friction,
                    "thermostat": self.thermostat, "predicted_sd_error": self.predicted_error,
                    "control_variate": self.gradient_estimator.active, "kinetic_energy": 0.5 * u2 / self.h,
                    "kinetic_temperature": kinetic_temperature}

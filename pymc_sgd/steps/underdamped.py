@@ -98,13 +98,12 @@ class UnderdampedLangevin(StochasticGradientStep):
 
     def _run_updates(self, w: np.ndarray) -> tuple[np.ndarray, dict]:
         est = self.estimator
-        w, self.velocity, grad_norm, potential, diverged = underdamped.underdamped_updates(
-            self.batch_model, w, self.velocity, self.rng, self.batch, self.steps_per_draw, *self._schedule(self.h),
-            self.gamma, self.temperature,
-            SCHEMES[self.scheme],
-            self.metric.factor, self.divergence_bound, self._kernel_estimator(w))
+        (w, self.velocity), info = underdamped.underdamped_updates(
+            self.batch_model, self.batch, self._kernel_estimator(w), self._metric_preconditioner(whitened=True),
+            underdamped.State(w, self.velocity),
+            underdamped.Params(*self._schedule(self.h), self.gamma, self.temperature, SCHEMES[self.scheme],
+                               self.divergence_bound), self.steps_per_draw, self.rng)
         v2 = float(self.velocity @ self.velocity)
-        return w, {"step_size": self.h, "temperature": self.temperature, "grad_norm": grad_norm,
-                   "minibatch_potential": potential, "diverging": diverged, "friction": self.gamma,
+        return w, {**self._kernel_stats(info, self.h), "friction": self.gamma,
                    "predicted_sd_error": self.predicted_error, "control_variate": self.gradient_estimator.active,
                    "kinetic_energy": 0.5 * v2, "kinetic_temperature": v2 / est.dim}
