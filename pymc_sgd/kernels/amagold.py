@@ -16,38 +16,63 @@ U: the chain is exact for exp(-U/T) whatever the minibatch noise (the batches be
 is as likely), with one full-data potential per round of ``inner`` minibatch steps.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
 
 from .batching import next_batch
-from .estimator import estimate_gradient
+from .estimator import estimate_gradient, norm
+from .info import Info
 from .langevin import copy_into
 from .mala import full_potential_into
 from .underdamped import factor_axpy
 
 
+class State(NamedTuple):
+    """Position w and the momentum r of z = L^{-1} w (unit mass)."""
+
+    w: np.ndarray
+    r: np.ndarray
+
+
+class Params(NamedTuple):
+    """``inner`` minibatch steps of size h per round, friction beta, temperature T; a round whose path leaves
+    |w_i| <= bound is rejected."""
+
+    inner: int
+    h: float
+    friction: float
+    temperature: float
+    bound: float
+
+
 @njit(cache=True)
-def amagold_updates(model, w, r, rng, batch, rounds, inner, h, friction, temperature, factor, bound, estimator):
-    """Run ``rounds`` AMAGOLD rounds from (w, r). Returns (w, r, U(w) over all rows, accepted rounds,
-    |grad U_hat| of the last step)."""
-    d = w.shape[0]
+def amagold_updates(model, batch, estimator, preconditioner, state, params, n_updates, rng):
+    """Run n_updates AMAGOLD rounds from ``state`` (``State``, ``Params``) in the metric with factor L =
+    ``preconditioner.root`` (``langevin.Preconditioner``; the rest as ``langevin.langevin_updates``).
+
+    Returns (State(w, r), ``info.Info``: the gradient norm of the last step, U(w) over all rows (diverged when
+    not finite) and extras [the fraction of rounds accepted])."""
+    d = state.w.shape[0]
     buffers = np.zeros((6, d))  # w, r, w_0, r_0, grad, kick (see _amagold_loop)
-    copy_into(w, buffers[0])
-    copy_into(r, buffers[1])
-    state = np.zeros(2)  # U(w), accepted rounds
-    _amagold_loop(model, buffers, np.zeros(2 * d + 2), state, np.zeros(0, dtype=np.int64), np.zeros(1), rng, batch,
-                  rounds, inner, h, friction, temperature, factor, bound, estimator)
-    grad = buffers[4]
-    return buffers[0].copy(), buffers[1].copy(), state[0], state[1], np.sqrt(np.sum(grad * grad))
+    copy_into(state.w, buffers[0])
+    copy_into(state.r, buffers[1])
+    tally = np.zeros(2)  # U(w), accepted rounds
+    _amagold_loop(model, buffers, np.zeros(2 * d + 2), tally, np.zeros(0, dtype=np.int64), np.zeros(1), batch,
+                  estimator, preconditioner.root, params, n_updates, rng)
+    acceptance = np.array([tally[1] / max(n_updates, 1)])
+    return (State(buffers[0].copy(), buffers[1].copy()),
+            Info(params.h, norm(buffers[4]), tally[0], not np.isfinite(tally[0]), acceptance))
 
 
 @njit(cache=True, _nrt=False)
-def _amagold_loop(model, buffers, parts, state, no_rows, zero, rng, batch, rounds, inner, h, friction, temperature,
-                  factor, bound, estimator):
-    """The rounds of ``amagold_updates`` on ``buffers`` = [w, r, w_0, r_0, grad, kick] and ``state`` = [U(w),
+def _amagold_loop(model, buffers, parts, tally, no_rows, zero, batch, estimator, factor, params, rounds, rng):
+    """The rounds of ``amagold_updates`` on ``buffers`` = [w, r, w_0, r_0, grad, kick] and ``tally`` = [U(w),
     accepted]; a round whose path leaves |w_i| <= bound or turns non-finite is rejected (langevin.NO_NRT)."""
     w, r, w0, r0, grad, kick = buffers[0], buffers[1], buffers[2], buffers[3], buffers[4], buffers[5]
     d = w.shape[0]
+    h, friction, temperature = params.h, params.friction, params.temperature
     potential = full_potential_into(model, w, parts, no_rows, zero, kick) / temperature
     noise_sd = np.sqrt(4.0 * h * friction)
     for _ in range(rounds):
@@ -55,7 +80,7 @@ def _amagold_loop(model, buffers, parts, state, no_rows, zero, rng, batch, round
         copy_into(r, r0)
         rho = 0.0
         factor_axpy(0.5 * h, factor, False, r, w)
-        for t in range(inner):
+        for t in range(params.inner):
             if t > 0:
                 factor_axpy(h, factor, False, r, w)
             next_batch(batch, rng)
@@ -71,14 +96,14 @@ def _amagold_loop(model, buffers, parts, state, no_rows, zero, rng, batch, round
         factor_axpy(0.5 * h, factor, False, r, w)
         in_bounds = True
         for i in range(d):
-            if not abs(w[i]) <= bound:
+            if not abs(w[i]) <= params.bound:
                 in_bounds = False
         proposal = full_potential_into(model, w, parts, no_rows, zero, kick) / temperature if in_bounds else np.inf
         if np.log(rng.random()) < potential - proposal + rho:  # False for NaN: rejected
             potential = proposal
-            state[1] += 1.0
+            tally[1] += 1.0
         else:
             copy_into(w0, w)
             for i in range(d):
                 r[i] = -r0[i]
-    state[0] = potential * temperature
+    tally[0] = potential * temperature

@@ -12,25 +12,48 @@ seed 002's chapter has it inverted (docs/pages/sources.md). The chain's law is e
 sets the acceptance rate and the mixing.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
 
+from .estimator import norm
+from .info import Info
 from .langevin import copy_into
 from .model import FULL_PARTS, _evaluate
 from .underdamped import factor_axpy
 
 
+class State(NamedTuple):
+    """The chain's position."""
+
+    w: np.ndarray
+
+
+class Params(NamedTuple):
+    """Step h, temperature T; a proposal outside |w_i| <= bound is rejected."""
+
+    h: float
+    temperature: float
+    bound: float
+
+
 @njit(cache=True)
-def mala_updates(model, w, rng, n_updates, h, temperature, factor, bound):
-    """Run n_updates MALA steps from w. Returns (w, U(w), |grad U(w)|, acceptance rate)."""
-    d = w.shape[0]
+def mala_updates(model, preconditioner, state, params, n_updates, rng):
+    """Run n_updates MALA steps from ``state`` (``State``, ``Params``) in the metric with factor L =
+    ``preconditioner.root`` (``langevin.Preconditioner``), with full-data gradients (no batch, no estimator).
+
+    Returns (State(w), ``info.Info``: |grad U(w)|, U(w) (diverged when not finite) and extras [the acceptance
+    rate])."""
+    d = state.w.shape[0]
     buffers = np.zeros((6, d))  # w, proposal, grad at w, grad at proposal, xi, scratch (see _mala_loop)
-    copy_into(w, buffers[0])
-    state = np.zeros(2)  # U(w), accepted count
-    _mala_loop(model, buffers, np.zeros(2 * d + 2), state, np.zeros(0, dtype=np.int64), np.zeros(1), rng,
-               n_updates, h, temperature, factor, bound)
-    grad = buffers[2]
-    return buffers[0].copy(), state[0], np.sqrt(np.sum(grad * grad)), state[1] / max(n_updates, 1)
+    copy_into(state.w, buffers[0])
+    tally = np.zeros(2)  # U(w), accepted count
+    _mala_loop(model, buffers, np.zeros(2 * d + 2), tally, np.zeros(0, dtype=np.int64), np.zeros(1),
+               preconditioner.root, params, n_updates, rng)
+    acceptance = np.array([tally[1] / max(n_updates, 1)])
+    return (State(buffers[0].copy()),
+            Info(params.h, norm(buffers[2]), tally[0], not np.isfinite(tally[0]), acceptance))
 
 
 @njit(cache=True, inline="always")
@@ -44,11 +67,12 @@ def full_potential_into(model, w, parts, no_rows, zero, grad):
 
 
 @njit(cache=True, _nrt=False)
-def _mala_loop(model, buffers, parts, state, no_rows, zero, rng, n_updates, h, temperature, factor, bound):
+def _mala_loop(model, buffers, parts, tally, no_rows, zero, factor, params, n_updates, rng):
     """The loop of ``mala_updates`` on ``buffers`` = [w, proposal, grad U(w), grad U(proposal), xi, scratch]
-    and ``state`` = [U(w), accepted]; no allocation (langevin.NO_NRT)."""
+    and ``tally`` = [U(w), accepted]; no allocation (langevin.NO_NRT)."""
     w, proposal, grad, proposal_grad, xi, kick = buffers[0], buffers[1], buffers[2], buffers[3], buffers[4], buffers[5]
     d = w.shape[0]
+    h, temperature = params.h, params.temperature
     potential = full_potential_into(model, w, parts, no_rows, zero, grad)
     sd = np.sqrt(2.0 * h * temperature)
     for _ in range(n_updates):
@@ -60,7 +84,7 @@ def _mala_loop(model, buffers, parts, state, no_rows, zero, rng, n_updates, h, t
         factor_axpy(1.0, factor, False, kick, proposal)
         in_bounds = True
         for i in range(d):
-            if not abs(proposal[i]) <= bound:
+            if not abs(proposal[i]) <= params.bound:
                 in_bounds = False
         if not in_bounds:
             continue
@@ -78,5 +102,5 @@ def _mala_loop(model, buffers, parts, state, no_rows, zero, rng, n_updates, h, t
             copy_into(proposal, w)
             copy_into(proposal_grad, grad)
             potential = proposal_potential
-            state[1] += 1.0
-    state[0] = potential
+            tally[1] += 1.0
+    tally[0] = potential

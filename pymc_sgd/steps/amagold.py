@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .. import warmup
-from ..kernels.amagold import amagold_updates
+from ..kernels import amagold
 from ..warmup.acceptance import DualAveraging
 from ..warmup.tuning import curvature_range, relaxation_rate, whitened
 from .base import BASE_STATS, FROM_MINIBATCH, StochasticGradientStep, require_int, require_positive
@@ -145,14 +145,13 @@ class AMAGOLD(StochasticGradientStep):
 
     def _run_updates(self, w: np.ndarray) -> tuple[np.ndarray, dict]:
         est, h = self.estimator, self.h
-        w, self.momentum, potential, accepted, grad_norm = amagold_updates(
-            est.kernel, w, self.momentum, self.rng, self.batch,
-            self.steps_per_draw, self.inner, h, self.friction, self.temperature, self.metric.factor,
-            self.divergence_bound, self._kernel_estimator(w))
-        acceptance = accepted / self.steps_per_draw
+        (w, self.momentum), info = amagold.amagold_updates(
+            est.kernel, self.batch, self._kernel_estimator(w), self._metric_preconditioner(whitened=True),
+            amagold.State(w, self.momentum),
+            amagold.Params(self.inner, h, self.friction, self.temperature, self.divergence_bound),
+            self.steps_per_draw, self.rng)
+        acceptance, = info.extras
         if self.adaptation is not None and self.tune:
             self.h = self.adaptation.update(acceptance)
-        return w, {"step_size": h, "temperature": self.temperature, "grad_norm": grad_norm,
-                   "minibatch_potential": potential, "diverging": not np.isfinite(potential),
-                   "acceptance_rate": acceptance, "inner_steps": self.inner, "friction": self.friction,
-                   "control_variate": self.gradient_estimator.active}
+        return w, {**self._kernel_stats(info, h), "acceptance_rate": acceptance, "inner_steps": self.inner,
+                   "friction": self.friction, "control_variate": self.gradient_estimator.active}

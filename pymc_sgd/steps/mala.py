@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .. import warmup
-from ..kernels.mala import mala_updates
+from ..kernels import mala
 from ..warmup.acceptance import MALA_ACCEPTANCE, DualAveraging
 from ..warmup.tuning import curvature_range
 from .base import BASE_STATS, StochasticGradientStep, require_positive
@@ -93,11 +93,10 @@ class MALA(StochasticGradientStep):
 
     def _run_updates(self, w: np.ndarray) -> tuple[np.ndarray, dict]:
         h = self.h
-        w, potential, grad_norm, acceptance = mala_updates(self.estimator.kernel, w, self.rng, self.steps_per_draw,
-                                                           h, self.temperature, self.metric.factor,
-                                                           self.divergence_bound)
+        (w,), info = mala.mala_updates(self.estimator.kernel, self._metric_preconditioner(whitened=True),
+                                       mala.State(w), mala.Params(h, self.temperature, self.divergence_bound),
+                                       self.steps_per_draw, self.rng)
+        acceptance, = info.extras
         if self.adaptation is not None and self.tune:
             self.h = self.adaptation.update(acceptance)
-        return w, {"step_size": h, "temperature": self.temperature, "grad_norm": grad_norm,
-                   "minibatch_potential": potential, "diverging": not np.isfinite(potential),
-                   "acceptance_rate": acceptance}
+        return w, {**self._kernel_stats(info, h), "acceptance_rate": acceptance}
