@@ -129,6 +129,7 @@ class ConstantSGD(StochasticGradientStep):
         self.p_diag, self.p_full = np.ones(d), np.eye(d)
         self.noise_root = None  # a factor of injected noise (SGFS at finite epsilon); None: only minibatch noise
         self.velocity = np.zeros(d)
+        self._plain = plain(d)  # the kernels' plain gradient estimator (it keeps no state)
 
     def _use_gradient_noise(self, per_example_cov: np.ndarray, w: np.ndarray) -> None:
         """P = h (f C)^{-1} (Jacobi-scaled inverse: unscaled covariates put C's diagonal over many
@@ -193,12 +194,12 @@ class ConstantSGD(StochasticGradientStep):
         schedule = np.array([h, 0.0, 0.0])
         if self.momentum > 0.0:
             (w, self.velocity), info = heavy_ball.momentum_updates(
-                self.batch_model, self.batch, plain(len(w)), P, heavy_ball.State(w, self.velocity),
+                self.batch_model, self.batch, self._plain, P, heavy_ball.State(w, self.velocity),
                 heavy_ball.Params(schedules.CONSTANT, schedule, 1.0 - self.momentum, np.zeros((est.dim, est.dim)),
                                   self.divergence_bound), self.steps_per_draw, self.rng)
         else:
             (w, self.t), info = langevin.langevin_updates(
-                self.batch_model, self.batch, plain(len(w)), P, langevin.State(w, self.t),
+                self.batch_model, self.batch, self._plain, P, langevin.State(w, self.t),
                 langevin.Params(schedules.CONSTANT, schedule, self.temperature, noise, self.divergence_bound),
                 self.steps_per_draw, self.rng)
         return w, {**self._kernel_stats(info, self.h), "learning_rate": self.h * est.n_rows}

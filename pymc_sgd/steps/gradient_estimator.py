@@ -158,7 +158,8 @@ class GradientEstimator:
             if current is None or est.held:
                 current = self._chain_estimator(est, w, batch_size)
         elif self.centre is None:
-            current = kernel_estimators.plain(len(w))
+            if current is None or len(current.centre):  # the plain estimate keeps no state: made once
+                current = kernel_estimators.plain(len(w))
         elif current is None or current.centre is not self.centre or est.held:
             current = kernel_estimators.control_variate(self.centre, full_potential_and_grad(est, self.centre)[1])
         self._kernel_estimator = current
