@@ -4,6 +4,15 @@ Every function here is ``@njit(cache=True)`` and takes the model as ``model``, a
 fixed type plus its arrays' addresses (``kernels.model``), so a step method runs all updates of one
 recorded draw in a single compiled call, and the kernels compile once for every model and process
 (numba's disk cache, invalidated by a change to any kernel file: ``kernels.caching``).
+
+Every family's entry point has one shape,
+
+    family_updates(model, batch, estimator, preconditioner, state, params, n_updates, rng) -> (state, info)
+
+on NamedTuples: the minibatch sampler ``batching.Batch``, the gradient estimator ``estimator.Estimator``, the
+metric or preconditioner ``langevin.Preconditioner``, the family's ``State`` (what the step keeps across
+draws) and ``Params``, and one ``info.Info`` for every family; ``rng`` is the chain's generator. A family that
+reads no minibatches (MALA) or computes its own gradient (contour, replica exchange) leaves those out.
 """
 
 from .caching import KernelsCacheLocator  # registers the kernels' cache locator before any kernel compiles

@@ -90,8 +90,8 @@ class Params(NamedTuple):
 
 @njit(cache=True)
 def contour_updates(model, batch, preconditioner, state, params, n_updates, rng):
-    """Run n_updates CSGLD updates from ``state`` (``State``, ``Params``; P the ``langevin.Preconditioner``'s
-    (matrix, root) with root root^T = P, the rest as ``langevin.langevin_updates``). No gradient estimator: the
+    """Run n_updates CSGLD updates from ``state`` (``State``, ``Params``; the move is ``langevin.langevin_move``'s
+    in the ``langevin.Preconditioner``, the rest as ``langevin.langevin_updates``). No gradient estimator: the
     partition needs U_hat, which one model call gives with its gradient.
 
     Returns (State(w, theta, k), ``info.Info``) with the norm of the last multiplied gradient and extras

@@ -42,8 +42,8 @@ FULL = 2
 class Preconditioner(NamedTuple):
     """P as the kernels take it: ``diag`` (P = diag, with ``root_diag`` = sqrt(diag)) or ``matrix``
     (P, with ``root`` a square root: root root^T = P, or the noise factor a step chooses), else None.
-    The whitened-coordinate kernels (underdamped, thermostat, contour, AMAGOLD, MALA) read ``root``, the
-    factor L of the metric M = L L^T, which they always get."""
+    The whitened-coordinate kernels (underdamped, thermostat, AMAGOLD, MALA) read only ``root``, the factor L
+    of the metric M = L L^T, which they always get."""
 
     diag: np.ndarray | None
     matrix: np.ndarray | None
