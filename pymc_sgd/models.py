@@ -9,8 +9,8 @@ Seed 000 ("SGD distribution versus posterior", seed 000, docs/pages/sources.md):
   gradient-descent "MLE".
 
 Further test targets, each returned with its exact posterior: conjugate Gaussian models
-(normal mean, linear regression), a non-centred hierarchical normal model (exact by quadrature
-over its group scale), a two-component mixture whose posterior is exactly
+(normal mean, linear regression), a hierarchical normal model, centred or non-centred (exact by
+quadrature over its group scale), a two-component mixture whose posterior is exactly
 symmetric under label swap, and a 2-D Gaussian mixture with three well separated modes.
 """
 
@@ -247,32 +247,69 @@ def noncentred_hierarchical_model(groups: int = 12, n: int = 1000, sigma: float 
 
     Data this informative make the non-centred parameterisation curved (z_g ~ (alpha_g - mu) / tau)
     and its per-example gradient noise vary over the posterior, which is what the model is for.
-    Exact answer: given tau the model is linear-Gaussian in theta = (mu, z), so theta | tau, y ~
-    N(P^-1 b, P^-1) with P = A^T A / sigma^2 + diag(1 / mu_sd^2, 1, ..., 1), b = A^T y / sigma^2 (A's
-    rows are (1, tau e_{g_i})), and log p(y | tau) = b^T P^-1 b / 2 - log det P / 2 + const. The
-    posterior of u = log tau is that times the HalfNormal prior and the Jacobian tau, on a grid of
-    ``grid_size`` points over u +- 12 (Laplace) SDs; theta's moments mix the conditional ones over it.
+    Exact answer: ``hierarchical_normal_model``'s.
     """
     rng = np.random.default_rng(seed)
     g = rng.integers(groups, size=n)
     y = rng.normal(1.0, 0.5, groups)[g] + sigma * rng.normal(size=n)
+    return hierarchical_normal_model(y, g, groups, "noncentred", sigma, mu_sd, tau_sd, grid_size)
+
+
+def hierarchical_normal_model(y: np.ndarray, g: np.ndarray, groups: int, parameterisation: str = "centred",
+                              sigma: float = 1.0, mu_sd: float = 5.0, tau_sd: float = 1.0,
+                              grid_size: int = 4001) -> tuple[pm.Model, Moments]:
+    """Varying intercepts y_i ~ N(a_{g_i}, sigma^2) (sigma known), a_g ~ N(mu, tau^2), mu ~ N(0, mu_sd^2),
+    tau ~ HalfNormal(tau_sd), written ``"centred"`` (free a) or ``"noncentred"`` (a = mu + tau z, free z),
+    and the exact posterior moments of its free variables in PyMC's unconstrained space: (mu, log tau, a)
+    or (mu, log tau, z).
+
+    Exact answer: given tau the model is linear-Gaussian in theta = (mu, a) or (mu, z), so theta | tau, y ~
+    N(P^-1 b, P^-1), with P the prior precision plus the data's (counts / sigma^2 on the group
+    coordinates) and b the data's A^T y / sigma^2; then log p(y | tau) = b^T P^-1 b / 2 - log det P / 2
+    (- G log tau for the centred prior's normaliser) + const. The posterior of u = log tau is that times the
+    HalfNormal prior and the Jacobian tau, on a grid of ``grid_size`` points over u +- 12 (Laplace) SDs;
+    theta's moments mix the conditional ones over it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> g = np.repeat(np.arange(3), [2, 5, 40]); y = np.linspace(0, 2, len(g))
+    >>> model, exact = hierarchical_normal_model(y, g, 3, "centred")
+    >>> exact.labels[:3]
+    ('mu', 'tau_log__', 'a[0]')
+    """
+    if parameterisation not in ("centred", "noncentred"):
+        raise ValueError(f"parameterisation={parameterisation!r}: use 'centred' or 'noncentred'.")
+    centred = parameterisation == "centred"
     with pm.Model() as model:
         mu = pm.Normal("mu", 0.0, mu_sd)
         tau = pm.HalfNormal("tau", tau_sd)
-        z = pm.Normal("z", 0.0, 1.0, shape=groups)
-        pm.Normal("y", mu + tau * z[g], sigma, observed=y)
-    counts, sums = np.bincount(g, minlength=groups), np.bincount(g, weights=y, minlength=groups)
+        if centred:
+            mean = pm.Normal("a", mu, tau, shape=groups)[g]
+        else:
+            mean = mu + tau * pm.Normal("z", 0.0, 1.0, shape=groups)[g]
+        pm.Normal("y", mean, sigma, observed=y)
+    counts = np.bincount(g, minlength=groups).astype(float)
+    sums = np.bincount(g, weights=y, minlength=groups)
 
     def conditional(u: float) -> tuple[float, np.ndarray, np.ndarray]:
         tau = np.exp(u)
-        P = np.diag(np.concatenate([[1.0 / mu_sd**2], np.ones(groups)]))
-        P[0, 0] += n / sigma**2
-        P[0, 1:] = P[1:, 0] = tau * counts / sigma**2
-        P[1:, 1:] += np.diag(tau**2 * counts / sigma**2)
-        b = np.concatenate([[sums.sum()], tau * sums]) / sigma**2
+        P = np.zeros((groups + 1, groups + 1))
+        if centred:  # prior precision of (mu, a) plus the data's on a
+            P[0, 0] = 1.0 / mu_sd**2 + groups / tau**2
+            P[0, 1:] = P[1:, 0] = -1.0 / tau**2
+            P[1:, 1:] = np.diag(1.0 / tau**2 + counts / sigma**2)
+            b = np.concatenate([[0.0], sums / sigma**2])
+            normaliser = -groups * u
+        else:  # rows (1, tau e_g) of A in theta = (mu, z)
+            P[0, 0] = 1.0 / mu_sd**2 + counts.sum() / sigma**2
+            P[0, 1:] = P[1:, 0] = tau * counts / sigma**2
+            P[1:, 1:] = np.diag(1.0 + tau**2 * counts / sigma**2)
+            b = np.concatenate([[sums.sum()], tau * sums]) / sigma**2
+            normaliser = 0.0
         cov = np.linalg.inv(P)
         mean = cov @ b
-        log_density = 0.5 * b @ mean - 0.5 * np.linalg.slogdet(P)[1] - tau**2 / (2.0 * tau_sd**2) + u
+        log_density = 0.5 * b @ mean - 0.5 * np.linalg.slogdet(P)[1] + normaliser - tau**2 / (2.0 * tau_sd**2) + u
         return log_density, mean, cov
 
     def log_density(u: float) -> float:
@@ -280,7 +317,7 @@ def noncentred_hierarchical_model(groups: int = 12, n: int = 1000, sigma: float 
 
     centre = optimize.minimize_scalar(lambda u: -log_density(u), bounds=(-10.0, 5.0), method="bounded").x
     curvature = -(log_density(centre + 1e-3) - 2 * log_density(centre) + log_density(centre - 1e-3)) / 1e-6
-    u_grid = centre + np.linspace(-12.0, 12.0, grid_size) / np.sqrt(curvature)
+    u_grid = centre + np.linspace(-12.0, 12.0, grid_size) / np.sqrt(max(curvature, 1e-2))
     parts = [conditional(u) for u in u_grid]
     weights = _normalise(np.array([part[0] for part in parts]))
     means = np.array([part[1] for part in parts])
@@ -289,7 +326,7 @@ def noncentred_hierarchical_model(groups: int = 12, n: int = 1000, sigma: float 
     theta_sd = np.sqrt(weights @ second - theta_mean**2)
     u_mean = weights @ u_grid
     u_sd = np.sqrt(weights @ (u_grid - u_mean) ** 2)
-    labels = ("mu", "tau_log__", *(f"z[{j}]" for j in range(groups)))
+    labels = ("mu", "tau_log__", *(f"{'a' if centred else 'z'}[{j}]" for j in range(groups)))
     return model, Moments(labels, np.concatenate([[theta_mean[0], u_mean], theta_mean[1:]]),
                           np.concatenate([[theta_sd[0], u_sd], theta_sd[1:]]))
 

@@ -39,6 +39,7 @@ from ..kernels import batching as batch_sampling
 from ..kernels import langevin
 from ..kernels import schedules as kernel_schedules
 from ..kernels.info import Info
+from ..warmup.bulk import NOISE_POINTS, spread_out
 from ..warmup.settle import settling_message
 from ..warmup.tuning import curvature_range
 from .gradient_estimator import SVRG, GradientEstimator
@@ -69,19 +70,12 @@ METRICS = ("auto", "dense", "diag", "identity")
 FROM_MINIBATCH = "from pm.Minibatch"  # batch_size default: the model's own pm.Minibatch batch size
 REFITS = (75, 175, 375, 775, 1575)  # tuning draws after the warm-up at which the metric is re-estimated
 WINDOW_STARTS = dict(zip(REFITS, (25,) + REFITS[:-1]))  # each from the draws since the previous refit
-NOISE_POINTS = 4  # draws at which the gradient noise is measured and averaged
 MAX_WHITENED_RMS = 100.0  # posterior SDs (root mean square over coordinates) from the bulk's mode
 DIVERGENCE_REASONS = {
     1: "a non-finite gradient or state (or an error the model raised, printed above), or |w_i| above divergence_bound",
     2: f"the chain left the bulk the warm-up found (more than {MAX_WHITENED_RMS:g} posterior SDs from its mode)",
     3: "a constrained value of the model overflowed (e.g. exp of a huge log-scale)",
 }
-
-
-def spread_out(points: np.ndarray, count: int) -> np.ndarray:
-    """At most ``count`` rows of ``points``, evenly spaced (the last included): draws of a window
-    that stand for all of it."""
-    return points[np.unique(np.linspace(0, len(points) - 1, min(count, len(points))).round().astype(int))]
 
 
 def kinetic_energy(metric: warmup.Metric, velocity: np.ndarray) -> float:

@@ -31,10 +31,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .geometry import PotentialAndGrad, finite_difference_hessian, potential_on, subsample_rows
+from .draws import curvature_of_draws, sample_bulk
+from .geometry import PotentialAndGrad, finite_difference_hessian, model_errors_silenced, potential_on, subsample_rows
 from .metric import jacobi_inverse
 
 
+NOISE_POINTS = 4  # draws of a window at which the steps measure the gradient noise
+MIN_ACCEPTANCE = 0.2  # a MALA run accepting less than this has not adapted to the bulk
 ROUNDING_DECREMENT = 1e-10  # per coordinate: a Newton step this small that leaves U unchanged is at rounding error
 
 
@@ -191,20 +194,43 @@ def _refine_on_full_data(potential: PotentialAndGrad, w: np.ndarray, H: np.ndarr
 
 def find_bulk(est, start: np.ndarray, rng: np.random.Generator, subsample_size: int = 10_000,
               tolerance: float = 1e-4, max_iterations: int = 100) -> Bulk:
-    """Damped Newton from ``start`` to the mode of U (see the module docstring)."""
-    n, w = est.n_rows, np.asarray(start, dtype=np.float64).copy()
+    """Damped Newton from ``start`` to the mode of U (see the module docstring); where there is no mode to
+    find (the search does not converge, or ends where the Hessian is not positive definite), the bulk of
+    an adaptive MALA run from ``start`` instead (``draws.sample_bulk``). Errors the model raises at trial
+    points are part of the search (``geometry.model_errors_silenced``)."""
+    n, start = est.n_rows, np.asarray(start, dtype=np.float64)
     rows = subsample_rows(n, subsample_size, rng)
     m = len(rows)
-    try:
-        w, H, decrement, calls, converged, message = levenberg_marquardt(
-            potential_on(est, rows), w, tolerance, max_iterations)
-    except FloatingPointError as error:
-        raise FloatingPointError(
-            f"The warm-up cannot start: {error}. Pass a finite start point (pm.sample(initvals=...)).") from None
-    passes, gradient = calls * m / n, None
-    if m < n and converged:
-        w, gradient, decrement, full_calls, converged = _refine_on_full_data(
-            potential_on(est, None), w, H, 1e-2, 20)
-        passes += full_calls
-        message += f" on {m} rows, then {full_calls} full-data gradients"
-    return Bulk(w, H, decrement, passes, converged, message, gradient=gradient)
+    with model_errors_silenced(), np.errstate(all="ignore"):  # overflow at trial points is rejected below
+        try:
+            w, H, decrement, calls, converged, message = levenberg_marquardt(
+                potential_on(est, rows), start.copy(), tolerance, max_iterations)
+        except FloatingPointError as error:
+            raise FloatingPointError(
+                f"The warm-up cannot start: {error}. Pass a finite start point (pm.sample(initvals=...)).") from None
+        passes, gradient = calls * m / n, None
+        if converged and np.isfinite(decrement):
+            if m < n:
+                w, gradient, decrement, full_calls, converged = _refine_on_full_data(
+                    potential_on(est, None), w, H, 1e-2, 20)
+                passes += full_calls
+                message += f" on {m} rows, then {full_calls} full-data gradients"
+            return Bulk(w, H, decrement, passes, converged, message, gradient=gradient)
+        return bulk_from_draws(est, start, rng, subsample_size, passes, message)
+
+
+def bulk_from_draws(est, start: np.ndarray, rng: np.random.Generator, rows: int, passes: float, why: str) -> Bulk:
+    """The bulk as the draws of ``draws.sample_bulk`` from ``start`` see it (``why``: the mode search's message)."""
+    draws, calls, acceptance = sample_bulk(est, start, rng, rows)
+    centre = draws.mean(axis=0)
+    settled = MIN_ACCEPTANCE <= acceptance
+    message = (f"no mode ({why}): the bulk from {len(draws)} draws of an adaptive MALA run on "
+               f"{min(rows, est.n_rows)} rows (acceptance {acceptance:.2f})")
+    return Bulk(centre, curvature_of_draws(draws), np.nan, passes + calls, settled, message,
+                draws=spread_out(draws, NOISE_POINTS))
+
+
+def spread_out(points: np.ndarray, count: int) -> np.ndarray:
+    """At most ``count`` rows of ``points``, evenly spaced (the last included): draws of a window
+    that stand for all of it."""
+    return points[np.unique(np.linspace(0, len(points) - 1, min(count, len(points))).round().astype(int))]

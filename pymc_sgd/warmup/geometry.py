@@ -8,7 +8,9 @@ unbiased for U; with S = all rows it is U itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -16,6 +18,22 @@ from ..data.mapreduce import full_potential_and_grad
 from ..kernels.estimator import per_example_loglik_grads, potential_and_grad
 
 PotentialAndGrad = Callable[[np.ndarray], tuple[float, np.ndarray]]
+
+
+@contextlib.contextmanager
+def model_errors_silenced() -> Iterator[list]:
+    """Errors the model raises inside its compiled function (e.g. PyMC's ``ParameterValueError: sigma > 0``
+    at a trial point whose scale underflowed) are part of a search, not news for the user: the function
+    returns NaN there, which the search rejects like any other bad point. Compiled callbacks cannot raise,
+    so Python reports them through ``sys.unraisablehook`` (the "Exception ignored" tracebacks); inside this
+    context they are collected into the yielded list instead of printed."""
+    collected: list = []
+    previous = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: collected.append(unraisable.exc_value)
+    try:
+        yield collected
+    finally:
+        sys.unraisablehook = previous
 
 
 def subsample_rows(n: int, size: int, rng: np.random.Generator) -> np.ndarray:

@@ -1,0 +1,78 @@
+"""Hierarchical models on defaults: a warm-up that needs no mode, exact answers by quadrature.
+
+References: ``models.hierarchical_normal_model`` (varying intercepts with the residual SD known: given the
+group scale tau the model is linear-Gaussian, so the posterior is exact by quadrature over log tau).
+Tolerances (tests/mc.py): every mean within 4.5 Monte Carlo SE; every SD within 4.5 SE plus the
+sampler's promised relative SD error (target_error = 3%) and the slack for its own SE of the SD.
+"""
+
+import warnings
+
+import numpy as np
+import pymc as pm
+import pytest
+
+import pymc_sgd
+from pymc_sgd import models, warmup
+from pymc_sgd.gradients import cached_estimator
+
+from mc import assert_means_and_sds
+
+SD_PROMISE = 0.03  # the warm-up's target_error: the largest predicted relative error of a posterior SD
+
+
+def unequal_groups(groups: int = 40, seed: int = 3) -> tuple[np.ndarray, np.ndarray, int]:
+    """Group sizes from 2 to several hundred rows (lognormal), intercepts N(1, 0.5^2), residual SD 1."""
+    rng = np.random.default_rng(seed)
+    sizes = np.clip(rng.lognormal(2.5, 1.3, groups).astype(int), 2, 3000)
+    g = np.repeat(np.arange(groups), sizes)
+    return rng.normal(1.0, 0.5, groups)[g] + rng.normal(size=len(g)), g, groups
+
+
+def radon_like_centred() -> pm.Model:
+    """The textbook centred varying-intercept model with an unknown residual SD (85 groups of 1 to ~100
+    rows): its density grows without bound as tau -> 0 with every a_g = mu, so it has no mode."""
+    rng = np.random.default_rng(1)
+    sizes = np.clip(rng.lognormal(1.8, 1.1, 85).astype(int), 1, 120)
+    g = np.repeat(np.arange(85), sizes)
+    y = (1.3 + 0.3 * rng.normal(size=85))[g] + 0.75 * rng.normal(size=len(g))
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0, 10)
+        tau = pm.HalfNormal("tau", 5)
+        a = pm.Normal("a", mu, tau, shape=85)
+        pm.Normal("y", a[g], pm.Exponential("sigma", 1), observed=y)
+    return model
+
+
+def test_a_centred_hierarchy_has_no_mode_and_the_warm_up_starts_from_draws(capfd):
+    """Damped Newton walks down the funnel's neck (log tau to about -26 in 100 steps; it used to end in
+    LinAlgError: Eigenvalues did not converge, after ~40 printed ParameterValueError tracebacks). The bulk
+    then comes from an adaptive MALA run: its centre must be where the posterior is (tau near the 0.3 the
+    data were drawn with, not at the neck), its curvature positive definite, and nothing printed."""
+    model = radon_like_centred()
+    est = cached_estimator(model)
+    start = np.concatenate([np.ravel(v) for v in model.initial_point().values()])
+    bulk = warmup.find_bulk(est, start, np.random.default_rng(0))
+    assert "no mode" in bulk.message and bulk.converged, bulk.message
+    assert np.linalg.eigvalsh(bulk.hessian).min() > 0
+    log_tau = bulk.mode[1]
+    assert np.log(0.15) < log_tau < np.log(0.6), np.exp(log_tau)
+    captured = capfd.readouterr()
+    assert "Exception ignored" not in captured.err and "Traceback" not in captured.err, captured.err[:2000]
+
+
+@pytest.mark.parametrize("parameterisation", ["centred", "noncentred"])
+def test_sgld_on_defaults_is_right_on_either_parameterisation(parameterisation):
+    """40 groups of 2 to 900 rows, n = 1813, 42 parameters; SGLD(batch_size=100) on defaults, 2 chains x 1000
+    draws, against the exact posterior (every coordinate: mu, log tau, and the 40 group effects)."""
+    y, g, groups = unequal_groups()
+    model, exact = models.hierarchical_normal_model(y, g, groups, parameterisation)
+    with model, warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a warning here would be a false alarm
+        idata = pm.sample(draws=1000, tune=1000, chains=2, cores=1, random_seed=1, progressbar=False,
+                          compute_convergence_checks=False, step=pymc_sgd.SGLD(batch_size=100))
+    assert not idata.sample_stats["diverging"].values.any()
+    post = idata.posterior
+    effects = post["a" if parameterisation == "centred" else "z"].values
+    draws = np.concatenate([post["mu"].values[..., None], np.log(post["tau"].values)[..., None], effects], axis=-1)
+    assert_means_and_sds(draws, exact.mean, exact.sd, SD_PROMISE)
