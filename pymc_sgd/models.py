@@ -292,25 +292,26 @@ def hierarchical_normal_model(y: np.ndarray, g: np.ndarray, groups: int, paramet
     counts = np.bincount(g, minlength=groups).astype(float)
     sums = np.bincount(g, weights=y, minlength=groups)
 
+    ybar = sums / np.maximum(counts, 1.0)
+
     def conditional(u: float) -> tuple[float, np.ndarray, np.ndarray]:
+        """(log p(y | tau) + log prior of u up to a constant, E[theta | tau, y], Var[theta_j | tau, y])."""
         tau = np.exp(u)
-        P = np.zeros((groups + 1, groups + 1))
-        if centred:  # prior precision of (mu, a) plus the data's on a
-            P[0, 0] = 1.0 / mu_sd**2 + groups / tau**2
-            P[0, 1:] = P[1:, 0] = -1.0 / tau**2
-            P[1:, 1:] = np.diag(1.0 / tau**2 + counts / sigma**2)
-            b = np.concatenate([[0.0], sums / sigma**2])
-            normaliser = -groups * u
-        else:  # rows (1, tau e_g) of A in theta = (mu, z)
-            P[0, 0] = 1.0 / mu_sd**2 + counts.sum() / sigma**2
-            P[0, 1:] = P[1:, 0] = tau * counts / sigma**2
-            P[1:, 1:] = np.diag(1.0 + tau**2 * counts / sigma**2)
-            b = np.concatenate([[sums.sum()], tau * sums]) / sigma**2
-            normaliser = 0.0
-        cov = np.linalg.inv(P)
-        mean = cov @ b
-        log_density = 0.5 * b @ mean - 0.5 * np.linalg.slogdet(P)[1] + normaliser - tau**2 / (2.0 * tau_sd**2) + u
-        return log_density, mean, cov
+        informed = counts > 0
+        s2 = tau**2 + sigma**2 / counts[informed]  # group means: ybar_g | mu, tau ~ N(mu, s2_g)
+        v_mu = 1.0 / (1.0 / mu_sd**2 + np.sum(1.0 / s2))
+        m_mu = v_mu * np.sum(ybar[informed] / s2)
+        log_density = (-0.5 * np.sum(np.log(s2)) - 0.5 * np.sum(ybar[informed] ** 2 / s2)
+                       + 0.5 * m_mu**2 / v_mu + 0.5 * np.log(v_mu) - tau**2 / (2.0 * tau_sd**2) + u)
+        precision = counts / sigma**2 + 1.0 / tau**2  # of a_g given mu, tau, y
+        weight = counts / sigma**2 / precision  # a_g | mu = weight ybar_g + (1 - weight) mu
+        if centred:
+            effect_mean = weight * ybar + (1.0 - weight) * m_mu
+            effect_var = 1.0 / precision + (1.0 - weight) ** 2 * v_mu
+        else:  # z_g = (a_g - mu) / tau = (weight (ybar_g - mu) + noise) / tau
+            effect_mean = weight * (ybar - m_mu) / tau
+            effect_var = (1.0 / precision + weight**2 * v_mu) / tau**2
+        return log_density, np.concatenate([[m_mu], effect_mean]), np.concatenate([[v_mu], effect_var])
 
     def log_density(u: float) -> float:
         return conditional(u)[0]
@@ -321,7 +322,7 @@ def hierarchical_normal_model(y: np.ndarray, g: np.ndarray, groups: int, paramet
     parts = [conditional(u) for u in u_grid]
     weights = _normalise(np.array([part[0] for part in parts]))
     means = np.array([part[1] for part in parts])
-    second = np.array([np.diag(part[2]) for part in parts]) + means**2
+    second = np.array([part[2] for part in parts]) + means**2
     theta_mean = weights @ means
     theta_sd = np.sqrt(weights @ second - theta_mean**2)
     u_mean = weights @ u_grid
