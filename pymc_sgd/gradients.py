@@ -59,6 +59,7 @@ from pytensor.graph.rewriting.utils import rewrite_graph
 from pytensor.graph.traversal import ancestors
 from pytensor.tensor.type import TensorType
 
+from .hierarchy import Reparameterisation
 from .kernels.model import gradient_into, parts_into
 from .model_cfunc import build_evaluate, layout
 from .rows import ModelSpecificationError, RowGroup, describe, observed_likelihoods, row_layout, row_tensors, value_of
@@ -246,7 +247,8 @@ def _flat_gradient(cost: Variable, value_vars: Sequence[Variable]) -> Variable:
 
 
 def build_estimator(model: pm.Model, data: Sequence[str | Variable] | None = None,
-                    full_batch: bool = False, vars: Sequence[Variable] | None = None) -> ModelEstimator:
+                    full_batch: bool = False, vars: Sequence[Variable] | None = None,
+                    reparameterisation: Reparameterisation | None = None) -> ModelEstimator:
     """Compile the minibatch estimator of a PyMC model (see module docstring).
 
     Parameters
@@ -281,25 +283,25 @@ def build_estimator(model: pm.Model, data: Sequence[str | Variable] | None = Non
     _check_continuous(model, sampled)
     n, groups = row_layout(model, data, full_batch)
     if not (groups and n > 1):
-        return _compile(model, sampled, n, groups, full_batch)
+        return _compile(model, sampled, n, groups, full_batch, reparameterisation)
     # Free variables with a group's length are sliced as per-row latents unless that breaks the
     # row split (e.g. group effects indexed by a per-group parent index): then they stay whole.
     attempts = [groups] + ([[dataclasses.replace(g, latents=()) for g in groups]]
                            if any(g.latents for g in groups) else [])
     for attempt in attempts[:-1]:
-        estimator = _compile(model, sampled, n, attempt, full_batch)
+        estimator = _compile(model, sampled, n, attempt, full_batch, reparameterisation)
         try:
             _check_row_split(estimator, model, sampled, attempt)
             return estimator
         except ModelSpecificationError:
             pass
-    estimator = _compile(model, sampled, n, attempts[-1], full_batch)
+    estimator = _compile(model, sampled, n, attempts[-1], full_batch, reparameterisation)
     _check_row_split(estimator, model, sampled, attempts[-1])
     return estimator
 
 
 def _compile(model: pm.Model, sampled: list[Variable], n: int, groups: Sequence[RowGroup],
-             full_batch: bool) -> ModelEstimator:
+             full_batch: bool, reparameterisation: Reparameterisation | None = None) -> ModelEstimator:
     """Compile fn, full_fn and the inner-loop gradient (unrolled, else grad_fn); see build_estimator."""
     held = [v for v in model.value_vars if v not in set(sampled)]
     point = model.initial_point()
@@ -321,6 +323,11 @@ def _compile(model: pm.Model, sampled: list[Variable], n: int, groups: Sequence[
     if held:  # everything else sees the held variables whole
         prior, loglik, full_loglik = clone_replace([prior, loglik, full_loglik], held_inputs, rebuild_strict=False)
 
+    model_sampled = sampled
+    if reparameterisation is not None:  # U in the sampler's coordinates: U(x(v)) - log J
+        sampled, replacements, log_jacobian = reparameterisation.substitution(sampled)
+        prior, loglik, full_loglik = clone_replace([prior, loglik, full_loglik], replacements, rebuild_strict=False)
+        prior = prior + log_jacobian
     prior, loglik, full_loglik = _freeze_shared([prior, loglik, full_loglik])
     scale = pt.scalar("scale", dtype="float64")
     grad_hat = _flat_gradient(-(prior + scale * loglik), sampled)
@@ -337,7 +344,8 @@ def _compile(model: pm.Model, sampled: list[Variable], n: int, groups: Sequence[
     arrays = _current_arrays(tensors) + tuple(np.array(point[v.name], dtype=v.dtype) for v in held)
     estimator = ModelEstimator(compiled.vm.jit_fn, None, compiled_full.vm.jit_fn, None, arrays, names, n, dim,
                                tuple(v.name for v in held), compiled_full)
-    loop = None if held or full_batch else unrolled_gradient(model, sampled, groups, point, arrays)
+    loop = None if held or full_batch or reparameterisation else unrolled_gradient(model, model_sampled, groups,
+                                                                                   point, arrays)
     if loop is not None:
         estimator.evaluate = build_evaluate(estimator.fn, None, estimator.full_fn, arrays, loop)
         matches = _unrolled_matches(estimator, point, sampled)
@@ -436,7 +444,8 @@ _ESTIMATORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def cached_estimator(model: pm.Model, data: Sequence[str | Variable] | None = None,
-                     full_batch: bool = False, vars: Sequence[Variable] | None = None) -> ModelEstimator:
+                     full_batch: bool = False, vars: Sequence[Variable] | None = None,
+                     reparameterisation: Reparameterisation | None = None) -> ModelEstimator:
     """`build_estimator`, memoised per model, its variables, its per-row tensors and the values of
     the shared variables compiled in as constants; the per-row arrays (and n) are read afresh at
     every call, so data changed by pm.set_data (same or new length) is never stale.
@@ -449,10 +458,11 @@ def cached_estimator(model: pm.Model, data: Sequence[str | Variable] | None = No
     sampled = tuple(v.name for v in sampled_value_vars(model, vars))
     key = (tuple(model.named_vars), None if data is None else tuple(map(str, data)), full_batch, sampled,
            tuple(tensors), tuple(g.length == n for g in groups), _frozen_values_digest(model, tensors),
-           tuple(a.shape[1:] for a in _current_arrays(tensors)))  # row shapes are compiled in (unrolled)
+           tuple(a.shape[1:] for a in _current_arrays(tensors)),  # row shapes are compiled in (unrolled)
+           None if reparameterisation is None else reparameterisation.key)
     per_model = _ESTIMATORS.setdefault(model, {})
     if key not in per_model:
-        per_model[key] = build_estimator(model, data, full_batch, vars)
+        per_model[key] = build_estimator(model, data, full_batch, vars, reparameterisation)
     cached = per_model[key]
     held_values = tuple(array.copy() for array in cached.data[len(cached.data) - len(cached.held):])
     return dataclasses.replace(cached, data=_current_arrays(tensors) + held_values, n_rows=n)

@@ -15,6 +15,8 @@ import pytest
 import pymc_sgd
 from pymc_sgd import models, warmup
 from pymc_sgd.gradients import cached_estimator
+from pymc_sgd.hierarchy import Coordinates, find_group_effects
+from pymc_sgd.warmup.geometry import potential_on
 
 from mc import assert_means_and_sds
 
@@ -72,7 +74,55 @@ def test_sgld_on_defaults_is_right_on_either_parameterisation(parameterisation):
         idata = pm.sample(draws=1000, tune=1000, chains=2, cores=1, random_seed=1, progressbar=False,
                           compute_convergence_checks=False, step=pymc_sgd.SGLD(batch_size=100))
     assert not idata.sample_stats["diverging"].values.any()
+    assert 0 < idata.sample_stats["centred_groups"].values[:, -1].min() < groups  # a mix: groups of 2 to 900 rows
     post = idata.posterior
     effects = post["a" if parameterisation == "centred" else "z"].values
     draws = np.concatenate([post["mu"].values[..., None], np.log(post["tau"].values)[..., None], effects], axis=-1)
     assert_means_and_sds(draws, exact.mean, exact.sd, SD_PROMISE)
+
+
+def test_group_effects_are_found_in_either_parameterisation():
+    """Centred a ~ N(mu, tau) and non-centred mu + tau * z[g] are found with their scale; a regression's
+    coefficients (scale a constant) and a model without groups are not group effects."""
+    y, g, groups = unequal_groups(groups=5)
+    for parameterisation, name in (("centred", "a"), ("noncentred", "z")):
+        model, _ = models.hierarchical_normal_model(y, g, groups, parameterisation)
+        effects = find_group_effects(model, model.value_vars)
+        assert [(e.name, e.written_centred, e.size) for e in effects] == [(name, parameterisation == "centred", 5)]
+        coordinates = Coordinates(model.value_vars, effects, model.initial_point())
+        w = np.concatenate([[0.3, np.log(0.7)], np.linspace(-1, 1, 5)])
+        loc, scale = coordinates.location_scale(w)[0]
+        assert scale == pytest.approx(0.7) and np.allclose(loc, 0.3 if parameterisation == "centred" else 0.0)
+    with pm.Model() as regression:
+        beta = pm.Normal("beta", 0.0, 10.0, shape=3)
+        pm.Normal("y", pm.math.dot(np.ones((4, 3)), beta), pm.HalfNormal("sigma"), observed=np.zeros(4))
+    assert find_group_effects(regression, regression.value_vars) == []
+
+
+@pytest.mark.parametrize("parameterisation", ["centred", "noncentred"])
+def test_the_sampler_coordinates_carry_the_jacobian_and_the_choice_follows_the_data(parameterisation):
+    """In the sampler's coordinates v the estimator's U is U(x(v)) - log J, with log J = (number of groups run
+    non-centred) log tau for a model written centred and -(number run centred) log tau for one written
+    non-centred (hierarchy's docstring), to rounding; v -> x -> v is the identity; and the choice at a
+    point is kappa_g = tau^2 n_g / sigma^2 >= 1 exactly (Normal likelihood, sigma = 1)."""
+    y, g, groups = unequal_groups(groups=8)
+    model, _ = models.hierarchical_normal_model(y, g, groups, parameterisation)
+    effects = find_group_effects(model, model.value_vars)
+    coordinates = Coordinates(model.value_vars, effects, model.initial_point())
+    est = cached_estimator(model)
+    tau = 0.2
+    w = np.concatenate([[1.0, np.log(tau)], np.random.default_rng(0).normal(1.0, 0.5, groups)])
+    coordinates.choose(potential_on(est, None), w)
+    counts = np.bincount(g, minlength=groups)
+    assert coordinates.reparameterisation.centred == (tuple(bool(k) for k in tau**2 * counts >= 1.0),)
+    assert 0 < coordinates.centred_groups < groups  # mixed: the data have groups of both kinds
+    v = coordinates.to_sampler(w)
+    np.testing.assert_allclose(coordinates.to_model(v), w, rtol=1e-12, atol=1e-12)
+    sampler_est = cached_estimator(model, reparameterisation=coordinates.reparameterisation)
+    centred = coordinates.centred_groups
+    per_log_tau = (groups - centred) if parameterisation == "centred" else -centred  # log J / log tau
+    for shift in (0.0, 0.4):
+        point = v + shift  # point[1] is log tau
+        U_v = potential_on(sampler_est, None)(point)[0]
+        U_x = potential_on(est, None)(coordinates.to_model(point))[0]
+        assert U_v == pytest.approx(U_x - per_log_tau * point[1], rel=1e-10, abs=1e-8)

@@ -34,6 +34,7 @@ from .. import warmup
 from ..data.chunks import ShuffledChunks, chunk_heterogeneity, default_chunk_rows, row_readers
 from ..data.ondisk import disk_array
 from ..gradients import ModelEstimator, cached_estimator, sampled_value_vars
+from ..hierarchy import Coordinates, find_group_effects
 from ..rows import minibatch_size
 from ..kernels import batching as batch_sampling
 from ..kernels import langevin
@@ -59,6 +60,7 @@ BASE_STATS = {
     "grad_evals": (np.float64, []),
     "energy": (np.float64, []),  # U_hat (+ kinetic energy for momentum samplers), for az.plot_energy
     "lp": (np.float64, []),  # -U_hat: the minibatch estimate of the log density PyMC's NUTS records as lp
+    "centred_groups": (np.int64, []),  # group coordinates the sampler runs centred (pymc_sgd.hierarchy)
     "warning": (SamplerWarning, None),  # messages from worker processes, logged by PyMC in the parent
 }
 _BATCHING_NAMES = {k: v for k, v in batch_sampling.MODES.items() if k != "full"}
@@ -67,6 +69,7 @@ SORTED_ROWS_RATIO = 2.0  # chunk-mean spread, in units of random order's, above 
 IN_MEMORY_ROWS = 64 << 20  # bytes of per-row data in memory beside data on disk before a warning
 INFERENCE_DATA_COPY = 1 << 30  # bytes of on-disk data pm.sample's InferenceData may copy before a warning
 METRICS = ("auto", "dense", "diag", "identity")
+PARAMETERISATIONS = ("auto", "model")
 FROM_MINIBATCH = "from pm.Minibatch"  # batch_size default: the model's own pm.Minibatch batch size
 REFITS = (75, 175, 375, 775, 1575)  # tuning draws after the warm-up at which the metric is re-estimated
 WINDOW_STARTS = dict(zip(REFITS, (25,) + REFITS[:-1]))  # each from the draws since the previous refit
@@ -128,6 +131,7 @@ class StochasticGradientStep(BlockedStep):
         model: pm.Model | None = None,
         blocked: bool = True,
         rng: Any = None,
+        parameterisation: str = "auto",
     ) -> None:
         model = pm.modelcontext(model)
         self._pending_warnings: list[str] = []  # see _warn
@@ -156,6 +160,11 @@ class StochasticGradientStep(BlockedStep):
         self.buffer_chunks = require_int("buffer_chunks", buffer_chunks, 1)
         self.data = data
         self.noise_rows = int(noise_rows)
+        if parameterisation not in PARAMETERISATIONS:
+            raise ValueError(f"parameterisation={parameterisation!r} is unknown; use 'auto' (the warm-up chooses, "
+                             "per group, centred or non-centred coordinates for group effects) or 'model' (as written).")
+        self.parameterisation = parameterisation
+        self.coordinates: Coordinates | None = None  # the sampler's own coordinates (see _choose_coordinates)
         self._estimator: ModelEstimator | None = None
         self._constrained_fn = None
         if isinstance(batch_size, str) and batch_size == FROM_MINIBATCH:
@@ -229,7 +238,8 @@ class StochasticGradientStep(BlockedStep):
     @property
     def estimator(self) -> ModelEstimator:
         if self._estimator is None:
-            self._estimator = cached_estimator(self.model, self.data, self.full_batch, self.vars)
+            chosen = None if self.coordinates is None else self.coordinates.reparameterisation
+            self._estimator = cached_estimator(self.model, self.data, self.full_batch, self.vars, chosen)
         return self._estimator
 
     def _refresh_data(self) -> None:
@@ -256,6 +266,7 @@ class StochasticGradientStep(BlockedStep):
     def reset_tuning(self) -> None:
         """Start a chain: the model's current data, fresh batch sampler (the kernels' ``Batch``, with the
         likelihood scale n / B), update counter and sampler-specific state."""
+        self.coordinates = None  # the model's own until the warm-up chooses
         self._refresh_data()
         self.batch = batch_sampling.new_batch(self.batch_mode, self.estimator.n_rows, self.batch_size)
         self.rows: ShuffledChunks | None = None  # made at the chain's first draw (_new_row_stream)
@@ -302,13 +313,58 @@ class StochasticGradientStep(BlockedStep):
 
     def _warm_up(self, w: np.ndarray) -> np.ndarray:
         """Find the bulk, set the metric, let the sampler tune; return a Laplace draw to start from."""
-        self.bulk = warmup.find_bulk(self.estimator, w, self.rng)
+        blocks = self._group_blocks(w)
+        self.bulk = warmup.find_bulk(self.estimator, w, self.rng, blocks=blocks)
+        self._choose_coordinates(blocks)
         self.laplace = warmup.metric_from_hessian(self.bulk.hessian, dense=True)
         self.spread = (self.bulk.mode, self.laplace)  # centre and scale of the bulk, for divergence checks
         self.metric = self._choose_metric(self.bulk)
         self._tune_sampler(self.bulk)
         self._warn_if_untrustworthy()
         return self.bulk.mode + self.laplace.factor @ self.rng.standard_normal(len(w))
+
+    def _group_blocks(self, w: np.ndarray) -> list[np.ndarray]:
+        """The flat indices of each group effect of the model (``pymc_sgd.hierarchy``) when its block of the
+        Hessian is diagonal at w (each row touches one group), for the warm-up's Hessians; and, for a step the
+        warm-up chooses with ``parameterisation="auto"``, the coordinates ``_choose_coordinates`` will set."""
+        effects = [] if self.estimator.held else find_group_effects(self.model, self.vars)
+        if not effects:
+            return []
+        coordinates = Coordinates(self.vars, effects, self.model.initial_point())
+        blocks = [np.arange(len(w))[coordinates.slices[effect.name]] for effect in effects]
+        rows = warmup.subsample_rows(self.estimator.n_rows, 10_000, self.rng)
+        with warmup.geometry.model_errors_silenced(), np.errstate(all="ignore"):
+            diagonal = warmup.geometry.blocks_are_diagonal(warmup.geometry.potential_on(self.estimator, rows), w,
+                                                           1e-4 * (1.0 + np.abs(w)), blocks)
+        if not diagonal:
+            return []
+        if self.parameterisation == "auto" and self.auto_step_size:
+            self.coordinates = coordinates
+        return blocks
+
+    def _choose_coordinates(self, blocks: list[np.ndarray]) -> None:
+        """Sample each group centred or non-centred as its data say (``hierarchy.choose_coordinates``), at the
+        bulk found in the model's coordinates, then find the bulk again in the sampler's; once more if the
+        choice at that bulk differs (a non-centred model's joint mode sits at a large group scale, its
+        posterior does not)."""
+        if self.coordinates is None:
+            return
+        model_potential = warmup.geometry.potential_on(self.estimator, None)
+        w = self.bulk.mode
+        for _ in range(2):
+            if not self.coordinates.choose(model_potential, w):
+                break
+            self._estimator = None  # the estimator in the chosen coordinates
+            passes = self.bulk.data_passes + 2.0
+            self.bulk = warmup.find_bulk(self.estimator, self.coordinates.to_sampler(w), self.rng, blocks=blocks)
+            self.bulk = dataclasses.replace(self.bulk, data_passes=self.bulk.data_passes + passes)
+            w = self.coordinates.to_model(self.bulk.mode)
+
+    def _to_sampler(self, w: np.ndarray) -> np.ndarray:
+        return w if self.coordinates is None else self.coordinates.to_sampler(w)
+
+    def _to_model(self, v: np.ndarray) -> np.ndarray:
+        return v if self.coordinates is None else self.coordinates.to_model(v)
 
     def _maybe_refine_metric(self) -> None:
         """At tuning draws REFITS after the warm-up, re-estimate the posterior's centre and
@@ -448,11 +504,12 @@ class StochasticGradientStep(BlockedStep):
         point = {**point, **DictToArrayBijection.rmap(RaveledVars(w, point_map_info))}
         return all(np.all(np.isfinite(value)) for value in self._constrained_fn(point))
 
-    def _divergence_reason(self, w: np.ndarray, point_map_info, point: dict) -> int:
+    def _divergence_reason(self, v: np.ndarray, w: np.ndarray, point_map_info, point: dict) -> int:
+        """0, or why the sampler's state v (the model's w) must halt the chain (DIVERGENCE_REASONS)."""
         # a user's own step may mean a wider spread; a compound step's conditional posterior moves
         if self.bulk is not None and self.auto_step_size and not self.estimator.held:
             centre, scale = self.spread
-            z = warmup.whiten(scale, w, centre)
+            z = warmup.whiten(scale, v, centre)
             if not np.sqrt(np.mean(z * z)) <= MAX_WHITENED_RMS:
                 return 2
         return 0 if self._constrained_values_finite(w, point_map_info, point) else 3
@@ -509,12 +566,14 @@ class StochasticGradientStep(BlockedStep):
         if self.halted:
             return point, [{**self._halted_stats(), "warning": self._take_warnings()}]
         self.estimator.hold(point)  # a compound step's other blocks, as they are now
-        if self.bulk is None:
+        if self.bulk is None:  # the warm-up chooses the sampler's coordinates v and its start in them
             started = time.perf_counter()
-            w = self._warm_up(w)
+            v = self._warm_up(w)
             self.warmup_time = time.perf_counter() - started
             if not self.tune:  # tune=0: no stop_tuning will follow
                 self._warn_if_undersampled()
+        else:
+            v = self._to_sampler(w)
         if self.draw == 0 and self.measures_gradient_noise:
             self._measure_noise_at(self._noise_points(self.bulk))
         if self.batch_mode == batch_sampling.SHUFFLED_CHUNKS:
@@ -523,25 +582,27 @@ class StochasticGradientStep(BlockedStep):
             _, perm, cursor = self.rows.prepare(self._rows_per_draw())
             self.batch = self.batch._replace(perm=perm, cursor=cursor)
             if self.draw == 0:
-                self._warn_if_rows_sorted(w)
-        new_w, stats = self._run_updates(w)
+                self._warn_if_rows_sorted(v)
+        new_v, stats = self._run_updates(v)
+        new_w = self._to_model(new_v)
         if self.rows is not None:
             if not stats["diverging"]:  # a diverging loop stops early, short of its rows
                 self.rows.finish(self.batch.cursor)
-        reason = 1 if stats["diverging"] else self._divergence_reason(new_w, q.point_map_info, point)
+        reason = 1 if stats["diverging"] else self._divergence_reason(new_v, new_w, q.point_map_info, point)
         if reason:
             self._halt(reason)
             new_w = w  # the state this draw started from passed every check
         elif self.tune:
-            self._tuning_draws.append(warmup.whiten(self.laplace, new_w, self.bulk.mode))
+            self._tuning_draws.append(warmup.whiten(self.laplace, new_v, self.bulk.mode))
             self._maybe_refine_metric()
             if self.measures_gradient_noise:
-                self._after_tuning_draw(new_w)
+                self._after_tuning_draw(new_v)
         stats.update(diverging=bool(reason), divergence_reason=reason, steps_per_draw=self.steps_per_draw,
                      warmup_time=self.warmup_time, warmup_grad_evals=self.bulk.data_passes,
                      grad_evals=self._grad_evals_per_draw(), warning=self._take_warnings(),
                      energy=stats["minibatch_potential"] + stats.get("kinetic_energy", 0.0),
-                     lp=-stats["minibatch_potential"])
+                     lp=-stats["minibatch_potential"],
+                     centred_groups=0 if self.coordinates is None else self.coordinates.centred_groups)
         self.draw += 1
         return DictToArrayBijection.rmap(RaveledVars(new_w, q.point_map_info), start_point=point), [stats]
 

@@ -27,6 +27,7 @@ distance by about that factor, so a few full-data gradients finish the job.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,18 +132,20 @@ def _finite(potential: float, grad: np.ndarray) -> bool:
     return bool(np.isfinite(potential) and np.all(np.isfinite(grad)))
 
 
-def levenberg_marquardt(potential: PotentialAndGrad, w: np.ndarray, tolerance: float, max_iterations: int
-                        ) -> tuple[np.ndarray, np.ndarray, float, int, bool, str]:
-    """Damped Newton from w. Returns (w, H, decrement, gradient calls, converged, message)."""
+def levenberg_marquardt(potential: PotentialAndGrad, w: np.ndarray, tolerance: float, max_iterations: int,
+                        blocks: Sequence[np.ndarray] = ()) -> tuple[np.ndarray, np.ndarray, float, int, bool, str]:
+    """Damped Newton from w (Hessians with ``geometry.finite_difference_hessian``'s diagonal ``blocks``).
+    Returns (w, H, decrement, gradient calls, converged, message)."""
     U, g = potential(w)
     if not _finite(U, g):
         raise FloatingPointError("the potential or its gradient is not finite at the start point")
     d, calls, lam = len(w), 1, 0.0
-    H = finite_difference_hessian(potential, w, _difference_steps(w, None))
-    calls += 2 * d
+    hessian_calls = 2 * (d - sum(len(b) for b in blocks) + len(blocks))
+    H = finite_difference_hessian(potential, w, _difference_steps(w, None), blocks)
+    calls += hessian_calls
     for iteration in range(max_iterations):
-        H = finite_difference_hessian(potential, w, _difference_steps(w, H))
-        calls += 2 * d
+        H = finite_difference_hessian(potential, w, _difference_steps(w, H), blocks)
+        calls += hessian_calls
         decrement = newton_decrement(H, g)
         if decrement <= tolerance * d:
             return w, H, decrement, calls, True, f"converged after {iteration} Newton steps"
@@ -193,18 +196,20 @@ def _refine_on_full_data(potential: PotentialAndGrad, w: np.ndarray, H: np.ndarr
 
 
 def find_bulk(est, start: np.ndarray, rng: np.random.Generator, subsample_size: int = 10_000,
-              tolerance: float = 1e-4, max_iterations: int = 100) -> Bulk:
+              tolerance: float = 1e-4, max_iterations: int = 100, blocks: Sequence[np.ndarray] = ()) -> Bulk:
     """Damped Newton from ``start`` to the mode of U (see the module docstring); where there is no mode to
     find (the search does not converge, or ends where the Hessian is not positive definite), the bulk of
     an adaptive MALA run from ``start`` instead (``draws.sample_bulk``). Errors the model raises at trial
-    points are part of the search (``geometry.model_errors_silenced``)."""
+    points are part of the search (``geometry.model_errors_silenced``). ``blocks``: coordinates whose
+    Hessian block is diagonal (``geometry.finite_difference_hessian``), e.g. conditionally independent
+    group effects: each costs two gradients per Hessian instead of two per coordinate."""
     n, start = est.n_rows, np.asarray(start, dtype=np.float64)
     rows = subsample_rows(n, subsample_size, rng)
     m = len(rows)
     with model_errors_silenced(), np.errstate(all="ignore"):  # overflow at trial points is rejected below
         try:
             w, H, decrement, calls, converged, message = levenberg_marquardt(
-                potential_on(est, rows), start.copy(), tolerance, max_iterations)
+                potential_on(est, rows), start.copy(), tolerance, max_iterations, blocks)
         except FloatingPointError as error:
             raise FloatingPointError(
                 f"The warm-up cannot start: {error}. Pass a finite start point (pm.sample(initvals=...)).") from None
@@ -216,12 +221,13 @@ def find_bulk(est, start: np.ndarray, rng: np.random.Generator, subsample_size: 
                 passes += full_calls
                 message += f" on {m} rows, then {full_calls} full-data gradients"
             return Bulk(w, H, decrement, passes, converged, message, gradient=gradient)
-        return bulk_from_draws(est, start, rng, subsample_size, passes, message)
+        return bulk_from_draws(est, start, rng, subsample_size, passes, message, blocks)
 
 
-def bulk_from_draws(est, start: np.ndarray, rng: np.random.Generator, rows: int, passes: float, why: str) -> Bulk:
+def bulk_from_draws(est, start: np.ndarray, rng: np.random.Generator, rows: int, passes: float, why: str,
+                    blocks: Sequence[np.ndarray] = ()) -> Bulk:
     """The bulk as the draws of ``draws.sample_bulk`` from ``start`` see it (``why``: the mode search's message)."""
-    draws, calls, acceptance = sample_bulk(est, start, rng, rows)
+    draws, calls, acceptance = sample_bulk(est, start, rng, rows, blocks)
     centre = draws.mean(axis=0)
     settled = MIN_ACCEPTANCE <= acceptance
     message = (f"no mode ({why}): the bulk from {len(draws)} draws of an adaptive MALA run on "

@@ -19,10 +19,12 @@ to a few thousand gradients on at most ``rows`` rows), not of the sampling loop.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from .acceptance import DualAveraging
-from .geometry import PotentialAndGrad, potential_on, subsample_rows
+from .geometry import PotentialAndGrad, finite_difference_hessian, potential_on, subsample_rows
 from .metric import jacobi_inverse
 
 WINDOWS = (75, 25, 50, 100, 200, 400)  # a fast start, then Stan-like doubling windows for the metric
@@ -51,32 +53,27 @@ def _mala_step(potential: PotentialAndGrad, w: np.ndarray, U: float, g: np.ndarr
     return w, U, g, acceptance
 
 
-def _initial_scale(potential: PotentialAndGrad, w: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """Per-coordinate scales 1/sqrt|d^2U/dw_j^2| from a finite difference of the gradient at w (1 where
-    that is not usable): d gradient calls, one along each coordinate at once would mix them."""
-    scale = np.ones(len(w))
-    step = 1e-4 * (1.0 + np.abs(w))
-    for j in range(len(w)):
-        up = w.copy()
-        up[j] += step[j]
-        curvature = abs((potential(up)[1][j] - g[j]) / step[j])
-        if np.isfinite(curvature) and curvature > 0:
-            scale[j] = 1.0 / np.sqrt(curvature)
-    return np.clip(scale, 1e-6, 1e3)
+def _initial_scale(potential: PotentialAndGrad, w: np.ndarray, blocks: Sequence[np.ndarray]) -> np.ndarray:
+    """Per-coordinate scales 1/sqrt|d^2U/dw_j^2| from finite differences of the gradient at w (1 where
+    that is not usable); ``blocks`` as ``geometry.finite_difference_hessian``'s."""
+    curvature = np.abs(np.diag(finite_difference_hessian(potential, w, 1e-4 * (1.0 + np.abs(w)), blocks)))
+    usable = np.isfinite(curvature) & (curvature > 0)
+    return np.clip(np.where(usable, 1.0 / np.sqrt(np.where(usable, curvature, 1.0)), 1.0), 1e-6, 1e3)
 
 
-def sample_bulk(est, start: np.ndarray, rng: np.random.Generator, rows: int = 10_000
-                ) -> tuple[np.ndarray, float, float]:
+def sample_bulk(est, start: np.ndarray, rng: np.random.Generator, rows: int = 10_000,
+                blocks: Sequence[np.ndarray] = ()) -> tuple[np.ndarray, float, float]:
     """Adaptive MALA on U_S from ``start``: (FINAL_WINDOW x d draws, gradient calls in full-data passes,
-    mean acceptance of the last window). Raises FloatingPointError when U is not finite at the start."""
+    mean acceptance of the last window). Raises FloatingPointError when U is not finite at the start.
+    ``blocks``: see ``geometry.finite_difference_hessian`` (for the initial per-coordinate scales)."""
     sample = subsample_rows(est.n_rows, rows, rng)
     potential = potential_on(est, sample)
     w = np.asarray(start, dtype=np.float64).copy()
     U, g = potential(w)
     if not (np.isfinite(U) and np.all(np.isfinite(g))):
         raise FloatingPointError("the potential or its gradient is not finite at the start point")
-    scale = _initial_scale(potential, w, g)
-    calls = 1 + len(w)
+    scale = _initial_scale(potential, w, blocks)
+    calls = 1 + 2 * (len(w) - sum(len(b) for b in blocks) + len(blocks))
     h = 0.1 / len(w) ** (1.0 / 3.0)
     for length in (*WINDOWS, FINAL_WINDOW):
         adapt = DualAveraging(h)

@@ -115,17 +115,27 @@ def langevin_step_size(H: np.ndarray, V: np.ndarray, metric: Metric, temperature
     """(h, predicted SD error) for w <- w - h M grad U_hat + sqrt(2 h T) L xi (SGLD in the metric).
 
     Oracle: ``theory.langevin_stationary_covariance`` (ULA's T / (k (1 - h k / 2)) plus the
-    minibatch excess h^2 M V M through the discrete Lyapunov equation), at the worst noise point.
+    minibatch excess h^2 M V M through the discrete Lyapunov equation), at the worst noise point, solved
+    in the eigenbasis K = Q diag(k) Q^T of the whitened Hessian (``theory.langevin_eigenbasis_covariance``):
+    one eigendecomposition and one rotation of each noise point, then O(d^2) plus a matrix product per step
+    tried. The SDs are those of L Q Sigma Q^T L^T against T L K^-1 L^T's.
     """
-    k_max = curvature_range(metric, H)[1]
     K, V_z = whitened(H, V, metric)
+    curvatures, Q = np.linalg.eigh(K)
+    curvatures = np.maximum(curvatures, 1e-12 * curvatures.max())  # as curvature_range
+    LQ = metric.factor @ Q
+    target_variance = temperature * np.sum(LQ * LQ / curvatures, axis=1)
+    rotated = Q.T @ V_z @ Q
 
     def error_at(h: float, V_p: np.ndarray) -> float:
-        return _guarded(lambda: sd_error(theory.langevin_stationary_covariance(K, h, temperature, V_p), K, metric,
-                                         temperature))
+        def error() -> float:
+            S = theory.langevin_eigenbasis_covariance(curvatures, h, temperature, V_p)
+            variance = np.einsum("ij,ij->i", LQ @ S, LQ)
+            return float(np.max(np.abs(np.sqrt(variance / target_variance) - 1.0)))
+        return _guarded(error)
 
-    h = largest_step(error_at, V_z, 1.0 / k_max, target)
-    return h, worst_point(error_at, h, V_z)
+    h = largest_step(error_at, rotated, 1.0 / curvatures.max(), target)
+    return h, worst_point(error_at, h, rotated)
 
 
 def whitened_injection(V_z: np.ndarray, h: float, friction: float, temperature: float) -> tuple[np.ndarray, bool]:
