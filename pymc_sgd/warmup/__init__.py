@@ -3,7 +3,10 @@
 Pure numpy/scipy/numba on the compiled estimator (no PyMC). A step (``pymc_sgd.steps``) runs
 it at the first draw of each chain, inside pm.sample's tuning:
 
-1. ``bulk.find_bulk``: damped Newton from PyMC's initial point to the mode of U;
+1. ``bulk.find_bulk``: damped Newton from PyMC's initial point to the mode of U, or, where there is no
+   mode (a centred hierarchy) or the search fails, the bulk of an adaptive MALA run (``draws``); a model
+   with group effects (``pymc_sgd.hierarchy``) then gets the sampler's own coordinates per group and the
+   bulk is found again in them (``steps.base``);
 2. ``metric.metric_from_hessian``: M = H^{-1} (the Laplace covariance) at the bulk;
 3. ``gradient_noise``: Cov(grad U_hat) measured at draws from that Laplace approximation;
 4. ``tuning``: the largest step whose predicted error of every posterior SD is below
