@@ -202,8 +202,12 @@ def find_bulk(est, start: np.ndarray, rng: np.random.Generator, subsample_size: 
     an adaptive MALA run from ``start`` instead (``draws.sample_bulk``). Errors the model raises at trial
     points are part of the search (``geometry.model_errors_silenced``). ``blocks``: coordinates whose
     Hessian block is diagonal (``geometry.finite_difference_hessian``), e.g. conditionally independent
-    group effects: each costs two gradients per Hessian instead of two per coordinate."""
+    group effects: each costs two gradients per Hessian instead of two per coordinate, and the search then
+    runs on all rows (a subsample of m rows gives groups without rows in it their prior's curvature only, and the
+    others m / n times their rows' curvature in noise)."""
     n, start = est.n_rows, np.asarray(start, dtype=np.float64)
+    if blocks:  # a subsample leaves small groups without rows: their curvature would be the prior's alone
+        subsample_size = n
     rows = subsample_rows(n, subsample_size, rng)
     m = len(rows)
     with model_errors_silenced(), np.errstate(all="ignore"):  # overflow at trial points is rejected below
