@@ -205,6 +205,7 @@ class Coordinates:
         return 0 if self.reparameterisation is None else sum(sum(c) for c in self.reparameterisation.centred)
 
     def _map(self, flat: np.ndarray, to_model: bool) -> np.ndarray:
+        """A scale that underflowed to 0 maps to inf or NaN, which the step's divergence check halts on."""
         out = np.array(flat, dtype=np.float64, copy=True)
         if self.reparameterisation is None:
             return out
@@ -212,12 +213,17 @@ class Coordinates:
                                                  self.location_scale(flat)):
             x = flat[self.slices[effect.name]]
             mask = np.array(centred)
-            if effect.written_centred:  # model x = v (centred) or loc + scale v
-                mapped = np.where(mask, x, loc + scale * x) if to_model else np.where(mask, x, (x - loc) / scale)
-            else:  # model z = v / scale (centred) or v
-                mapped = np.where(mask, x / scale, x) if to_model else np.where(mask, x * scale, x)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                mapped = self._mapped(effect, mask, x, loc, scale, to_model)
             out[self.slices[effect.name]] = mapped
         return out
+
+    @staticmethod
+    def _mapped(effect: GroupEffect, mask: np.ndarray, x: np.ndarray, loc: np.ndarray, scale: float,
+                to_model: bool) -> np.ndarray:
+        if effect.written_centred:  # model x = v (centred) or loc + scale v
+            return np.where(mask, x, loc + scale * x) if to_model else np.where(mask, x, (x - loc) / scale)
+        return np.where(mask, x / scale, x) if to_model else np.where(mask, x * scale, x)  # model z = v / scale
 
     def to_model(self, v: np.ndarray) -> np.ndarray:
         """The model's flat value vector w of the sampler's v."""

@@ -234,8 +234,9 @@ def bulk_from_draws(est, start: np.ndarray, rng: np.random.Generator, rows: int,
     draws, calls, acceptance = sample_bulk(est, start, rng, rows, blocks)
     centre = draws.mean(axis=0)
     settled = MIN_ACCEPTANCE <= acceptance
-    message = (f"no mode ({why}): the bulk from {len(draws)} draws of an adaptive MALA run on "
-               f"{min(rows, est.n_rows)} rows (acceptance {acceptance:.2f})")
+    data = "the full data" if rows >= est.n_rows else f"{rows} of its {est.n_rows} rows"
+    message = (f"no mode ({why}): the bulk from {len(draws)} draws of an adaptive MALA run on {data} "
+               f"(acceptance {acceptance:.2f})")
     return Bulk(centre, curvature_of_draws(draws), np.nan, passes + calls, settled, message,
                 draws=spread_out(draws, NOISE_POINTS))
 
