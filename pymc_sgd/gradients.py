@@ -147,9 +147,10 @@ def _ceil_div(a: Variable, b: Variable) -> Variable:
     return (a + b - 1) // b
 
 
-def _rows_loglik(groups: Sequence[RowGroup], inputs: dict, idx: Variable | None) -> Variable:
+def _rows_loglik(groups: Sequence[RowGroup], inputs: dict, idx: Variable | None, per_row: bool = False) -> Variable:
     """Sum of the "virtual rows" r_i over i in ``idx`` (``pymc_sgd.rows``), or with idx None the
-    full log-likelihood, in terms of the value variables and the data ``inputs``.
+    full log-likelihood, in terms of the value variables and the data ``inputs``; ``per_row``: the vector of
+    the r_i instead (idx given), for weighting each.
 
     Each observed variable's full-data likelihood (``pymc_sgd.rows.Observed``) is resized to the
     batch's rows (PyMC's change_dist_size keeps mixtures and other symbolic distributions intact),
@@ -177,9 +178,9 @@ def _rows_loglik(groups: Sequence[RowGroup], inputs: dict, idx: Variable | None)
             if value is None:
                 value = clone_replace(term.value, replacements, rebuild_strict=False)
             logp = pm.logp(sliced, value)
-            if weights is not None:
-                logp = logp.reshape((rows, -1)).sum(axis=1) * weights
-            terms.append(pt.sum(logp))
+            if weights is not None or per_row:
+                logp = logp.reshape((rows, -1)).sum(axis=1) * (1.0 if weights is None else weights)
+            terms.append(logp if per_row else pt.sum(logp))
     # Shape graphs of symbolic distributions (e.g. mixtures) can still reference their random
     # generators; canonicalisation replaces those shapes and leaves a pure logp graph.
     (loglik,) = rewrite_graph([pt.add(*terms)], include=("canonicalize",))
@@ -248,7 +249,7 @@ def _flat_gradient(cost: Variable, value_vars: Sequence[Variable]) -> Variable:
 
 def build_estimator(model: pm.Model, data: Sequence[str | Variable] | None = None,
                     full_batch: bool = False, vars: Sequence[Variable] | None = None,
-                    reparameterisation: Reparameterisation | None = None) -> ModelEstimator:
+                    reparameterisation: Reparameterisation | None = None, weighted: bool = False) -> ModelEstimator:
     """Compile the minibatch estimator of a PyMC model (see module docstring).
 
     Parameters
@@ -267,6 +268,11 @@ def build_estimator(model: pm.Model, data: Sequence[str | Variable] | None = Non
         the variables w stands for (default all free variables). The others are held at values
         passed after the data (``conditioning`` arrays, per-row ones sliced like data): the
         estimator is then of the conditional posterior, as a block of PyMC's compound step needs.
+    reparameterisation
+        the sampler's own coordinates for group effects (``pymc_sgd.hierarchy``), or None (the model's).
+    weighted
+        compile the inner-loop gradient with one likelihood weight per row (stratified batches,
+        ``kernels.batching.STRATIFIED``) instead of one scale for all (pytensor's gradient, never unrolled).
 
     Examples
     --------
@@ -283,25 +289,26 @@ def build_estimator(model: pm.Model, data: Sequence[str | Variable] | None = Non
     _check_continuous(model, sampled)
     n, groups = row_layout(model, data, full_batch)
     if not (groups and n > 1):
-        return _compile(model, sampled, n, groups, full_batch, reparameterisation)
+        return _compile(model, sampled, n, groups, full_batch, reparameterisation, weighted)
     # Free variables with a group's length are sliced as per-row latents unless that breaks the
     # row split (e.g. group effects indexed by a per-group parent index): then they stay whole.
     attempts = [groups] + ([[dataclasses.replace(g, latents=()) for g in groups]]
                            if any(g.latents for g in groups) else [])
     for attempt in attempts[:-1]:
-        estimator = _compile(model, sampled, n, attempt, full_batch, reparameterisation)
+        estimator = _compile(model, sampled, n, attempt, full_batch, reparameterisation, weighted)
         try:
             _check_row_split(estimator, model, sampled, attempt)
             return estimator
         except ModelSpecificationError:
             pass
-    estimator = _compile(model, sampled, n, attempts[-1], full_batch, reparameterisation)
+    estimator = _compile(model, sampled, n, attempts[-1], full_batch, reparameterisation, weighted)
     _check_row_split(estimator, model, sampled, attempts[-1])
     return estimator
 
 
 def _compile(model: pm.Model, sampled: list[Variable], n: int, groups: Sequence[RowGroup],
-             full_batch: bool, reparameterisation: Reparameterisation | None = None) -> ModelEstimator:
+             full_batch: bool, reparameterisation: Reparameterisation | None = None,
+             weighted: bool = False) -> ModelEstimator:
     """Compile fn, full_fn and the inner-loop gradient (unrolled, else grad_fn); see build_estimator."""
     held = [v for v in model.value_vars if v not in set(sampled)]
     point = model.initial_point()
@@ -320,17 +327,25 @@ def _compile(model: pm.Model, sampled: list[Variable], n: int, groups: Sequence[
         full_loglik = _rows_loglik(groups, inputs, None)
     else:
         loglik = full_loglik = pt.constant(0.0, dtype="float64")
+    weighted = weighted and bool(groups) and not full_batch
+    row_logliks = _rows_loglik(groups, inputs | held_inputs, idx, per_row=True) if weighted else loglik
     if held:  # everything else sees the held variables whole
-        prior, loglik, full_loglik = clone_replace([prior, loglik, full_loglik], held_inputs, rebuild_strict=False)
+        prior, loglik, full_loglik, row_logliks = clone_replace([prior, loglik, full_loglik, row_logliks],
+                                                                held_inputs, rebuild_strict=False)
 
     model_sampled = sampled
     if reparameterisation is not None:  # U in the sampler's coordinates: U(x(v)) - log J
         sampled, replacements, log_jacobian = reparameterisation.substitution(sampled)
-        prior, loglik, full_loglik = clone_replace([prior, loglik, full_loglik], replacements, rebuild_strict=False)
+        prior, loglik, full_loglik, row_logliks = clone_replace([prior, loglik, full_loglik, row_logliks],
+                                                                replacements, rebuild_strict=False)
         prior = prior + log_jacobian
-    prior, loglik, full_loglik = _freeze_shared([prior, loglik, full_loglik])
-    scale = pt.scalar("scale", dtype="float64")
-    grad_hat = _flat_gradient(-(prior + scale * loglik), sampled)
+    prior, loglik, full_loglik, row_logliks = _freeze_shared([prior, loglik, full_loglik, row_logliks])
+    if weighted:  # one weight per row of the batch
+        scale = pt.vector("scale", dtype="float64")
+        grad_hat = _flat_gradient(-(prior + pt.dot(scale, row_logliks)), sampled)
+    else:
+        scale = pt.scalar("scale", dtype="float64")
+        grad_hat = _flat_gradient(-(prior + scale * loglik), sampled)
     [prior, loglik, full_loglik, grad_hat], w = join_nonshared_inputs(
         point, [prior, loglik, full_loglik, grad_hat], sampled)
     grad_prior = pytensor.grad(prior, w, disconnected_inputs="ignore")  # all-Flat priors are constant
@@ -344,8 +359,8 @@ def _compile(model: pm.Model, sampled: list[Variable], n: int, groups: Sequence[
     arrays = _current_arrays(tensors) + tuple(np.array(point[v.name], dtype=v.dtype) for v in held)
     estimator = ModelEstimator(compiled.vm.jit_fn, None, compiled_full.vm.jit_fn, None, arrays, names, n, dim,
                                tuple(v.name for v in held), compiled_full)
-    loop = None if held or full_batch or reparameterisation else unrolled_gradient(model, model_sampled, groups,
-                                                                                   point, arrays)
+    loop = None if held or full_batch or reparameterisation or weighted else \
+        unrolled_gradient(model, model_sampled, groups, point, arrays)
     if loop is not None:
         estimator.evaluate = build_evaluate(estimator.fn, None, estimator.full_fn, arrays, loop)
         matches = _unrolled_matches(estimator, point, sampled)
@@ -357,7 +372,7 @@ def _compile(model: pm.Model, sampled: list[Variable], n: int, groups: Sequence[
         estimator = dataclasses.replace(estimator)  # a fresh ``kernel``
     compiled_grad = pytensor.function([w, idx, scale, *inputs], grad_hat, mode="NUMBA", on_unused_input="ignore")
     estimator.grad_fn = compiled_grad.vm.jit_fn
-    estimator.evaluate = build_evaluate(estimator.fn, estimator.grad_fn, estimator.full_fn, arrays)
+    estimator.evaluate = build_evaluate(estimator.fn, estimator.grad_fn, estimator.full_fn, arrays, weighted=weighted)
     return estimator
 
 
@@ -445,7 +460,7 @@ _ESTIMATORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def cached_estimator(model: pm.Model, data: Sequence[str | Variable] | None = None,
                      full_batch: bool = False, vars: Sequence[Variable] | None = None,
-                     reparameterisation: Reparameterisation | None = None) -> ModelEstimator:
+                     reparameterisation: Reparameterisation | None = None, weighted: bool = False) -> ModelEstimator:
     """`build_estimator`, memoised per model, its variables, its per-row tensors and the values of
     the shared variables compiled in as constants; the per-row arrays (and n) are read afresh at
     every call, so data changed by pm.set_data (same or new length) is never stale.
@@ -459,10 +474,10 @@ def cached_estimator(model: pm.Model, data: Sequence[str | Variable] | None = No
     key = (tuple(model.named_vars), None if data is None else tuple(map(str, data)), full_batch, sampled,
            tuple(tensors), tuple(g.length == n for g in groups), _frozen_values_digest(model, tensors),
            tuple(a.shape[1:] for a in _current_arrays(tensors)),  # row shapes are compiled in (unrolled)
-           None if reparameterisation is None else reparameterisation.key)
+           None if reparameterisation is None else reparameterisation.key, weighted)
     per_model = _ESTIMATORS.setdefault(model, {})
     if key not in per_model:
-        per_model[key] = build_estimator(model, data, full_batch, vars, reparameterisation)
+        per_model[key] = build_estimator(model, data, full_batch, vars, reparameterisation, weighted)
     cached = per_model[key]
     held_values = tuple(array.copy() for array in cached.data[len(cached.data) - len(cached.held):])
     return dataclasses.replace(cached, data=_current_arrays(tensors) + held_values, n_rows=n)

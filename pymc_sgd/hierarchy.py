@@ -10,16 +10,19 @@ Where group g has many rows, its posterior is near-Gaussian in the centred form 
 (x_g ~ (a_g - loc) / scale) in the non-centred one; where it has few, the reverse (the funnel). The
 sampler therefore runs in its own coordinates v, one per group, chosen per group (Papaspiliopoulos,
 Roberts & Skold 2007; Gorinova, Moore & Hoffman 2020, whose variationally inferred parameterisation
-interpolates between the two): v_g = a_g - loc_0 ("centred", with loc_0 = loc for a model written centred
-and 0 for one written non-centred, where the model gives no location) when the data inform a_g more than
-its prior does, kappa_g = scale^2 I_g >= 1 with I_g = -d^2 log p(y | a) / d a_g^2, and v_g = z_g otherwise.
-For a Normal likelihood this is the rule that minimises the lag-one autocorrelation of the Gibbs sampler
-between the effects and their location (Papaspiliopoulos et al. 2007, Sec. 2).
+interpolates between the two): v_g = a_g ("centred") when the data inform a_g more than its prior does,
+kappa_g = scale^2 I_g >= 1 with I_g = -d^2 log p(y | a) / d a_g^2, and v_g = z_g = (a_g - loc) / scale
+otherwise. For a Normal likelihood this is the rule that minimises the lag-one autocorrelation of the Gibbs
+sampler between the effects and their location (Papaspiliopoulos et al. 2007, Sec. 2). A model written
+non-centred gives its location as the scalar added to the product (``mu + tau * z[g]``); where it adds
+none, or several, loc is 0 and a centred v_g is a_g - loc, whose posterior is tied to the location's wherever
+the group's data pin a_g (so a diagonal metric mixes slowly along loc; measured on 500 groups: 3,300
+updates per draw with loc 0, 30 with loc found).
 
 The map from v to the model's value x and its log-Jacobian, per group:
 
-    written centred:      x = v (centred)         x = loc + scale v (non-centred)    log J = log scale [non-centred]
-    written non-centred:  x = v / scale (centred) x = v (non-centred)                log J = -log scale [centred]
+    written centred:      x = v (centred)                 x = loc + scale v (non-centred)   log J = log scale [nc]
+    written non-centred:  x = (v - loc) / scale (centred) x = v (non-centred)               log J = -log scale [c]
 
 so the sampler's target exp(-U(x(v)) + log J) is the posterior in v, and a draw mapped back is a draw of
 the model's posterior. The user's model is unchanged; PyMC receives x.
@@ -39,6 +42,8 @@ from pytensor.graph.traversal import ancestors
 from pytensor.tensor.random.basic import NormalRV
 from pytensor.tensor.subtensor import AdvancedSubtensor, AdvancedSubtensor1
 
+from .rows import value_of
+
 
 @dataclass(frozen=True)
 class GroupEffect:
@@ -48,7 +53,8 @@ class GroupEffect:
     ----------
     name : its value variable's name (x).
     written_centred : whether the model writes x ~ Normal(loc, scale) (else x ~ Normal(0, 1) times scale).
-    loc, scale : their graphs in the model's value variables (loc is 0 when written non-centred).
+    loc, scale : their graphs in the model's value variables (loc is 0 when a model written non-centred adds
+        no single scalar location to scale * x).
     size : G, the number of groups.
     """
 
@@ -75,8 +81,9 @@ def _is_constant(graph: Variable, value: float) -> bool:
         return False
 
 
-def _scales_of(rv: Variable, graphs: Sequence[Variable], free: set) -> list[Variable]:
-    """Factors f with f * rv or f * rv[idx] in ``graphs``, where f depends on a free variable other than rv."""
+def _scales_of(rv: Variable, graphs: Sequence[Variable], free: set) -> list[tuple[Variable, Variable]]:
+    """(f, f * rv) for the products f * rv or f * rv[idx] in ``graphs``, where f depends on a free variable other
+    than rv."""
     uses = {rv}
     for node in pytensor.graph.traversal.applys_between(list(free), graphs):
         if isinstance(node.op, AdvancedSubtensor | AdvancedSubtensor1) and node.inputs[0] is rv:
@@ -86,8 +93,21 @@ def _scales_of(rv: Variable, graphs: Sequence[Variable], free: set) -> list[Vari
         if getattr(getattr(node.op, "scalar_op", None), "name", None) == "mul" and len(node.inputs) == 2:
             for mine, other in (node.inputs, node.inputs[::-1]):
                 if mine in uses and _depends_on(other, free - {rv}) and not _depends_on(other, {rv}):
-                    found.append(other)
+                    found.append((other, node.outputs[0]))
     return found
+
+
+def _location_of(rv: Variable, product: Variable, graphs: Sequence[Variable], free: set) -> Variable:
+    """The loc of ``loc + product`` (one scalar addend depending on free variables other than rv) where the
+    graphs add one to the product f * rv; else the constant 0 (no location, or more than one)."""
+    found = []
+    for node in pytensor.graph.traversal.applys_between(list(free), graphs):
+        if getattr(getattr(node.op, "scalar_op", None), "name", None) == "add" and len(node.inputs) == 2 and \
+                product in node.inputs:
+            other = node.inputs[1] if node.inputs[0] is product else node.inputs[0]
+            if all(other.type.broadcastable) and _depends_on(other, free - {rv}) and not _depends_on(other, {rv}):
+                found.append(_squeezed(other))
+    return found[0] if len(found) == 1 else pt.constant(0.0)
 
 
 def find_group_effects(model: pm.Model, sampled: Sequence[Variable]) -> list[GroupEffect]:
@@ -119,8 +139,9 @@ def find_group_effects(model: pm.Model, sampled: Sequence[Variable]) -> list[Gro
             effects.append((value.name, True, loc, scale, size))
         elif _is_constant(loc, 0.0) and _is_constant(scale, 1.0):
             scales = _scales_of(rv, graphs, free)
-            if len(scales) == 1 and all(scales[0].type.broadcastable):
-                effects.append((value.name, False, pt.constant(0.0), _squeezed(scales[0]), size))
+            if len(scales) == 1 and all(scales[0][0].type.broadcastable):
+                loc = _location_of(rv, scales[0][1], graphs, free)
+                effects.append((value.name, False, loc, _squeezed(scales[0][0]), size))
     effect_rvs = {model.named_vars[name] for name, *_ in effects}  # untransformed: the value has the RV's name
     result = []
     for name, written_centred, loc, scale, size in effects:
@@ -129,6 +150,39 @@ def find_group_effects(model: pm.Model, sampled: Sequence[Variable]) -> list[Gro
             continue  # nested effects: their location or scale is itself reparameterised
         result.append(GroupEffect(name, written_centred, loc_v, scale_v, size))
     return result
+
+
+def row_groups(model: pm.Model, effects: Sequence[GroupEffect], n_rows: int) -> np.ndarray | None:
+    """The group of each of the ``n_rows`` rows, numbered 0.. over the groups that have rows: the integer data
+    that indexes the effect with the most groups in the likelihood (a[g], z[g] or (mu + tau z)[g]); None when
+    no effect is indexed by one per-row array. Stratified batches take a row of every group
+    (``kernels.batching.STRATIFIED``).
+
+    Examples
+    --------
+    >>> import numpy as np, pymc as pm
+    >>> g = np.array([0, 0, 2, 2, 2])
+    >>> with pm.Model() as model:
+    ...     mu, tau = pm.Normal("mu"), pm.HalfNormal("tau")
+    ...     a = pm.Normal("a", mu, tau, shape=3)
+    ...     y = pm.Normal("y", a[g], 1.0, observed=np.arange(5.0))
+    >>> row_groups(model, find_group_effects(model, model.value_vars), 5)
+    array([0, 0, 1, 1, 1])
+    """
+    free = set(model.free_RVs)
+    nodes = list(pytensor.graph.traversal.applys_between(list(free), list(model.observed_RVs)))
+    for effect in sorted(effects, key=lambda e: -e.size):
+        rv = model.named_vars[effect.name]
+        indices = {node.inputs[1] for node in nodes
+                   if isinstance(node.op, AdvancedSubtensor | AdvancedSubtensor1) and len(node.inputs) == 2
+                   and node.inputs[0].ndim == 1 and node.inputs[1].dtype.startswith(("int", "uint"))
+                   and _depends_on(node.inputs[0], {rv}) and not _depends_on(node.inputs[1], free)}
+        values = [np.asarray(value_of(index)) for index in indices]
+        if not values or values[0].shape != (n_rows,) or any(not np.array_equal(values[0], v) for v in values[1:]):
+            continue
+        if values[0].min() >= 0 and values[0].max() < effect.size:
+            return np.unique(values[0], return_inverse=True)[1].astype(np.int64)
+    return None
 
 
 KAPPA_CENTRE = 1.0  # centre group g when the data's precision on a_g reaches its prior's: scale^2 I_g >= 1
@@ -160,7 +214,7 @@ class Reparameterisation:
                 replacements[x] = pt.switch(mask, v, effect.loc + effect.scale * v)
                 log_jacobian = log_jacobian + (effect.size - count) * pt.log(effect.scale)
             else:
-                replacements[x] = pt.switch(mask, v / effect.scale, v)
+                replacements[x] = pt.switch(mask, (v - effect.loc) / effect.scale, v)
                 log_jacobian = log_jacobian - count * pt.log(effect.scale)
             new[effect.name] = v
         return [new[v.name] for v in sampled], replacements, log_jacobian
@@ -223,7 +277,7 @@ class Coordinates:
                 to_model: bool) -> np.ndarray:
         if effect.written_centred:  # model x = v (centred) or loc + scale v
             return np.where(mask, x, loc + scale * x) if to_model else np.where(mask, x, (x - loc) / scale)
-        return np.where(mask, x / scale, x) if to_model else np.where(mask, x * scale, x)  # model z = v / scale
+        return np.where(mask, (x - loc) / scale, x) if to_model else np.where(mask, loc + scale * x, x)  # z = (v-loc)/scale
 
     def to_model(self, v: np.ndarray) -> np.ndarray:
         """The model's flat value vector w of the sampler's v."""

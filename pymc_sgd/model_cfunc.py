@@ -34,7 +34,7 @@ from .unrolled import RowLoop
 IMPORTS = """import math
 import numpy as np
 from numba import carray, cfunc
-from pymc_sgd.kernels.model import EVALUATE_SIGNATURE, FULL_PARTS, GRADIENT, address_as_voidptr
+from pymc_sgd.kernels.model import EVALUATE_SIGNATURE, FULL_PARTS, GRADIENT, WEIGHTED_GRADIENT, address_as_voidptr
 from pymc_sgd.kernels.scalar_math import digamma, log1mexp, sigmoid, softplus
 """
 HEADER = IMPORTS + """from pymc_sgd.model_cfunc import BINDING
@@ -61,10 +61,19 @@ def _prefetch_source(arrays: Sequence[np.ndarray]) -> list[str]:
             "        touched *= 0.0  # not 0 when a value is inf or NaN: the reads cannot be optimised away"]
 
 
-def _gradient_source(data: str, loop: RowLoop | None, arrays: Sequence[np.ndarray]) -> list[str]:
-    """The GRADIENT branch: pytensor's grad_fn, or the unrolled row loop (``pymc_sgd.unrolled``)."""
+def _gradient_source(data: str, loop: RowLoop | None, arrays: Sequence[np.ndarray], weighted: bool) -> list[str]:
+    """The GRADIENT branch: pytensor's grad_fn (with one weight per row when ``weighted``: GRADIENT's one scale
+    repeated, WEIGHTED_GRADIENT's weights), or the unrolled row loop (``pymc_sgd.unrolled``)."""
     if loop is None:
-        return [f"        grad = grad_fn(w, carray(idx_ptr, (batch,)), carray(scale_ptr, ()){data})[0]",
+        scale = "carray(scale_ptr, ())"
+        if weighted:
+            scale = "weights"
+            weights = ["        if what == WEIGHTED_GRADIENT:",
+                       "            weights = carray(scale_ptr, (batch,))",
+                       "        else:",
+                       "            weights = np.full(batch, carray(scale_ptr, (1,))[0])"]
+        return [*(weights if weighted else []),
+                f"        grad = grad_fn(w, carray(idx_ptr, (batch,)), {scale}{data})[0]",
                 "        for i in range(d):",
                 "            out[i] = grad[i]"]
     d = len(loop.once)
@@ -83,7 +92,7 @@ def _gradient_source(data: str, loop: RowLoop | None, arrays: Sequence[np.ndarra
     ]
 
 
-def _source(arrays: Sequence[np.ndarray], columns: int, loop: RowLoop | None) -> str:
+def _source(arrays: Sequence[np.ndarray], columns: int, loop: RowLoop | None, weighted: bool) -> str:
     unpack = []
     for k, array in enumerate(arrays):
         shape = "".join(f"shapes[{k * columns + j}], " for j in range(array.ndim))
@@ -97,10 +106,12 @@ def _source(arrays: Sequence[np.ndarray], columns: int, loop: RowLoop | None) ->
         # slice assignment compiles a shape-error path (seconds of string formatting code)
         # NaN first: a cfunc cannot raise, so when the model raises (numba prints the exception) the
         # output stays NaN and the kernels' divergence guard stops the chain.
-        "    for i in range(d if what == GRADIENT else 2 * d + 2):",
+        "    for i in range(d if what == GRADIENT or what == WEIGHTED_GRADIENT else 2 * d + 2):",
         "        out[i] = np.nan",
-        "    if what == GRADIENT:",
-        *_gradient_source(data, loop, arrays),
+        f"    if what == GRADIENT{' or what == WEIGHTED_GRADIENT' if weighted else ''}:",
+        *_gradient_source(data, loop, arrays, weighted),
+        "        return",
+        "    if what == WEIGHTED_GRADIENT:  # a model compiled without weights: out stays NaN (a divergence)",
         "        return",
         "    if what == FULL_PARTS:",
         f"        log_prior, grad_prior, log_lik, grad_lik = full_fn(w{data})",
@@ -160,11 +171,12 @@ def _import_cached(source: str, key: str) -> object:
 
 
 def build_evaluate(fn: object, grad_fn: object | None, full_fn: object, arrays: Sequence[np.ndarray],
-                   loop: RowLoop | None = None) -> object:
+                   loop: RowLoop | None = None, weighted: bool = False) -> object:
     """The ``evaluate`` cfunc for pytensor's numba functions ``fn(w, idx, *data)``,
     ``grad_fn(w, idx, scale, *data)`` and ``full_fn(w, *data)``, for data of these arrays' dtypes and ranks.
-    With an unrolled gradient ``loop`` (``pymc_sgd.unrolled``) GRADIENT runs it instead of grad_fn (None)."""
-    source = _source(arrays, max([1] + [a.ndim for a in arrays]), loop)
+    With an unrolled gradient ``loop`` (``pymc_sgd.unrolled``) GRADIENT runs it instead of grad_fn (None);
+    ``weighted``: grad_fn's scale is one weight per row (and the cfunc takes WEIGHTED_GRADIENT)."""
+    source = _source(arrays, max([1] + [a.ndim for a in arrays]), loop, weighted)
     BINDING[:] = fn, grad_fn, full_fn
     key = _cache_key(source, BINDING)
     if key is not None:

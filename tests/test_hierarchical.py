@@ -15,7 +15,9 @@ import pytest
 import pymc_sgd
 from pymc_sgd import models, warmup
 from pymc_sgd.gradients import cached_estimator
-from pymc_sgd.hierarchy import Coordinates, find_group_effects
+from pymc_sgd.hierarchy import Coordinates, find_group_effects, row_groups
+from pymc_sgd.kernels import batching
+from pymc_sgd.kernels.model import gradient_into
 from pymc_sgd.warmup.geometry import potential_on
 
 from mc import assert_means_and_sds
@@ -71,8 +73,10 @@ def test_sgld_on_defaults_is_right_on_either_parameterisation(parameterisation):
     model, exact = models.hierarchical_normal_model(y, g, groups, parameterisation)
     with model, warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # a warning here would be a false alarm
+        step = pymc_sgd.SGLD(batch_size=100)
+        assert step.batch_mode == batching.STRATIFIED  # 40 groups <= 100 / 2
         idata = pm.sample(draws=1000, tune=1000, chains=2, cores=1, random_seed=1, progressbar=False,
-                          compute_convergence_checks=False, step=pymc_sgd.SGLD(batch_size=100))
+                          compute_convergence_checks=False, step=step)
     assert not idata.sample_stats["diverging"].values.any()
     assert 0 < idata.sample_stats["centred_groups"].values[:, -1].min() < groups  # a mix: groups of 2 to 900 rows
     post = idata.posterior
@@ -92,7 +96,7 @@ def test_group_effects_are_found_in_either_parameterisation():
         coordinates = Coordinates(model.value_vars, effects, model.initial_point())
         w = np.concatenate([[0.3, np.log(0.7)], np.linspace(-1, 1, 5)])
         loc, scale = coordinates.location_scale(w)[0]
-        assert scale == pytest.approx(0.7) and np.allclose(loc, 0.3 if parameterisation == "centred" else 0.0)
+        assert scale == pytest.approx(0.7) and np.allclose(loc, 0.3)  # non-centred: mu, added to tau * z[g]
     with pm.Model() as regression:
         beta = pm.Normal("beta", 0.0, 10.0, shape=3)
         pm.Normal("y", pm.math.dot(np.ones((4, 3)), beta), pm.HalfNormal("sigma"), observed=np.zeros(4))
@@ -126,3 +130,38 @@ def test_the_sampler_coordinates_carry_the_jacobian_and_the_choice_follows_the_d
         U_v = potential_on(sampler_est, None)(point)[0]
         U_x = potential_on(est, None)(coordinates.to_model(point))[0]
         assert U_v == pytest.approx(U_x - per_log_tau * point[1], rel=1e-10, abs=1e-8)
+
+
+def test_stratified_batches_weigh_every_row_once_on_average_and_the_gradient_weighs_each_row():
+    """Stratified batches (kernels.batching.STRATIFIED) over the groups ``row_groups`` reads from the graph:
+    b_g >= 1 distinct rows of each group g, sum b_g = B, each weighted n_g / b_g, so a row's weight times its
+    count in a batch has mean 1 (Horvitz-Thompson). Per batch that is (n_g / b_g) Bernoulli(b_g / n_g), of
+    variance n_g / b_g - 1, so over m batches its mean has SE sqrt((n_g / b_g - 1) / m): each row within 5 SE
+    (the plain scale n / B instead would put a row of a 2-row group off by n / B * b_g / n_g - 1, about 60 SE).
+    The weighted gradient is the weighted sum of the rows' own gradients, to rounding."""
+    y, g, groups = unequal_groups(groups=8)
+    model, _ = models.hierarchical_normal_model(y, g, groups, "noncentred")
+    labels = row_groups(model, find_group_effects(model, model.value_vars), len(y))
+    np.testing.assert_array_equal(labels, g)
+    batch = batching.new_stratified_batch(labels, 16)
+    sizes, taken = batching.stratum_sizes(labels, 16)
+    assert taken.sum() == 16 and taken.min() >= 1 and np.all(taken <= sizes)
+    rng, m = np.random.default_rng(0), 20_000
+    weighted_counts = np.zeros(len(y))
+    for _ in range(m):
+        batching.next_batch(batch, rng)
+        assert len(np.unique(batch.idx)) == 16 and np.array_equal(np.bincount(labels[batch.idx]), taken)
+        np.add.at(weighted_counts, batch.idx, batch.scale)
+    se = np.sqrt(np.maximum(sizes / taken - 1.0, 1e-12) / m)[labels]
+    assert np.all(np.abs(weighted_counts / m - 1.0) <= 5 * se + 1e-12)
+
+    weighted, plain = cached_estimator(model, weighted=True), cached_estimator(model)
+    w = np.random.default_rng(1).normal(size=weighted.dim)
+    out, prior, row = np.empty(weighted.dim), np.empty(weighted.dim), np.empty(weighted.dim)
+    gradient_into(weighted.kernel, w, batch.idx, batch.scale, out)
+    gradient_into(plain.kernel, w, batch.idx[:1], np.zeros(1), prior)  # the prior's part alone
+    expected = prior.copy()
+    for i, weight in zip(batch.idx, batch.scale):
+        expected += gradient_into(plain.kernel, w, np.array([i]), np.array([weight]), row) - prior
+    np.testing.assert_allclose(out, expected, rtol=1e-10, atol=1e-10)
+    assert np.isnan(gradient_into(plain.kernel, w, batch.idx, batch.scale, row)).all()  # unweighted model: halts

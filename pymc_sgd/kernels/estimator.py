@@ -139,7 +139,7 @@ def _saga_gradient(model, w, idx, scale, estimator, out):
         gradient_into(model, w, one_row, estimator.unit, row)
         for k in range(d):
             row[k] -= prior[k]  # -grad log p(x_i | w)
-            out[k] += scale[0] * (row[k] - table[idx[j], k])
+            out[k] += scale[j if scale.shape[0] > 1 else 0] * (row[k] - table[idx[j], k])
     for j in range(idx.shape[0]):
         row, i = scratch[1 + j], idx[j]
         for k in range(d):
@@ -149,9 +149,19 @@ def _saga_gradient(model, w, idx, scale, estimator, out):
 
 @njit(cache=True)
 def minibatch_potential(model, w, idx, scale):
-    """U_hat(w) on rows idx (kernels call it once per recorded draw)."""
-    parts = parts_into(model, w, idx, np.empty(2 * w.shape[0] + 2))
-    return -(parts[0] + scale * parts[1])
+    """U_hat(w) on rows idx with the batch's ``scale`` (one for all rows, or one per row of a stratified batch:
+    then one call per run of equal weights); kernels call it once per recorded draw."""
+    parts = np.empty(2 * w.shape[0] + 2)
+    if scale.shape[0] == 1:
+        parts_into(model, w, idx, parts)
+        return -(parts[0] + scale[0] * parts[1])
+    potential, start = 0.0, 0
+    for end in range(1, idx.shape[0] + 1):
+        if end == idx.shape[0] or scale[end] != scale[start]:
+            parts_into(model, w, idx[start:end], parts)
+            potential -= scale[start] * parts[1]
+            start = end
+    return potential - parts[0]
 
 
 @njit(cache=True)

@@ -35,9 +35,9 @@ NAIVE = 2
 def swap_log_ratio(model, w_cold, w_hot, c, energy_mode, n_rows, swap_rows, rng):
     """log of the swap acceptance ratio for (cold, hot) states, per ``energy_mode``."""
     if energy_mode == FULL:
-        all_rows = np.arange(n_rows)
-        return c * (minibatch_potential(model, w_cold, all_rows, 1.0)
-                    - minibatch_potential(model, w_hot, all_rows, 1.0))
+        all_rows, unit = np.arange(n_rows), np.ones(1)
+        return c * (minibatch_potential(model, w_cold, all_rows, unit)
+                    - minibatch_potential(model, w_hot, all_rows, unit))
     one = np.empty(1, dtype=np.int64)
     diffs = np.empty(swap_rows)
     cold, hot = np.empty(2 * w_cold.shape[0] + 2), np.empty(2 * w_cold.shape[0] + 2)

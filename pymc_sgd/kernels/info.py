@@ -34,5 +34,5 @@ def minibatch_info(model, w, grad, batch, h, diverged, extras):
     """``Info`` for a call that returns w with ``grad`` its last gradient: U_hat at w on the batch's last rows."""
     grad_norm, potential = np.inf, np.nan
     if not diverged:
-        grad_norm, potential = norm(grad), minibatch_potential(model, w, batch.idx, batch.scale[0])
+        grad_norm, potential = norm(grad), minibatch_potential(model, w, batch.idx, batch.scale)
     return Info(h, grad_norm, potential, diverged or not np.isfinite(potential), extras)

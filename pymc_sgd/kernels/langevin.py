@@ -10,7 +10,7 @@
   solves P H S + S H P = P Cov P, i.e. S = T H^(-1) (seed 004; docs/pages/sources.md on seed 000).
 A constant P needs no Gamma correction term (Ma, Chen & Fox 2015); a position-dependent one would.
 
-Preconditioner kinds: IDENTITY (P = I), DIAGONAL (``diag``), FULL (``matrix`` with a square root ``root``). The
+Preconditioner kinds: IDENTITY (P = I), DIAGONAL (a vector), FULL (``matrix`` with a square root ``root``). The
 kernels receive them as a ``Preconditioner`` of arrays or None (``preconditioner``) and branch on the types,
 which numba resolves when it compiles (``multiply_into``): a branch on a runtime kind, even when not taken,
 cost seed 000's 2-parameter model 55 ns of its 0.39 us per update (the branches' loops defeat LLVM's
@@ -40,25 +40,25 @@ FULL = 2
 
 
 class Preconditioner(NamedTuple):
-    """P as the kernels take it: ``diag`` (P = diag, with ``root_diag`` = sqrt(diag)) or ``matrix``
-    (P, with ``root`` a square root: root root^T = P, or the noise factor a step chooses), else None.
-    The whitened-coordinate kernels (underdamped, thermostat, AMAGOLD, MALA) read only ``root``, the factor L
-    of the metric M = L L^T, which they always get."""
+    """P as the kernels take it: ``matrix`` (P) with ``root`` (a square root: root root^T = P, or the noise
+    factor a step chooses). Each is None (the identity: no multiplication), a 1-D array (a diagonal, applied
+    elementwise in O(d)) or a 2-D array (dense, O(d^2)); numba picks the branch from the types when it compiles
+    (``multiply_into``). The whitened-coordinate kernels (underdamped, thermostat, AMAGOLD, MALA) read only
+    ``root``, the factor L of the metric M = L L^T, which they always get."""
 
-    diag: np.ndarray | None
     matrix: np.ndarray | None
     root: np.ndarray | None
-    root_diag: np.ndarray | None
 
 
 def preconditioner(kind: int, diag: np.ndarray | None = None, matrix: np.ndarray | None = None,
                    root: np.ndarray | None = None) -> Preconditioner:
-    """The kernels' form of an IDENTITY, DIAGONAL (``diag``) or FULL (``matrix``, ``root``) preconditioner."""
+    """The kernels' form of an IDENTITY, DIAGONAL (``diag``, root sqrt(diag)) or FULL (``matrix``, ``root``)
+    preconditioner."""
     if kind == FULL:
-        return Preconditioner(None, matrix, root, None)
+        return Preconditioner(matrix, root)
     if kind == DIAGONAL:
-        return Preconditioner(diag, None, None, np.sqrt(diag))
-    return Preconditioner(None, None, None, None)
+        return Preconditioner(diag, np.sqrt(diag))
+    return Preconditioner(None, None)
 
 
 class State(NamedTuple):
@@ -98,30 +98,30 @@ def matvec_into(a, v, out):
     return out
 
 
-def multiply_into(diag, matrix, v, out):
-    """out = matrix v, else diag * v (elementwise), else v (None: absent); returns out.
+def multiply_into(matrix, v, out):
+    """out = matrix v (2-D), matrix * v elementwise (1-D: a diagonal), else v (None: the identity); returns out.
 
     An overload, so that numba chooses the branch from the argument types when it compiles: its pruning of
     ``x is None`` branches sees only a function's own arguments, not a ``Preconditioner``'s fields."""
 
 
 @overload(multiply_into, inline="always")
-def _multiply_into(diag, matrix, v, out):
+def _multiply_into(matrix, v, out):
     # each returns its argument ``out`` by name: a function compiled without reference counting may return
     # an array only as one of its arguments, which numba does not see through a call
-    if not isinstance(matrix, types.NoneType):
-        def by_matrix(diag, matrix, v, out):
+    if isinstance(matrix, types.Array) and matrix.ndim == 2:
+        def by_matrix(matrix, v, out):
             matvec_into(matrix, v, out)
             return out
         return by_matrix
-    if not isinstance(diag, types.NoneType):
-        def by_diagonal(diag, matrix, v, out):
+    if isinstance(matrix, types.Array):
+        def by_diagonal(matrix, v, out):
             for i in range(v.shape[0]):
-                out[i] = diag[i] * v[i]
+                out[i] = matrix[i] * v[i]
             return out
         return by_diagonal
 
-    def by_identity(diag, matrix, v, out):
+    def by_identity(matrix, v, out):
         copy_into(v, out)
         return out
     return by_identity
@@ -130,7 +130,7 @@ def _multiply_into(diag, matrix, v, out):
 @njit(cache=True, inline="always")
 def precondition(preconditioner, v, out):
     """out = P v (``Preconditioner``)."""
-    return multiply_into(preconditioner.diag, preconditioner.matrix, v, out)
+    return multiply_into(preconditioner.matrix, v, out)
 
 
 @njit(cache=True, inline="always")
@@ -144,13 +144,13 @@ def standard_normal_into(rng, out):
 def langevin_move(w, grad, rng, h, temperature, noise, preconditioner, work, xi, out):
     """out = w - h P grad + noise sqrt(2 h T) P^(1/2) xi; work and xi are scratch buffers.
 
-    P is the ``Preconditioner``'s (diag, matrix), P^(1/2) its (root_diag, root).
+    P is the ``Preconditioner``'s matrix, P^(1/2) its root.
     """
     precondition(preconditioner, grad, work)
     for i in range(w.shape[0]):
         out[i] = w[i] - h * work[i]
     if noise > 0.0:
-        multiply_into(preconditioner.root_diag, preconditioner.root, standard_normal_into(rng, xi), work)
+        multiply_into(preconditioner.root, standard_normal_into(rng, xi), work)
         sd = noise * np.sqrt(2.0 * h * temperature)
         for i in range(w.shape[0]):
             out[i] += sd * work[i]

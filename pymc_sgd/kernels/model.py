@@ -13,6 +13,9 @@ argument afresh at every call (~100 us, as much as 1000 updates of a small model
     evaluate(what, w*, d, idx*, batch, scale*, addresses*, shapes*, out*)
 
 - GRADIENT: out[:d] = grad U_hat(w) = -(grad log p(w) + scale grad sum_{i in idx} log p(x_i | w));
+- WEIGHTED_GRADIENT: the same with one weight per row, -(grad log p(w) + sum_j scale_j grad log p(x_{idx_j} | w))
+  (stratified batches, ``batching.STRATIFIED``; only a model compiled with weights takes it, any other leaves
+  out NaN, which stops the chain as a divergence);
 - PARTS: out = [log p(w), sum_{i in idx} log p(x_i | w), grad log p(w) (d), grad of the sum (d)];
 - FULL_PARTS: PARTS over all rows, read in place (idx unused).
 Every array passed must be C-contiguous (checked when a kernel is compiled).
@@ -27,6 +30,7 @@ from numba.extending import intrinsic
 GRADIENT = 0
 PARTS = 1
 FULL_PARTS = 2
+WEIGHTED_GRADIENT = 3
 
 EVALUATE_SIGNATURE = types.void(
     types.int64, types.CPointer(types.float64), types.int64, types.CPointer(types.int64), types.int64,
@@ -77,8 +81,9 @@ def _evaluate(model, what, w, idx, scale, out):
 
 @njit(cache=True, inline="always")
 def gradient_into(model, w, idx, scale, out):
-    """out = grad U_hat(w) on rows idx with likelihood scale ``scale`` (a 1-element array, n / B)."""
-    return _evaluate(model, GRADIENT, w, idx, scale, out)
+    """out = grad U_hat(w) on rows idx with likelihood scale ``scale``: a 1-element array (n / B), or one weight
+    per row of idx (a stratified batch; one row: either)."""
+    return _evaluate(model, WEIGHTED_GRADIENT if scale.shape[0] > 1 else GRADIENT, w, idx, scale, out)
 
 
 @njit(cache=True)

@@ -23,7 +23,7 @@ from .batching import next_batch
 from .estimator import estimate_gradient
 from .guards import is_diverged
 from .info import minibatch_info
-from .langevin import copy_into, matvec_into, precondition, standard_normal_into
+from .langevin import copy_into, multiply_into, precondition, standard_normal_into
 from .schedules import CONSTANT, step_size_at
 
 
@@ -36,7 +36,8 @@ class State(NamedTuple):
 
 class Params(NamedTuple):
     """h_t = ``schedules.step_size_at(schedule_kind, schedule, t)``, the friction alpha, the injected noise's
-    factor L (L L^T its covariance at h = schedule[0]; zeros for heavy-ball SGD); |w_i| > bound has diverged."""
+    factor L (L L^T its covariance at h = schedule[0]; a 1-D L is a diagonal; zeros for heavy-ball SGD); |w_i| >
+    bound has diverged."""
 
     schedule_kind: int
     schedule: np.ndarray
@@ -89,7 +90,7 @@ def _momentum_loop(model, buffers, batch, estimator, preconditioner, params, inj
         for i in range(d):
             v_new[i] = (1.0 - friction) * v[i] - h * work[i]
         if inject:
-            matvec_into(params.noise_factor, standard_normal_into(rng, xi), work)
+            multiply_into(params.noise_factor, standard_normal_into(rng, xi), work)
             noise_scale = np.sqrt(h / schedule[0])
             for i in range(d):
                 v_new[i] += noise_scale * work[i]

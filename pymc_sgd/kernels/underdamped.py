@@ -17,7 +17,8 @@ mass: kicks v <- v - (h/2) L^T grad U(x), drifts x <- x + (h/2) L v (v is z's ve
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 from .batching import next_batch
 from .estimator import estimate_gradient
@@ -38,15 +39,27 @@ def ou_step(v, c, temperature, rng):
         v[i] = c * v[i] + sd * rng.standard_normal()
 
 
-@njit(cache=True, inline="always")
 def factor_axpy(a, factor, transpose, x, y):
-    """y <- y + a F x (or a F^T x) in place, F a lower-triangular factor."""
-    d = y.shape[0]
-    for i in range(d):
-        acc = 0.0
-        for j in range(d):
-            acc += (factor[j, i] if transpose else factor[i, j]) * x[j]
-        y[i] += a * acc
+    """y <- y + a F x (or a F^T x) in place: F a lower-triangular factor (2-D, O(d^2)) or a diagonal (1-D, O(d)),
+    chosen from the argument type when numba compiles (``langevin.multiply_into``)."""
+
+
+@overload(factor_axpy, inline="always")
+def _factor_axpy(a, factor, transpose, x, y):
+    if isinstance(factor, types.Array) and factor.ndim == 1:
+        def diagonal(a, factor, transpose, x, y):
+            for i in range(y.shape[0]):
+                y[i] += a * factor[i] * x[i]
+        return diagonal
+
+    def triangular(a, factor, transpose, x, y):
+        d = y.shape[0]
+        for i in range(d):
+            acc = 0.0
+            for j in range(d):
+                acc += (factor[j, i] if transpose else factor[i, j]) * x[j]
+            y[i] += a * acc
+    return triangular
 
 
 class State(NamedTuple):

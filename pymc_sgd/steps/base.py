@@ -34,7 +34,7 @@ from .. import warmup
 from ..data.chunks import ShuffledChunks, chunk_heterogeneity, default_chunk_rows, row_readers
 from ..data.ondisk import disk_array
 from ..gradients import ModelEstimator, cached_estimator, sampled_value_vars
-from ..hierarchy import Coordinates, find_group_effects
+from ..hierarchy import Coordinates, find_group_effects, row_groups
 from ..rows import minibatch_size
 from ..kernels import batching as batch_sampling
 from ..kernels import langevin
@@ -64,7 +64,8 @@ BASE_STATS = {
     "warning": (SamplerWarning, None),  # messages from worker processes, logged by PyMC in the parent
 }
 _BATCHING_NAMES = {k: v for k, v in batch_sampling.MODES.items() if k != "full"}
-AUTO_BATCHING = "auto"  # shuffled chunks when the per-row data is memory-mapped, else with replacement
+AUTO_BATCHING = "auto"  # shuffled chunks when the per-row data is memory-mapped, else with replacement (or stratified)
+STRATA_PER_BATCH = 0.5  # "auto" stratifies by group when the groups are at most this fraction of batch_size
 SORTED_ROWS_RATIO = 2.0  # chunk-mean spread, in units of random order's, above which the rows look sorted
 IN_MEMORY_ROWS = 64 << 20  # bytes of per-row data in memory beside data on disk before a warning
 INFERENCE_DATA_COPY = 1 << 30  # bytes of on-disk data pm.sample's InferenceData may copy before a warning
@@ -108,6 +109,8 @@ class StochasticGradientStep(BlockedStep):
     refines_metric = True  # re-estimate the metric from tuning draws (see _maybe_refine_metric)
     streams_rows = True  # reads rows only through its batches, so it can take them from a buffer of chunks
     streams_rows_reason = ""  # why not, when it cannot
+    stratifies = False  # its warm-up measures the noise of stratified batches (``_minibatch_noise``) and uses only it
+    batch_mode: int | None = None
 
     name = "stochastic_gradient"
     stats_dtypes_shapes = dict(BASE_STATS)
@@ -184,6 +187,11 @@ class StochasticGradientStep(BlockedStep):
                 )
             self.batch_size = int(batch_size)
             self.batch_mode = _BATCHING_NAMES[self._resolve_batching(batching)]
+            if self.batch_mode == batch_sampling.WITH_REPLACEMENT and batching == AUTO_BATCHING and \
+                    self._row_strata(batching) is not None:
+                self.batch_mode = batch_sampling.STRATIFIED
+            if self.batch_mode == batch_sampling.STRATIFIED:
+                self._estimator = None  # one likelihood weight per row
         self.tune = True
         self.reset_tuning()
 
@@ -208,7 +216,33 @@ class StochasticGradientStep(BlockedStep):
             if per_row_held:
                 raise ValueError(f"batching='shuffled_chunks' cannot slice the other blocks' per-row values "
                                  f"{per_row_held}; use batching='with_replacement'.")
+        if batching == "stratified":
+            self._row_strata(batching)
         return batching
+
+    def _row_strata(self, batching: str) -> np.ndarray | None:
+        """The group of each row (``hierarchy.row_groups``) for stratified batches (``kernels.batching``):
+        asked for, or "auto" for a sampler that ``stratifies``, on a model with a group effect indexed per row
+        and at most STRATA_PER_BATCH x batch_size groups (fewer rows per batch from the large groups would
+        make the noise on effects they share larger than a plain batch's). A row of every group in every
+        batch takes away the noise that small groups' rare appearances cause (about n / (B n_g) of a group's
+        posterior variance with a control variate; measured: up to 600 on 500 groups, n = 2e5, B = 1000)."""
+        est = self.estimator
+        labels = None if est.held else row_groups(self.model, find_group_effects(self.model, self.vars), est.n_rows)
+        if batching == AUTO_BATCHING:
+            fits = labels is not None and labels.max() + 1 <= STRATA_PER_BATCH * self.batch_size
+            return labels if fits and self.stratifies else None
+        name = type(self).__name__
+        if not self.stratifies:
+            raise ValueError(f"{name} cannot take batching='stratified' (its warm-up models plain batches' noise); "
+                             "use batching='auto'.")
+        if labels is None:
+            raise ValueError("batching='stratified' needs a group effect indexed by one group per row (a[g], g an "
+                             "integer array of the rows' groups) and found none; use batching='auto'.")
+        if labels.max() + 1 > self.batch_size:
+            raise ValueError(f"batching='stratified' takes a row of each of the {labels.max() + 1} groups: give "
+                             f"batch_size >= {labels.max() + 1}, or use batching='auto'.")
+        return labels
 
     def _warn_if_rows_partly_in_memory(self, on_disk: list[str]) -> None:
         """Per-row data in memory beside data on disk is usually a copy PyMC made (observed= and pm.Data copy
@@ -239,7 +273,8 @@ class StochasticGradientStep(BlockedStep):
     def estimator(self) -> ModelEstimator:
         if self._estimator is None:
             chosen = None if self.coordinates is None else self.coordinates.reparameterisation
-            self._estimator = cached_estimator(self.model, self.data, self.full_batch, self.vars, chosen)
+            self._estimator = cached_estimator(self.model, self.data, self.full_batch, self.vars, chosen,
+                                               weighted=self.batch_mode == batch_sampling.STRATIFIED)
         return self._estimator
 
     def _refresh_data(self) -> None:
@@ -268,7 +303,10 @@ class StochasticGradientStep(BlockedStep):
         likelihood scale n / B), update counter and sampler-specific state."""
         self.coordinates = None  # the model's own until the warm-up chooses
         self._refresh_data()
-        self.batch = batch_sampling.new_batch(self.batch_mode, self.estimator.n_rows, self.batch_size)
+        if self.batch_mode == batch_sampling.STRATIFIED:  # the groups of the model's current data
+            self.batch = batch_sampling.new_stratified_batch(self._row_strata("stratified"), self.batch_size)
+        else:
+            self.batch = batch_sampling.new_batch(self.batch_mode, self.estimator.n_rows, self.batch_size)
         self.rows: ShuffledChunks | None = None  # made at the chain's first draw (_new_row_stream)
         self.t = 0
         self.draw = 0
@@ -426,6 +464,10 @@ class StochasticGradientStep(BlockedStep):
         d = len(bulk.mode)
         if self.batch_mode == batch_sampling.FULL:
             return np.zeros((d, d))
+        if self.batch_mode == batch_sampling.STRATIFIED:
+            strata, taken = batch_sampling.strata_of(self.batch)
+            return warmup.stratified_gradient_noise(self.estimator, self._noise_points(bulk), self.rng, strata, taken,
+                                                    self.noise_rows, centre)
         return warmup.gradient_noise(self.estimator, self._noise_points(bulk), self.rng, self.batch_size,
                                      self.batch_mode == batch_sampling.WITH_REPLACEMENT, self.noise_rows, centre)
 
@@ -481,9 +523,13 @@ class StochasticGradientStep(BlockedStep):
 
     def _metric_preconditioner(self, whitened: bool = False) -> langevin.Preconditioner:
         """The metric M = L L^T as the kernels take it: P = M with root L. The identity metric is IDENTITY (no
-        multiplications) unless ``whitened``: kernels that run in z = L^{-1} w multiply by L always."""
-        kind = langevin.IDENTITY if self.metric.kind == "identity" and not whitened else langevin.FULL
-        return langevin.preconditioner(kind, matrix=self.metric.matrix, root=self.metric.factor)
+        multiplications) unless ``whitened``: kernels that run in z = L^{-1} w multiply by L always. A diagonal
+        metric (and the identity, whitened) goes as its diagonal, O(d) an update instead of O(d^2)."""
+        if self.metric.kind == "identity" and not whitened:
+            return langevin.preconditioner(langevin.IDENTITY)
+        if self.metric.kind in ("diag", "identity"):
+            return langevin.preconditioner(langevin.DIAGONAL, diag=np.diag(self.metric.matrix).copy())
+        return langevin.preconditioner(langevin.FULL, matrix=self.metric.matrix, root=self.metric.factor)
 
     def _warn_if_undersampled(self) -> None:
         """Say so when max_steps_per_draw caps the thinning below half an effective draw per draw

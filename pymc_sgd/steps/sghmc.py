@@ -44,7 +44,8 @@ class SGHMC(StochasticGradientStep):
     friction
         alpha in (0, 1], i.e. momentum 1 - alpha.
     noise_correction
-        "full", "diag" or None (see above).
+        "full", "diag" or None (see above); "full" is "diag" when the metric is diagonal (over 100
+        coordinates), so that an update costs O(d).
     gradient_estimator
         "auto" (default), "minibatch", "control_variate", "svrg", "saga" or a point, as
         SGLD's (``steps.gradient_estimator``); the noise correction then measures the centred noise.
@@ -115,7 +116,8 @@ class SGHMC(StochasticGradientStep):
         chosen = self._choose_gradient_estimator(bulk, tune)
         if chosen is not None:
             self.h, self.friction, self.predicted_error = chosen
-        self.noise_factor = np.sqrt(2.0 * self.friction * self.h * self.temperature) * self.metric.factor
+        self.noise_factor = self._in_metric(np.sqrt(2.0 * self.friction * self.h * self.temperature) * np.eye(
+            len(bulk.mode)))
         self._set_updates_per_draw(rate(self.h, self.friction), step=self.h)
 
     @property
@@ -139,7 +141,7 @@ class SGHMC(StochasticGradientStep):
         """Injected noise L N_z with N_z N_z^T = 2 alpha h T I - h^2 L^T V L (V = Cov(grad U_hat)),
         negative eigenvalues clipped at 0 (``warmup.tuning.whitened_injection``)."""
         V = self.batch.scale[0] * self.estimator.n_rows * per_example_cov
-        if self.noise_correction == "diag":
+        if self.noise_correction == "diag" or self.metric.kind == "diag":
             V = np.diag(np.diag(V))
         V_z = whitened(np.zeros_like(V), V, self.metric)[1]
         factor, clipped = whitened_injection(V_z, self.h, self.friction, self.temperature)
@@ -148,7 +150,14 @@ class SGHMC(StochasticGradientStep):
             beta_hat = 0.5 * self.h * np.linalg.eigvalsh(V_z).max()
             self._warn(f"SGHMC: the gradient noise alone exceeds the target temperature (beta_hat up to "
                        f"{beta_hat:.3g} > friction {self.friction}); lower step_size or raise friction.")
-        self.noise_factor = self.metric.factor @ factor
+        self.noise_factor = self._in_metric(factor)
+
+    def _in_metric(self, factor: np.ndarray) -> np.ndarray:
+        """The injected noise's factor L N_z for the kernel from its whitened one N_z: in a diagonal metric
+        (with diagonal N_z) its diagonal, which the kernel applies in O(d) instead of O(d^2)."""
+        if self.metric.kind != "diag":
+            return self.metric.factor @ factor
+        return np.sqrt(np.diag(self.metric.matrix)) * np.sqrt(np.diag(factor @ factor.T))
 
     def _run_updates(self, w: np.ndarray) -> tuple[np.ndarray, dict]:
         kind, schedule = self._schedule(self.h)

@@ -75,7 +75,9 @@ class SGLD(StochasticGradientStep):
         the compute budget of the automatic thinning (default 10000).
     batching
         "auto" (default: "shuffled_chunks" when the per-row data is memory-mapped, see ``pymc_sgd.Data``,
-        else "with_replacement"), "with_replacement", "without_replacement", "epoch" or "shuffled_chunks"
+        "stratified" on a model with a group effect a[g] of at most batch_size / 2 groups, else
+        "with_replacement"), "with_replacement", "without_replacement", "epoch", "stratified" (b_g rows
+        of every group g in every batch, weighted n_g / b_g: ``kernels.batching``) or "shuffled_chunks"
         (``pymc_sgd.data.chunks``: chunks of ``chunk_rows`` rows, default 256 KiB of them, in a random order
         each epoch, batches drawn from a buffer of ``buffer_chunks`` chunks, default 8).
     data
@@ -131,6 +133,12 @@ class SGLD(StochasticGradientStep):
         super().__init__(vars, batch_size=batch_size, steps_per_draw=steps_per_draw, **kwargs)
         self._use_gradient_estimator(gradient_estimator)
 
+    @property
+    def stratifies(self) -> bool:
+        """Stratified batches on group models (``steps.base``), except with correction='exact' (which models
+        the plain batches' noise)."""
+        return self.correction is None
+
     def _tune_sampler(self, bulk: warmup.Bulk) -> None:
         """Step size, control variate and thinning from the bulk's curvature and measured noise.
 
@@ -175,14 +183,14 @@ class SGLD(StochasticGradientStep):
         self._noise_factor = eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))
 
     def _run_updates(self, w: np.ndarray) -> tuple[np.ndarray, dict]:
-        kind = langevin.FULL if self.correction or self.metric.kind != "identity" else langevin.IDENTITY
-        noise_root = self._noise_factor if self.correction else self.metric.factor
+        preconditioner = langevin.preconditioner(langevin.FULL, matrix=self.metric.matrix, root=self._noise_factor) \
+            if self.correction else self._metric_preconditioner()
         schedule_kind, schedule, t0 = self.schedule_kind, self.schedule, self.t
         if self.cycle is not None:  # one cycle per draw, from its start
             (schedule_kind, schedule), t0 = self._schedule(self.schedule[0]), 0
         state, info = langevin.langevin_updates(
             self.batch_model, self.batch, self._kernel_estimator(w),
-            langevin.preconditioner(kind, matrix=self.metric.matrix, root=noise_root), langevin.State(w, t0),
+            preconditioner, langevin.State(w, t0),
             langevin.Params(schedule_kind, schedule, self.temperature, 1.0, self.divergence_bound),
             self.steps_per_draw, self.rng)
         self.t += state.t - t0

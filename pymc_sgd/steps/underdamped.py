@@ -48,6 +48,7 @@ class UnderdampedLangevin(StochasticGradientStep):
     """
 
     name = "underdamped_langevin"
+    stratifies = True
     stats_dtypes_shapes = {**BASE_STATS, "kinetic_energy": (np.float64, []), "kinetic_temperature": (np.float64, []),
                            "friction": (np.float64, []), "predicted_sd_error": (np.float64, []),
                            "control_variate": (bool, [])}

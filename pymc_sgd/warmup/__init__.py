@@ -8,7 +8,8 @@ it at the first draw of each chain, inside pm.sample's tuning:
    with group effects (``pymc_sgd.hierarchy``) then gets the sampler's own coordinates per group and the
    bulk is found again in them (``steps.base``);
 2. ``metric.metric_from_hessian``: M = H^{-1} (the Laplace covariance) at the bulk;
-3. ``gradient_noise``: Cov(grad U_hat) measured at draws from that Laplace approximation;
+3. ``gradient_noise``: Cov(grad U_hat) measured at draws from that Laplace approximation (for stratified
+   batches, ``stratified_gradient_noise``);
 4. ``tuning``: the largest step whose predicted error of every posterior SD is below
    ``target_error`` (exact discrete-time oracles of ``theory``), and the updates per draw
    for an ESS of at least half a draw on a Gaussian target.
@@ -23,13 +24,14 @@ from __future__ import annotations
 import numpy as np
 
 from .. import theory
+from ..kernels.estimator import per_example_loglik_grads
 from .bulk import Bulk, find_bulk
 from .geometry import per_example_gradient_covariance, subsample_rows
 from .metric import Metric, identity_metric, metric_from_hessian, whiten
 from .tuning import TARGET_ERROR
 
 __all__ = ["Bulk", "Metric", "find_bulk", "metric_from_hessian", "identity_metric", "whiten",
-           "laplace_draws", "gradient_noise", "TARGET_ERROR"]
+           "laplace_draws", "gradient_noise", "stratified_gradient_noise", "TARGET_ERROR"]
 
 
 def laplace_draws(bulk: Bulk, rng: np.random.Generator, size: int) -> np.ndarray:
@@ -51,3 +53,36 @@ def gradient_noise(est, points: np.ndarray, rng: np.random.Generator, batch_size
     sample = subsample_rows(est.n_rows, rows, rng)
     return np.array([theory.minibatch_gradient_covariance(per_example_gradient_covariance(est, w, sample, centre),
                                                           est.n_rows, batch_size, replacement) for w in points])
+
+
+def stratified_gradient_noise(est, points: np.ndarray, rng: np.random.Generator, strata: np.ndarray,
+                              taken: np.ndarray, rows: int = 2000, centre: np.ndarray | None = None) -> np.ndarray:
+    """V_p = Cov(grad U_hat) at each of ``points`` (k x d x d) for stratified batches (``kernels.batching``):
+    b_s = ``taken[s]`` distinct rows of each stratum s (``strata``: one label per row), weighted n_s / b_s,
+
+        V = sum_s n_s^2 (1 - b_s / n_s) S_s^2 / b_s          (Cochran 1977, Sampling Techniques, Thm 5.3),
+
+    S_s^2 the covariance (divisor n_s - 1) of the rows' gradients within stratum s (with a ``centre`` w*, of
+    the control-variate differences, as ``gradient_noise``), estimated unbiasedly from min(n_s, max(2,
+    rows n_s / n)) of its rows. Strata read whole (b_s = n_s) add nothing.
+    """
+    sizes = np.bincount(strata, minlength=len(taken))
+    order = np.argsort(strata, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    factors = sizes.astype(float) ** 2 * (1.0 - taken / sizes) / taken
+    read = np.minimum(sizes, np.maximum(2, np.ceil(rows * sizes / sizes.sum()))).astype(int)
+    read[factors == 0.0] = 0
+    sample = np.concatenate([rng.choice(order[starts[s]:starts[s + 1]], read[s], replace=False)
+                             for s in range(len(sizes))]).astype(np.int64)
+    label = np.repeat(np.arange(len(sizes)), read)
+    weights = np.sqrt(np.divide(factors, read - 1.0, out=np.zeros(len(sizes)), where=read > 1))[label]
+    result = []
+    for w in points:
+        grads = per_example_loglik_grads(est.kernel, np.asarray(w, dtype=np.float64), sample)
+        if centre is not None:
+            grads = grads - per_example_loglik_grads(est.kernel, centre, sample)
+        means = np.zeros((len(sizes), grads.shape[1]))
+        np.add.at(means, label, grads)
+        deviations = (grads - (means / np.maximum(read, 1)[:, None])[label]) * weights[:, None]
+        result.append(deviations.T @ deviations)
+    return np.array(result)
