@@ -65,15 +65,17 @@ def test_a_centred_hierarchy_has_no_mode_and_the_warm_up_starts_from_draws(capfd
     assert "Exception ignored" not in captured.err and "Traceback" not in captured.err, captured.err[:2000]
 
 
+@pytest.mark.parametrize("sampler", ["SGLD", "SGHMC", "UnderdampedLangevin", "SGNHT"])
 @pytest.mark.parametrize("parameterisation", ["centred", "noncentred"])
-def test_sgld_on_defaults_is_right_on_either_parameterisation(parameterisation):
-    """40 groups of 2 to 900 rows, n = 1813, 42 parameters; SGLD(batch_size=100) on defaults, 2 chains x 1000
-    draws, against the exact posterior (every coordinate: mu, log tau, and the 40 group effects)."""
+def test_samplers_on_defaults_are_right_on_either_parameterisation(parameterisation, sampler):
+    """40 groups of 2 to 900 rows, n = 1813, 42 parameters; Sampler(batch_size=100) on defaults (stratified
+    batches, group coordinates chosen per group), 2 chains x 1000 draws, against the exact posterior (every
+    coordinate: mu, log tau, and the 40 group effects)."""
     y, g, groups = unequal_groups()
     model, exact = models.hierarchical_normal_model(y, g, groups, parameterisation)
     with model, warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # a warning here would be a false alarm
-        step = pymc_sgd.SGLD(batch_size=100)
+        step = getattr(pymc_sgd, sampler)(batch_size=100)
         assert step.batch_mode == batching.STRATIFIED  # 40 groups <= 100 / 2
         idata = pm.sample(draws=1000, tune=1000, chains=2, cores=1, random_seed=1, progressbar=False,
                           compute_convergence_checks=False, step=step)

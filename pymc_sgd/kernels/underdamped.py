@@ -44,7 +44,7 @@ def factor_axpy(a, factor, transpose, x, y):
     chosen from the argument type when numba compiles (``langevin.multiply_into``)."""
 
 
-@overload(factor_axpy, inline="always")
+@overload(factor_axpy)  # not inline="always": numba's inliner then loses loop variables (NumbaIRAssumptionWarning)
 def _factor_axpy(a, factor, transpose, x, y):
     if isinstance(factor, types.Array) and factor.ndim == 1:
         def diagonal(a, factor, transpose, x, y):

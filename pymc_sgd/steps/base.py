@@ -109,6 +109,7 @@ class StochasticGradientStep(BlockedStep):
     refines_metric = True  # re-estimate the metric from tuning draws (see _maybe_refine_metric)
     streams_rows = True  # reads rows only through its batches, so it can take them from a buffer of chunks
     streams_rows_reason = ""  # why not, when it cannot
+    reparameterises = True  # parameterisation="auto" runs group effects in coordinates chosen per group
     stratifies = False  # its warm-up measures the noise of stratified batches (``_minibatch_noise``) and uses only it
     batch_mode: int | None = None
 
@@ -376,7 +377,7 @@ class StochasticGradientStep(BlockedStep):
                                                            1e-4 * (1.0 + np.abs(w)), blocks)
         if not diagonal:
             return []
-        if self.parameterisation == "auto" and self.auto_step_size:
+        if self.parameterisation == "auto" and self.auto_step_size and self.reparameterises:
             self.coordinates = coordinates
         return blocks
 
@@ -465,11 +466,15 @@ class StochasticGradientStep(BlockedStep):
         if self.batch_mode == batch_sampling.FULL:
             return np.zeros((d, d))
         if self.batch_mode == batch_sampling.STRATIFIED:
-            strata, taken = batch_sampling.strata_of(self.batch)
-            return warmup.stratified_gradient_noise(self.estimator, self._noise_points(bulk), self.rng, strata, taken,
-                                                    self.noise_rows, centre)
+            return self._stratified_noise(self._noise_points(bulk), centre)
         return warmup.gradient_noise(self.estimator, self._noise_points(bulk), self.rng, self.batch_size,
                                      self.batch_mode == batch_sampling.WITH_REPLACEMENT, self.noise_rows, centre)
+
+    def _stratified_noise(self, points: np.ndarray, centre: np.ndarray | None) -> np.ndarray:
+        """Cov(grad U_hat) of this step's stratified batches at each of ``points`` (k x d x d)."""
+        strata, taken = batch_sampling.strata_of(self.batch)
+        return warmup.stratified_gradient_noise(self.estimator, points, self.rng, strata, taken, self.noise_rows,
+                                                centre)
 
     def _take_step_size(self, step_size: Any) -> Any:
         """Record a ``Cyclical`` schedule (the warm-up then chooses the base step: returns None) or pass the

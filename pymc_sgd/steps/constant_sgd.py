@@ -91,6 +91,7 @@ class ConstantSGD(StochasticGradientStep):
     """
 
     name = "constant_sgd"
+    reparameterises = False  # it must see the model's own gradient noise, which it refuses where it is singular
     refines_metric = False  # its preconditioner comes from the gradient noise, not a metric
     stats_dtypes_shapes = {**BASE_STATS, "learning_rate": (np.float64, [])}
 

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .. import warmup
-from ..kernels import momentum
+from ..kernels import batching, momentum
 from ..warmup.tuning import curvature_range, relaxation_rate, sghmc_parameters, whitened, whitened_injection
 from .base import BASE_STATS, FROM_MINIBATCH, StochasticGradientStep, kinetic_energy, require_positive
 from .schedules import Cyclical
@@ -64,6 +64,7 @@ class SGHMC(StochasticGradientStep):
     """
 
     name = "sghmc"
+    stratifies = True  # its noise correction measures stratified batches' own noise (_use_gradient_noise)
     stats_dtypes_shapes = {**BASE_STATS, "kinetic_energy": (np.float64, []), "friction": (np.float64, []),
                            "predicted_sd_error": (np.float64, []), "control_variate": (bool, [])}
 
@@ -140,7 +141,10 @@ class SGHMC(StochasticGradientStep):
     def _use_gradient_noise(self, per_example_cov: np.ndarray, w: np.ndarray) -> None:
         """Injected noise L N_z with N_z N_z^T = 2 alpha h T I - h^2 L^T V L (V = Cov(grad U_hat)),
         negative eigenvalues clipped at 0 (``warmup.tuning.whitened_injection``)."""
-        V = self.batch.scale[0] * self.estimator.n_rows * per_example_cov
+        if self.batch_mode == batching.STRATIFIED:  # the stratified batches' own noise, at the window's mean
+            V = self._stratified_noise(w[None], self.gradient_estimator.noise_centre)[0]
+        else:
+            V = self.batch.scale[0] * self.estimator.n_rows * per_example_cov
         if self.noise_correction == "diag" or self.metric.kind == "diag":
             V = np.diag(np.diag(V))
         V_z = whitened(np.zeros_like(V), V, self.metric)[1]
