@@ -11,6 +11,7 @@ import pytest
 
 import pymc_sgd
 from pymc_sgd import models
+from pymc_sgd.kernels import batching
 
 SAMPLE = dict(draws=60, tune=20, chains=2, progressbar=False, compute_convergence_checks=False)
 
@@ -133,3 +134,12 @@ def test_never_auto_assigned(model):
                              random_seed=0)
     assert "diverging" in assigned.sample_stats and "minibatch_potential" not in assigned.sample_stats
     assert pymc_sgd.SGLD.competence(model["a"], True) == pm.step_methods.compound.Competence.INCOMPATIBLE
+
+
+def test_a_batch_of_every_row_is_the_full_data(model):
+    """batch_size = n on "auto" batching reads every row once per update (no noise: the warm-up measures none),
+    not n rows drawn with replacement; asked for explicitly, with replacement stays."""
+    n = model.rvs_to_values[model.observed_RVs[0]].data.shape[0]
+    assert pymc_sgd.SGLD(batch_size=n, model=model).batch_mode == batching.FULL
+    assert pymc_sgd.SGLD(batch_size=n, batching="with_replacement", model=model).batch_mode == batching.WITH_REPLACEMENT
+    assert pymc_sgd.SGLD(batch_size=n - 1, model=model).batch_mode == batching.WITH_REPLACEMENT

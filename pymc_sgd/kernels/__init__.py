@@ -15,6 +15,15 @@ draws) and ``Params``, and one ``info.Info`` for every family; ``rng`` is the ch
 reads no minibatches (MALA) or computes its own gradient (contour, replica exchange) leaves those out.
 """
 
+import warnings
+
+from numba.core.errors import NumbaIRAssumptionWarning
+
 from .caching import KernelsCacheLocator  # registers the kernels' cache locator before any kernel compiles
+
+# numba's inliner trips its own pedantic IR check on the loops of the overloads inlined here ("variable ... is not
+# in scope ... please report", once per cold compile); the compiled code is checked by the tests, and the message
+# is no business of the user's.
+warnings.filterwarnings("ignore", category=NumbaIRAssumptionWarning, module=r".*pymc_sgd")
 
 __all__ = ["KernelsCacheLocator"]

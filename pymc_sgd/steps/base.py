@@ -188,6 +188,8 @@ class StochasticGradientStep(BlockedStep):
                 )
             self.batch_size = int(batch_size)
             self.batch_mode = _BATCHING_NAMES[self._resolve_batching(batching)]
+            if batching == AUTO_BATCHING and self.batch_size == n and self.batch_mode == batch_sampling.WITH_REPLACEMENT:
+                self.batch_mode = batch_sampling.FULL  # all n rows: n draws with replacement would only add noise
             if self.batch_mode == batch_sampling.WITH_REPLACEMENT and batching == AUTO_BATCHING and \
                     self._row_strata(batching) is not None:
                 self.batch_mode = batch_sampling.STRATIFIED

@@ -74,7 +74,8 @@ class SGLD(StochasticGradientStep):
     max_steps_per_draw
         the compute budget of the automatic thinning (default 10000).
     batching
-        "auto" (default: "shuffled_chunks" when the per-row data is memory-mapped, see ``pymc_sgd.Data``,
+        "auto" (default: all rows once per update when batch_size is n, "shuffled_chunks" when the per-row
+        data is memory-mapped, see ``pymc_sgd.Data``,
         "stratified" on a model with a group effect a[g] of at most batch_size / 2 groups, else
         "with_replacement"), "with_replacement", "without_replacement", "epoch", "stratified" (b_g rows
         of every group g in every batch, weighted n_g / b_g: ``kernels.batching``) or "shuffled_chunks"
