@@ -88,15 +88,32 @@ class ModelEstimator:
     n_rows : number of rows n (the observed length; 1 for a model without observed data).
     dim : length of the flat unconstrained parameter vector w.
     held : value variables not in w (a compound step's other blocks); their current values are
-        the last ``len(held)`` arrays of ``data``, updated in place by the step (``hold``).
+        the ``len(held)`` arrays of ``data`` after the per-row ones, updated in place by the step (``hold``).
+    coordinate_masks : names of the last arrays of ``data``, one per group effect of a ``Reparameterisation``:
+        which groups the sampler runs centred, set in place (``set_coordinates``).
     full_function : the pytensor Function behind ``full_fn``, which pickles (its graph; another process
         recompiles it from pytensor's cache): what a Dask worker runs (``pymc_sgd.data.mapreduce``).
     """
 
     def hold(self, point: dict[str, np.ndarray]) -> None:
         """Set the held variables to their values in ``point`` (in place: compiled loops keep the arrays)."""
-        for name, array in zip(self.held, self.data[len(self.data) - len(self.held):]):
+        for name, array in zip(self.held, self.held_arrays):
             np.copyto(array, point[name], casting="unsafe")
+
+    def set_coordinates(self, reparameterisation: Reparameterisation) -> None:
+        """Run the group effects in the coordinates ``reparameterisation`` chooses (in place, as ``hold``)."""
+        for array, mask in zip(self.data[len(self.data) - len(self.coordinate_masks):], reparameterisation.masks()):
+            np.copyto(array, mask)
+
+    @property
+    def row_arrays(self) -> tuple[np.ndarray, ...]:
+        """The per-row arrays of ``data`` (the others are read whole)."""
+        return self.data[:len(self.data) - len(self.held) - len(self.coordinate_masks)]
+
+    @property
+    def held_arrays(self) -> tuple[np.ndarray, ...]:
+        start = len(self.row_arrays)
+        return self.data[start:start + len(self.held)]
 
     fn: object
     grad_fn: object | None
@@ -108,6 +125,7 @@ class ModelEstimator:
     dim: int
     held: tuple[str, ...] = ()
     full_function: object = None
+    coordinate_masks: tuple[str, ...] = ()
 
     @functools.cached_property
     def kernel(self) -> tuple:
@@ -201,8 +219,8 @@ def _check_row_split(estimator: ModelEstimator, model: pm.Model, sampled: Sequen
     data, rows = estimator.data, estimator.n_rows
     prefix = rows > CHECKED_ROWS and len({g.length for g in groups}) == 1 and not any(g.latents for g in groups)
     if prefix:
-        rows, held = CHECKED_ROWS, len(estimator.held)
-        data = tuple(a[:rows] for a in data[:len(data) - held]) + data[len(data) - held:]
+        rows, per_row = CHECKED_ROWS, len(estimator.row_arrays)
+        data = tuple(a[:rows] for a in data[:per_row]) + data[per_row:]
     shuffled = np.random.default_rng(0).permutation(rows).astype(np.int64)
     sliced = [describe(v) for g in groups for v in g.tensors + g.latents]
     advice = ("Build per-row tensors from the data (e.g. pt.zeros_like(x) rather than pt.zeros((n, 1))), name "
@@ -333,9 +351,9 @@ def _compile(model: pm.Model, sampled: list[Variable], n: int, groups: Sequence[
         prior, loglik, full_loglik, row_logliks = clone_replace([prior, loglik, full_loglik, row_logliks],
                                                                 held_inputs, rebuild_strict=False)
 
-    model_sampled = sampled
+    model_sampled, masks = sampled, []
     if reparameterisation is not None:  # U in the sampler's coordinates: U(x(v)) - log J
-        sampled, replacements, log_jacobian = reparameterisation.substitution(sampled)
+        sampled, replacements, log_jacobian, masks = reparameterisation.substitution(sampled)
         prior, loglik, full_loglik, row_logliks = clone_replace([prior, loglik, full_loglik, row_logliks],
                                                                 replacements, rebuild_strict=False)
         prior = prior + log_jacobian
@@ -351,14 +369,16 @@ def _compile(model: pm.Model, sampled: list[Variable], n: int, groups: Sequence[
     grad_prior = pytensor.grad(prior, w, disconnected_inputs="ignore")  # all-Flat priors are constant
     parts = [prior, grad_prior, loglik, pytensor.grad(loglik, w, disconnected_inputs="ignore")]
     full_parts = [prior, grad_prior, full_loglik, pytensor.grad(full_loglik, w, disconnected_inputs="ignore")]
-    inputs = list(inputs.values()) + list(held_inputs.values())  # held values travel with the data
+    inputs = list(inputs.values()) + list(held_inputs.values()) + masks  # held values and masks travel with the data
     compiled = pytensor.function([w, idx, *inputs], parts, mode="NUMBA", on_unused_input="ignore")
     compiled_full = pytensor.function([w, *inputs], full_parts, mode="NUMBA", on_unused_input="ignore")
     names = tuple(v.name or f"data_{i}" for i, v in enumerate(tensors)) + tuple(v.name for v in held)
     dim = int(sum(np.size(point[v.name]) for v in sampled))
     arrays = _current_arrays(tensors) + tuple(np.array(point[v.name], dtype=v.dtype) for v in held)
-    estimator = ModelEstimator(compiled.vm.jit_fn, None, compiled_full.vm.jit_fn, None, arrays, names, n, dim,
-                               tuple(v.name for v in held), compiled_full)
+    mask_names = () if reparameterisation is None else reparameterisation.mask_names
+    arrays += () if reparameterisation is None else reparameterisation.masks()
+    estimator = ModelEstimator(compiled.vm.jit_fn, None, compiled_full.vm.jit_fn, None, arrays, names + mask_names,
+                               n, dim, tuple(v.name for v in held), compiled_full, mask_names)
     loop = None if held or full_batch or reparameterisation or weighted else \
         unrolled_gradient(model, model_sampled, groups, point, arrays)
     if loop is not None:
@@ -479,5 +499,8 @@ def cached_estimator(model: pm.Model, data: Sequence[str | Variable] | None = No
     if key not in per_model:
         per_model[key] = build_estimator(model, data, full_batch, vars, reparameterisation, weighted)
     cached = per_model[key]
-    held_values = tuple(array.copy() for array in cached.data[len(cached.data) - len(cached.held):])
-    return dataclasses.replace(cached, data=_current_arrays(tensors) + held_values, n_rows=n)
+    fixed = tuple(array.copy() for array in cached.data[len(cached.row_arrays):])  # this step's own
+    estimator = dataclasses.replace(cached, data=_current_arrays(tensors) + fixed, n_rows=n)
+    if reparameterisation is not None:
+        estimator.set_coordinates(reparameterisation)
+    return estimator

@@ -191,33 +191,52 @@ KAPPA_CENTRE = 1.0  # centre group g when the data's precision on a_g reaches it
 @dataclass(frozen=True)
 class Reparameterisation:
     """The sampler's coordinates: for each group effect, which groups it samples centred (see the module
-    docstring). ``key`` identifies the compiled estimator."""
+    docstring). The compiled estimator takes the choice as data (one 0/1 mask per effect, ``masks``), so a new
+    choice needs no new compilation; ``key`` (the effects) identifies the compiled estimator."""
 
     effects: tuple[GroupEffect, ...]
     centred: tuple[tuple[bool, ...], ...]
 
+    @classmethod
+    def as_written(cls, effects: Sequence[GroupEffect]) -> Reparameterisation:
+        """The model's own coordinates: every group centred where the model writes it centred."""
+        return cls(tuple(effects), tuple((e.written_centred,) * e.size for e in effects))
+
     @property
     def key(self) -> tuple:
-        return tuple((e.name, c) for e, c in zip(self.effects, self.centred))
+        return tuple((e.name, e.size) for e in self.effects)
 
-    def substitution(self, sampled: Sequence[Variable]) -> tuple[list[Variable], dict, Variable]:
+    @property
+    def mask_names(self) -> tuple[str, ...]:
+        return tuple(f"{e.name}__centred" for e in self.effects)
+
+    def masks(self) -> tuple[np.ndarray, ...]:
+        """The choice as the estimator's data: 1.0 for a group sampled centred, else 0.0."""
+        return tuple(np.array(c, dtype=np.float64) for c in self.centred)
+
+    def substitution(self, sampled: Sequence[Variable]) -> tuple[list[Variable], dict, Variable, list[Variable]]:
         """(the sampler's value variables in ``sampled``'s order, {model value -> its graph in them},
-        log J): what ``gradients`` substitutes into the model's log density."""
+        log J, the mask inputs): what ``gradients`` substitutes into the model's log density."""
         by_name = {v.name: v for v in sampled}
-        replacements, log_jacobian, new = {}, pt.constant(0.0, dtype="float64"), dict(by_name)
-        for effect, centred in zip(self.effects, self.centred):
+        replacements, log_jacobian, new, masks = {}, pt.constant(0.0, dtype="float64"), dict(by_name), []
+        for effect, name in zip(self.effects, self.mask_names):
             x = by_name[effect.name]
             v = x.type(name=x.name)
-            mask = pt.constant(np.array(centred))
-            count = float(sum(centred))
+            mask = pt.tensor(name=name, dtype="float64", shape=(effect.size,))
+            centred, count = pt.gt(mask, 0.5), pt.sum(mask)
+            # every branch of a switch is evaluated and differentiated: the unused ones must stay finite (a scale
+            # of 0, e.g. a Normal coefficient's initial value, is a valid point when no group divides by it)
             if effect.written_centred:
-                replacements[x] = pt.switch(mask, v, effect.loc + effect.scale * v)
-                log_jacobian = log_jacobian + (effect.size - count) * pt.log(effect.scale)
+                replacements[x] = pt.switch(centred, v, effect.loc + effect.scale * v)
+                used = effect.size - count
+                log_jacobian = log_jacobian + used * pt.log(pt.abs(pt.switch(used > 0, effect.scale, 1.0)))
             else:
-                replacements[x] = pt.switch(mask, (v - effect.loc) / effect.scale, v)
-                log_jacobian = log_jacobian - count * pt.log(effect.scale)
+                divisor = pt.switch(centred, effect.scale, 1.0)
+                replacements[x] = pt.switch(centred, (v - effect.loc) / divisor, v)
+                log_jacobian = log_jacobian - count * pt.log(pt.abs(pt.switch(count > 0, effect.scale, 1.0)))
             new[effect.name] = v
-        return [new[v.name] for v in sampled], replacements, log_jacobian
+            masks.append(mask)
+        return [new[v.name] for v in sampled], replacements, log_jacobian, masks
 
 
 class Coordinates:
@@ -245,10 +264,12 @@ class Coordinates:
         parts = self._location_scale(*values)
         return [(np.asarray(parts[2 * k], dtype=np.float64), float(parts[2 * k + 1])) for k in range(len(self.effects))]
 
-    def choose(self, potential, w: np.ndarray) -> bool:
-        """Set the coordinates ``choose_coordinates`` picks at the model's point w; whether they changed."""
-        scales = [scale for _, scale in self.location_scale(w)]
-        chosen = choose_coordinates(self.effects, potential, w, self.slices, scales)
+    def choose(self, potential, points: np.ndarray) -> bool:
+        """Set the coordinates ``choose_coordinates`` picks at the model's point (or points: rows); whether they
+        changed."""
+        points = np.atleast_2d(points)
+        scales = [[scale for _, scale in self.location_scale(w)] for w in points]
+        chosen = choose_coordinates(self.effects, potential, points, self.slices, scales)
         changed = self.reparameterisation is None or chosen.centred != self.reparameterisation.centred
         self.reparameterisation = chosen
         return changed
@@ -288,21 +309,25 @@ class Coordinates:
         return self._map(w, False)
 
 
-def choose_coordinates(effects: Sequence[GroupEffect], potential, w: np.ndarray,
-                       slices: dict, scales: Sequence[float]) -> Reparameterisation:
-    """Centre group g where kappa_g = scale^2 I_g >= KAPPA_CENTRE at the model's point w (module docstring).
+def choose_coordinates(effects: Sequence[GroupEffect], potential, points: np.ndarray,
+                       slices: dict, scales: Sequence[Sequence[float]]) -> Reparameterisation:
+    """Centre group g where kappa_g = scale^2 I_g >= KAPPA_CENTRE, its median over the model's ``points`` (rows:
+    the warm-up's mode, or posterior draws; module docstring).
 
     I_g comes from the full-data gradient of U at w +- eps along all of an effect's coordinates at once:
     each row touches one group, so the Hessian's block for an effect is diagonal, and its diagonal is the
     likelihood's I_g (written centred; scale^2 I_g written non-centred) plus the prior's 1/scale^2 (or 1).
-    ``potential``: w -> (U, grad U) on the full data; ``scales``: each effect's scale at w.
+    ``potential``: w -> (U, grad U) on the full data; ``scales[k]``: each effect's scale at ``points[k]``.
     """
     centred = []
-    for effect, scale in zip(effects, scales):
+    for j, effect in enumerate(effects):
         block = slices[effect.name]
-        step = np.zeros_like(w)
-        step[block] = 1e-4 * (1.0 + np.abs(w[block]))
-        curvature = (potential(w + step)[1][block] - potential(w - step)[1][block]) / (2.0 * step[block])
-        kappa = scale**2 * curvature - 1.0 if effect.written_centred else curvature - 1.0
-        centred.append(tuple(bool(k >= KAPPA_CENTRE) for k in kappa))
+        kappas = []
+        for w, point_scales in zip(points, scales):
+            step = np.zeros_like(w)
+            step[block] = 1e-4 * (1.0 + np.abs(w[block]))
+            curvature = (potential(w + step)[1][block] - potential(w - step)[1][block]) / (2.0 * step[block])
+            scale = point_scales[j]
+            kappas.append(scale**2 * curvature - 1.0 if effect.written_centred else curvature - 1.0)
+        centred.append(tuple(bool(k >= KAPPA_CENTRE) for k in np.median(kappas, axis=0)))
     return Reparameterisation(tuple(effects), tuple(centred))

@@ -15,7 +15,7 @@ import pytest
 import pymc_sgd
 from pymc_sgd import models, warmup
 from pymc_sgd.gradients import cached_estimator
-from pymc_sgd.hierarchy import Coordinates, find_group_effects, row_groups
+from pymc_sgd.hierarchy import Coordinates, Reparameterisation, find_group_effects, row_groups
 from pymc_sgd.kernels import batching
 from pymc_sgd.kernels.model import gradient_into
 from pymc_sgd.warmup.geometry import potential_on
@@ -125,13 +125,18 @@ def test_the_sampler_coordinates_carry_the_jacobian_and_the_choice_follows_the_d
     v = coordinates.to_sampler(w)
     np.testing.assert_allclose(coordinates.to_model(v), w, rtol=1e-12, atol=1e-12)
     sampler_est = cached_estimator(model, reparameterisation=coordinates.reparameterisation)
-    centred = coordinates.centred_groups
-    per_log_tau = (groups - centred) if parameterisation == "centred" else -centred  # log J / log tau
-    for shift in (0.0, 0.4):
-        point = v + shift  # point[1] is log tau
-        U_v = potential_on(sampler_est, None)(point)[0]
-        U_x = potential_on(est, None)(coordinates.to_model(point))[0]
-        assert U_v == pytest.approx(U_x - per_log_tau * point[1], rel=1e-10, abs=1e-8)
+    chosen = coordinates.reparameterisation
+    flipped = Reparameterisation(chosen.effects, tuple(tuple(not c for c in cs) for cs in chosen.centred))
+    for choice in (chosen, flipped):  # the choice is the estimator's data: set in place, no new compilation
+        sampler_est.set_coordinates(choice)
+        coordinates.reparameterisation = choice
+        centred = coordinates.centred_groups
+        per_log_tau = (groups - centred) if parameterisation == "centred" else -centred  # log J / log tau
+        for shift in (0.0, 0.4):
+            point = coordinates.to_sampler(w) + shift  # point[1] is log tau
+            U_v = potential_on(sampler_est, None)(point)[0]
+            U_x = potential_on(est, None)(coordinates.to_model(point))[0]
+            assert U_v == pytest.approx(U_x - per_log_tau * point[1], rel=1e-10, abs=1e-8)
 
 
 def test_stratified_batches_weigh_every_row_once_on_average_and_the_gradient_weighs_each_row():

@@ -57,8 +57,8 @@ def _pieces(n: int, rows: int) -> list[tuple[int, int]]:
 
 
 def _split(est) -> tuple[list[DiskArray | MemoryRows], tuple[np.ndarray, ...]]:
-    """Readers of the per-row arrays, and the arrays read whole (held values of other blocks)."""
-    rows = len(est.data) - len(est.held)
+    """Readers of the per-row arrays, and the arrays read whole (held values of other blocks, coordinate masks)."""
+    rows = len(est.row_arrays)
     return row_readers(est.data[:rows]), tuple(est.data[rows:])
 
 

@@ -126,6 +126,11 @@ class ReplicaExchangeSGLD(StochasticGradientStep):
         found (measured: 464 on the mixture, 1.2-2.0 on unimodal models)."""
         return float(np.linalg.eigvalsh(np.atleast_2d(np.cov(window, rowvar=False))).max()) <= MODES_SPREAD
 
+    def _coordinates_changed(self, remap) -> None:
+        """Every replica moves to the new coordinates (the same point of the model)."""
+        if self.replica_states is not None:
+            self.replica_states = np.array([remap(v) for v in self.replica_states])
+
     def _maybe_refine_metric(self) -> None:
         """At the refits, also move the ladder to equalise the rejection rates measured since the last one."""
         if self.adapts_ladder and len(self._tuning_draws) in REFITS and self._swaps[1].all():

@@ -112,6 +112,13 @@ class GradientEstimator:
         self.noise_centre = self.user_centre  # where the warm-up measures this estimator's noise
         self._kernel_estimator: kernel_estimators.Estimator | None = None
 
+    def remap(self, remap: Callable[[np.ndarray], np.ndarray]) -> None:
+        """The chain moved to new coordinates (``remap``: old -> new): so do the centres; the kernel's estimator
+        is made afresh (a centre's gradient, or SVRG's and SAGA's state from the chain's next state)."""
+        self.centre = None if self.centre is None else remap(self.centre)
+        self.noise_centre = None if self.noise_centre is None else remap(self.noise_centre)
+        self._kernel_estimator = None
+
     @property
     def active(self) -> bool:
         """Whether a fixed control variate is in use (the ``control_variate`` stat)."""

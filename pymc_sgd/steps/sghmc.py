@@ -99,6 +99,10 @@ class SGHMC(StochasticGradientStep):
         self._warned_hot = False
         self._velocity_step = np.nan  # the step the velocity was last updated with (set at each draw)
 
+    def _coordinates_changed(self, remap) -> None:
+        """The velocity's units were the old coordinates': start it at rest (the friction restores its law)."""
+        self.velocity = np.zeros(self.estimator.dim)
+
     def _tune_sampler(self, bulk: warmup.Bulk) -> None:
         """(h, alpha) from ``warmup.tuning.sghmc_parameters`` with the plain or centred gradient noise
         (``steps.gradient_estimator``); thinning from the slowest mode's relaxation (time step sqrt(h),

@@ -5,8 +5,8 @@ it at the first draw of each chain, inside pm.sample's tuning:
 
 1. ``bulk.find_bulk``: damped Newton from PyMC's initial point to the mode of U, or, where there is no
    mode (a centred hierarchy) or the search fails, the bulk of an adaptive MALA run (``draws``); a model
-   with group effects (``pymc_sgd.hierarchy``) then gets the sampler's own coordinates per group and the
-   bulk is found again in them (``steps.base``);
+   with group effects (``pymc_sgd.hierarchy``) then gets the sampler's own coordinates per group, chosen at
+   MALA draws from its non-centred mode, and the bulk is those draws' (``steps.base``);
 2. ``metric.metric_from_hessian``: M = H^{-1} (the Laplace covariance) at the bulk;
 3. ``gradient_noise``: Cov(grad U_hat) measured at draws from that Laplace approximation (for stratified
    batches, ``stratified_gradient_noise``);
@@ -15,7 +15,8 @@ it at the first draw of each chain, inside pm.sample's tuning:
    for an ESS of at least half a draw on a Gaussian target.
 The chain then starts at a draw from the Laplace approximation (overdispersed across chains).
 During tuning the step re-estimates the metric from the covariance of its tuning draws in
-doubling windows (``metric.covariance_from_draws``) and re-runs 4 in it; ``settle`` checks
+doubling windows (``metric.covariance_from_draws``), chooses the group coordinates again at those draws,
+and re-runs 4; ``settle`` checks
 that the chain stopped drifting before tuning ends.
 """
 
