@@ -75,6 +75,7 @@ PARAMETERISATIONS = ("auto", "model")
 FROM_MINIBATCH = "from pm.Minibatch"  # batch_size default: the model's own pm.Minibatch batch size
 REFITS = (75, 175, 375, 775, 1575)  # tuning draws after the warm-up at which the metric is re-estimated
 WINDOW_STARTS = dict(zip(REFITS, (25,) + REFITS[:-1]))  # each from the draws since the previous refit
+MAX_TUNING_DIVERGENCES = 6  # halvings of target_error after divergences in tuning before the chain halts
 MAX_WHITENED_RMS = 100.0  # posterior SDs (root mean square over coordinates) from the bulk's mode
 DIVERGENCE_REASONS = {
     1: "a non-finite gradient or state (or an error the model raised, printed above), or |w_i| above divergence_bound",
@@ -157,8 +158,9 @@ class StochasticGradientStep(BlockedStep):
             raise ValueError(f"metric={metric!r} is unknown; use one of {list(METRICS)} "
                              "('auto': the inverse Hessian at the bulk, dense up to 100 parameters).")
         self.metric_choice = metric
-        self.target_error = require_positive("target_error", target_error,
-                                             "It is the largest predicted relative error of a posterior SD, e.g. 0.03.")
+        self.requested_target_error = require_positive(
+            "target_error", target_error, "It is the largest predicted relative error of a posterior SD, e.g. 0.03.")
+        self.target_error = self.requested_target_error  # a chain that diverges in tuning lowers it (_retune_smaller)
         if batching not in _BATCHING_NAMES and batching != AUTO_BATCHING:
             raise ValueError(f"batching={batching!r} is unknown; use one of {sorted(_BATCHING_NAMES)} or 'auto'.")
         self.chunk_rows = None if chunk_rows is None else require_int("chunk_rows", chunk_rows, 1)
@@ -326,6 +328,9 @@ class StochasticGradientStep(BlockedStep):
         self._tuning_draws: list[np.ndarray] = []
         self.warmup_time = 0.0
         self.predicted_ess_per_draw = np.nan
+        self.target_error = self.requested_target_error
+        self.tuning_divergences = 0
+        self._tuned_on: warmup.Bulk | None = None
         if self.gradient_estimator is not None:
             self.gradient_estimator.reset()
         self._start_chain()
@@ -366,7 +371,7 @@ class StochasticGradientStep(BlockedStep):
         self.laplace = warmup.metric_from_hessian(self.bulk.hessian, dense=True)
         self.spread = (self.bulk.mode, self.laplace)  # centre and scale of the bulk, for divergence checks
         self.metric = self._choose_metric(self.bulk)
-        self._tune_sampler(self.bulk)
+        self._tune(self.bulk)
         self._warn_if_untrustworthy()
         return self.bulk.mode + self.laplace.factor @ self.rng.standard_normal(len(w))
 
@@ -496,12 +501,12 @@ class StochasticGradientStep(BlockedStep):
         noise_points = spread_out(draws, NOISE_POINTS)
         if not (self.refines_metric and self.metric_choice == "auto" and self._draws_make_a_metric(window)):
             # same metric, noise where the chain is
-            self._tune_sampler(dataclasses.replace(self.bulk, draws=noise_points))
+            self._tune(dataclasses.replace(self.bulk, draws=noise_points))
             return
         fitted = dataclasses.replace(self.bulk, mode=draws.mean(axis=0), draws=noise_points,
                                      hessian=warmup.metric.jacobi_inverse(covariance), gradient=None)
         self.metric = self._choose_metric(fitted)
-        self._tune_sampler(fitted)
+        self._tune(fitted)
         self._metric_changed()
 
     def _draws_make_a_metric(self, window: np.ndarray) -> bool:
@@ -527,6 +532,25 @@ class StochasticGradientStep(BlockedStep):
 
     def _tune_sampler(self, bulk: warmup.Bulk) -> None:
         """Choose the step size (and steps_per_draw when auto) in self.metric."""
+
+    def _tune(self, bulk: warmup.Bulk) -> None:
+        self._tuned_on = bulk
+        self._tune_sampler(bulk)
+
+    def _retune_smaller(self) -> bool:
+        """After a divergence in tuning, with the step the warm-up's: halve target_error and tune again in the
+        same metric (a smaller step), so the chain goes on from its last good state; False after
+        MAX_TUNING_DIVERGENCES. The step is tuned to a Gaussian fit of the bulk, and where the curvature grows
+        in the posterior's tails (eight schools: the groups' curvature tau^2 / sigma_j^2 non-centred, 1 / tau^2
+        centred) a chain that wanders there blows up; NUTS's adaptation lowers its step after divergences too."""
+        if not (self.tune and self.auto_step_size and self._tuned_on is not None) or \
+                self.tuning_divergences >= MAX_TUNING_DIVERGENCES:
+            return False
+        self.tuning_divergences += 1
+        self.target_error *= 0.5
+        self._tune(self._tuned_on)
+        self._metric_changed()
+        return True
 
     def _noise_points(self, bulk: warmup.Bulk) -> np.ndarray:
         """Where to measure the gradient noise: the bulk's tuning draws, else NOISE_POINTS Laplace draws."""
@@ -672,6 +696,11 @@ class StochasticGradientStep(BlockedStep):
             self._measure_window()
         if self.bulk is not None:
             self._warn_if_undersampled()
+        if self.tuning_divergences and not self.halted:
+            self._warn(f"{type(self).__name__}: the chain diverged {self.tuning_divergences} times in tuning; each time "
+                       f"the warm-up halved target_error and chose a smaller step (now target_error="
+                       f"{self.target_error:.3g}, {self.steps_per_draw} updates per draw). Pass "
+                       f"target_error={self.target_error:.3g} to start there.", stacklevel=2)
         if not self.halted:
             message = settling_message(self._tuning_draws, self.draw, self._coordinate_names())
             if message:
@@ -713,7 +742,8 @@ class StochasticGradientStep(BlockedStep):
                 self.rows.finish(self.batch.cursor)
         reason = 1 if stats["diverging"] else self._divergence_reason(new_v, new_w, q.point_map_info, point)
         if reason:
-            self._halt(reason)
+            if not self._retune_smaller():
+                self._halt(reason)
             new_w = w  # the state this draw started from passed every check
         elif self.tune:
             self._tuning_draws.append(warmup.whiten(self.laplace, new_v, self.bulk.mode))

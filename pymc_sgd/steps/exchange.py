@@ -169,7 +169,7 @@ class ReplicaExchangeSGLD(StochasticGradientStep):
 
     def _run_updates(self, w: np.ndarray) -> tuple[np.ndarray, dict]:
         est = self.estimator
-        if self.replica_states is None:
+        if self.replica_states is None or not np.all(np.isfinite(self.replica_states)):  # new, or diverged in tuning
             self.replica_states = np.tile(w, (len(self.temperatures), 1))
         self.replica_states[0] = w
         accepted = np.zeros(len(self.temperatures) - 1, dtype=np.int64)

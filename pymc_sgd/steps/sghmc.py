@@ -99,8 +99,9 @@ class SGHMC(StochasticGradientStep):
         self._warned_hot = False
         self._velocity_step = np.nan  # the step the velocity was last updated with (set at each draw)
 
-    def _coordinates_changed(self, remap) -> None:
-        """The velocity's units were the old coordinates': start it at rest (the friction restores its law)."""
+    def _metric_changed(self) -> None:
+        """The velocity's units were the old metric's (or coordinates', or it diverged): start it at rest (the
+        friction restores its law within about 1 / friction updates)."""
         self.velocity = np.zeros(self.estimator.dim)
 
     def _tune_sampler(self, bulk: warmup.Bulk) -> None:
