@@ -53,6 +53,8 @@ def run(parameterisation: str, sampler: str, y: np.ndarray, g: np.ndarray, group
                           compute_convergence_checks=False,
                           step=getattr(pymc_sgd, sampler)(batch_size=batch_size))
     wall = time.perf_counter() - started
+    for warning in caught:
+        print(f"  warned: {warning.message}")
     post = idata.posterior
     effects = post["a" if parameterisation == "centred" else "z"].values
     draws = np.concatenate([post["mu"].values[..., None], np.log(post["tau"].values)[..., None], effects], axis=-1)
