@@ -140,34 +140,53 @@ def _step_matrix(step: float | np.ndarray, d: int) -> np.ndarray:
     return step * np.eye(d) if step.ndim == 0 else np.atleast_2d(step)
 
 
-def _heavy_ball_by_modes(K: np.ndarray, C: np.ndarray, lr: float, mu: float) -> np.ndarray:
-    """``sgd_stationary_covariance`` with P = I, mode by mode: O(d^3) instead of a 2d x 2d Lyapunov solve (O(8 d^3)
-    with a large constant: 25 ms at d = 89, seconds at d = 500, hundreds of times per SGHMC warm-up).
-
-    In the eigenbasis K = U diag(k) U^T, A is block diagonal with A_i = [[1 - lr k_i, -mu lr], [k_i, mu]] and
-    Bn C Bn^T has the (i, j) block C'_ij q, C' = U^T C U, q = b b^T, b = (-lr, 1). So the (i, j) block of Z solves
-    Z_ij = A_i Z_ij A_j^T + C'_ij q: Z_ij = C'_ij X_ij with vec(X_ij) = (I - A_j kron A_i)^-1 vec(q) (column-major
-    vec), and Sigma = U (C' o F) U^T with F_ij = X_ij[0, 0]."""
-    k, U = np.linalg.eigh(0.5 * (K + K.T))
-    d = len(k)
-    A = np.zeros((d, 2, 2))
-    A[:, 0, 0], A[:, 0, 1], A[:, 1, 0], A[:, 1, 1] = 1.0 - lr * k, -mu * lr, k, mu
-    radius = np.max(np.abs(np.linalg.eigvals(A)))
-    if radius >= _UNIT_CIRCLE:
-        raise ValueError(
-            f"SGD is unstable: the spectral radius of its transition matrix is {radius:.6g} >= 1. "
-            f"Stability needs every eigenvalue of Lam K (Lam = learning_rate * preconditioner) below "
-            f"2 (1 + momentum) = {2 * (1 + mu):.6g}; the largest is {lr * k.max():.6g}.")
-    b = np.array([-lr, 1.0])
-    q = np.outer(b, b).ravel(order="F")
+def _pair_factors(A: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """F_ij = X_ij[0, 0] where X_ij = A_i X_ij A_j^T + q (A: d x 2 x 2 per-mode transitions, q: 2 x 2, or d x 2 x 2
+    with one per mode, then only the pairs (i, i)): vec(X_ij) = (I - A_j kron A_i)^-1 vec(q), column-major vec."""
+    d = len(A)
+    if q.ndim == 3:  # one source per mode, on the diagonal pairs only
+        system = np.eye(4) - np.einsum("iab,icd->iacbd", A, A).reshape(d, 4, 4)
+        return np.linalg.solve(system, q.transpose(0, 2, 1).reshape(d, 4, 1))[:, 0, 0]
     F = np.empty((d, d))
     rows = max(1, (1 << 18) // d)  # modes i per batch of 4 x 4 solves: bounded memory at large d
     for start in range(0, d, rows):
         block = A[start:start + rows]
         system = np.eye(4) - np.einsum("jab,icd->ijacbd", A, block).reshape(len(block), d, 4, 4)  # A_j kron A_i
-        F[start:start + rows] = np.linalg.solve(system, np.broadcast_to(q, (len(block), d, 4))[..., None])[..., 0, 0]
-    sigma = U @ ((U.T @ C @ U) * F) @ U.T
+        F[start:start + rows] = np.linalg.solve(system, np.broadcast_to(q.ravel(order="F"), (len(block), d, 4))
+                                                [..., None])[..., 0, 0]
+    return F
+
+
+def _position_covariance_by_modes(A: np.ndarray, U: np.ndarray, C: np.ndarray, g: np.ndarray,
+                                  b: np.ndarray | None = None) -> np.ndarray:
+    """Position block of the stationary covariance of z = (x, y) <- A z + noise, for a transition that is block
+    diagonal in the eigenbasis U of a symmetric K (A: d x 2 x 2, mode i's (x_i, y_i) block) and noise whose
+    (i, j) block is C'_ij g g^T (C' = U^T C U), plus b_i b_i^T on each mode's own block when b (d x 2) is given:
+    O(d^3) instead of a 2d x 2d Lyapunov solve (seconds at d = 500, hundreds of times per warm-up).
+    The (i, j) block of Z solves Z_ij = A_i Z_ij A_j^T + source_ij (``_pair_factors``)."""
+    if np.max(np.abs(np.linalg.eigvals(A))) >= _UNIT_CIRCLE:
+        raise ValueError("unstable")
+    modal = (U.T @ C @ U) * _pair_factors(A, np.outer(g, g))
+    if b is not None:
+        modal[np.diag_indices(len(A))] += _pair_factors(A, np.einsum("ia,ib->iab", b, b))
+    sigma = U @ modal @ U.T
     return (sigma + sigma.T) / 2
+
+
+def _heavy_ball_by_modes(K: np.ndarray, C: np.ndarray, lr: float, mu: float) -> np.ndarray:
+    """``sgd_stationary_covariance`` with P = I, mode by mode (``_position_covariance_by_modes``): in the
+    eigenbasis K = U diag(k) U^T, A_i = [[1 - lr k_i, -mu lr], [k_i, mu]] and the noise enters as Bn = (-lr, 1)."""
+    k, U = np.linalg.eigh(0.5 * (K + K.T))
+    A = np.zeros((len(k), 2, 2))
+    A[:, 0, 0], A[:, 0, 1], A[:, 1, 0], A[:, 1, 1] = 1.0 - lr * k, -mu * lr, k, mu
+    try:
+        return _position_covariance_by_modes(A, U, C, np.array([-lr, 1.0]))
+    except ValueError:
+        radius = np.max(np.abs(np.linalg.eigvals(A)))
+        raise ValueError(
+            f"SGD is unstable: the spectral radius of its transition matrix is {radius:.6g} >= 1. "
+            f"Stability needs every eigenvalue of Lam K (Lam = learning_rate * preconditioner) below "
+            f"2 (1 + momentum) = {2 * (1 + mu):.6g}; the largest is {lr * k.max():.6g}.") from None
 
 
 def sgd_stationary_covariance(hessian: np.ndarray, noise_cov: np.ndarray, learning_rate: float,
@@ -429,20 +448,22 @@ def baoab_stationary_covariance(hessian: np.ndarray, step_size: float, friction:
         noise = [(h/2) s I; s (I - (h^2/2) H)] xi + [0; -h I] e,
 
     and the covariance solves a discrete Lyapunov equation (derived here; for V = 0 its position
-    block is T H^-1 exactly at any stable h, Leimkuhler & Matthews 2013, which the tests check).
+    block is T H^-1 exactly at any stable h, Leimkuhler & Matthews 2013, which the tests check). A and the kick
+    are polynomials in H, so the equation is solved mode by mode in H's eigenbasis
+    (``_position_covariance_by_modes``; the tests check it against the 2d x 2d solve).
     """
     H = np.atleast_2d(hessian)
     d = H.shape[0]
-    eye, h = np.eye(d), step_size
+    h = step_size
     c = np.exp(-friction * h)
     s = np.sqrt(temperature * (1.0 - c * c))
-    A = np.block([[eye, 0.5 * h * (1.0 + c) * eye], [-h * H, c * eye - 0.5 * h * h * (1.0 + c) * H]])
-    if np.max(np.abs(np.linalg.eigvals(A))) >= _UNIT_CIRCLE:
-        raise ValueError("BAOAB is unstable at this step size (need h < 2 / sqrt(largest curvature)).")
-    kick = np.vstack([0.5 * h * s * eye, s * (eye - 0.5 * h * h * H)])
-    Q = kick @ kick.T
-    if grad_noise_cov is not None:
-        noise = np.vstack([np.zeros((d, d)), -h * eye])
-        Q = Q + noise @ np.atleast_2d(grad_noise_cov) @ noise.T
-    Z = linalg.solve_discrete_lyapunov(A, Q)
-    return 0.5 * (Z[:d, :d] + Z[:d, :d].T)
+    k, U = np.linalg.eigh(0.5 * (H + H.T))  # A is block diagonal in H's eigenbasis: solved mode by mode
+    modes = np.zeros((d, 2, 2))
+    modes[:, 0, 0], modes[:, 0, 1] = 1.0, 0.5 * h * (1.0 + c)
+    modes[:, 1, 0], modes[:, 1, 1] = -h * k, c - 0.5 * h * h * (1.0 + c) * k
+    kicks = np.column_stack([np.full(d, 0.5 * h * s), s * (1.0 - 0.5 * h * h * k)])
+    noise = np.zeros((d, d)) if grad_noise_cov is None else np.atleast_2d(grad_noise_cov)
+    try:
+        return _position_covariance_by_modes(modes, U, noise, np.array([0.0, -h]), kicks)
+    except ValueError:
+        raise ValueError("BAOAB is unstable at this step size (need h < 2 / sqrt(largest curvature)).") from None

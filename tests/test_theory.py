@@ -136,6 +136,23 @@ def test_momentum_just_above_threshold_is_finite() -> None:
     assert theory.sgd_stationary_covariance(1.0, 1.0, 2.75, 0.376)[0, 0] > 1e3
 
 
+def test_baoab_by_modes_equals_the_lyapunov_solve_of_its_docstring() -> None:
+    """theory.baoab_stationary_covariance solves mode by mode; the 2d x 2d discrete Lyapunov equation of its
+    docstring (A and the noise written out here) gives the same position covariance to rounding, for a dense H
+    and gradient noise V (d = 30) near the stability limit h < 2 / sqrt(k_max)."""
+    rng = np.random.default_rng(6)
+    M, N = rng.normal(size=(2, 30, 30))
+    H, V = M @ M.T / 30 + 0.1 * np.eye(30), N @ N.T / 30
+    h, gamma, T = 1.8 / np.sqrt(np.linalg.eigvalsh(H).max()), 0.7, 1.3
+    eye, c = np.eye(30), np.exp(-gamma * h)
+    s = np.sqrt(T * (1 - c * c))
+    A = np.block([[eye, 0.5 * h * (1 + c) * eye], [-h * H, c * eye - 0.5 * h * h * (1 + c) * H]])
+    kick, gradient = np.vstack([0.5 * h * s * eye, s * (eye - 0.5 * h * h * H)]), np.vstack([0 * eye, -h * eye])
+    Z = linalg.solve_discrete_lyapunov(A, kick @ kick.T + gradient @ V @ gradient.T)
+    np.testing.assert_allclose(theory.baoab_stationary_covariance(H, h, gamma, T, V), Z[:30, :30], rtol=1e-8,
+                               atol=1e-12 * np.abs(Z[:30, :30]).max())
+
+
 @pytest.mark.parametrize("momentum", [0.0, 0.7])
 def test_mode_by_mode_solution_equals_the_lyapunov_solve(momentum: float) -> None:
     """Without a preconditioner the oracle solves K's modes pairwise (4 x 4 systems); the 2d x 2d discrete
