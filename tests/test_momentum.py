@@ -114,7 +114,8 @@ def test_baoab_exact_positions_and_predicted_velocity_bias(regression, h):
     per direction: O(h^2), the bias falls 4x). 2 x 2000 draws, 30 steps apart (relaxation
     ~ 10 steps at gamma = 50) give ~1.3% SE on the kinetic temperature, so the h = 0.0085
     bias is ~8 SE from 1."""
-    step = pymc_sgd.UnderdampedLangevin(step_size=h, friction=50.0, steps_per_draw=30, model=regression)
+    step = pymc_sgd.UnderdampedLangevin(step_size=h, friction=50.0, steps_per_draw=30, metropolis=False,
+                                        model=regression)
     idata = sample(regression, step)
     beta = posterior_draws(idata, "beta")
     post_mean, post_cov = theory.linear_regression_posterior(X_REG, Y_REG, 1.0, REG_PRIOR_SD)
@@ -128,6 +129,24 @@ def test_baoab_exact_positions_and_predicted_velocity_bias(regression, h):
     measured = idata.sample_stats["kinetic_temperature"].values
     assert_close(*mean_and_se(measured), kinetic_temperature, "kinetic temperature")
     assert 1 - kinetic_temperature == pytest.approx(h**2 * np.trace(H_REG) / (4 * D_REG), rel=0.2)
+
+
+def test_full_batch_metropolis_test_removes_the_velocity_bias(regression):
+    """The setting above where unadjusted BAOAB's kinetic temperature is 0.89 (h = 0.0085): full-batch
+    UnderdampedLangevin's default Metropolis test (``kernels.ghmc``) makes the joint law of (x, v) exactly
+    exp(-U) N(0, I), so the kinetic temperature is 1 and the positions the posterior's. Same draws and SEs as
+    above (~1.3% on the kinetic temperature: the 11% bias would be ~8 SE); the acceptance must be high at a
+    step this stable (0.9 is far below what a working test gives and far above a broken one's ~0)."""
+    step = pymc_sgd.UnderdampedLangevin(step_size=0.0085, friction=50.0, steps_per_draw=30, model=regression)
+    assert step.metropolis
+    idata = sample(regression, step)
+    beta = posterior_draws(idata, "beta")
+    post_mean, post_cov = theory.linear_regression_posterior(X_REG, Y_REG, 1.0, REG_PRIOR_SD)
+    for i in range(D_REG):
+        assert_close(*mean_and_se(beta[..., i]), post_mean[i], f"mean of beta[{i}]")
+        assert_close(*cov_and_se(beta[..., i], beta[..., i]), post_cov[i, i], f"var of beta[{i}]")
+    assert_close(*mean_and_se(idata.sample_stats["kinetic_temperature"].values), 1.0, "kinetic temperature")
+    assert idata.sample_stats["acceptance_rate"].values.mean() > 0.9
 
 
 def test_momentum_default_preconditioner_keeps_the_temperature(normal_mean):

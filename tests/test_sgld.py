@@ -50,7 +50,8 @@ def test_normal_mean_constant_step(normal_mean, batch_size, step_size, steps_per
     = 1.25. 2 x 2000 draws (autocorrelation (1 - h k)^K < 0.05 per draw) give ~1.6%
     SE on the variance, so both biases are resolved and a wrong noise scale would fail."""
     model, post_mean, post_var = normal_mean
-    step = pymc_sgd.SGLD(batch_size=batch_size, step_size=step_size, steps_per_draw=steps_per_draw, model=model)
+    step = pymc_sgd.SGLD(batch_size=batch_size, step_size=step_size, steps_per_draw=steps_per_draw,
+                         metropolis=False, model=model)
     mu = posterior_draws(sample(model, step, draws=2000), "mu")
     curvature = 1 / PRIOR_SD**2 + N_MEAN / SIGMA**2
     noise = None if batch_size is None else grad_noise_cov(model, np.array([post_mean]), batch_size)

@@ -90,6 +90,14 @@ def kinetic_energy(metric: warmup.Metric, velocity: np.ndarray) -> float:
     return 0.5 * float(z @ z)
 
 
+def _every_coordinate_moved(window: np.ndarray) -> bool:
+    """Whether a window of tuning draws varies, finitely, in every coordinate: a chain stuck in a region too
+    stiff for its step (every Metropolis proposal rejected) gives a singular covariance, which must not
+    become the metric (the warm-up keeps the old one and the settling check reports the stuck chain)."""
+    variance = np.var(window, axis=0)
+    return bool(np.all(np.isfinite(variance)) and np.all(variance > 0.0))
+
+
 class StochasticGradientStep(GroupCoordinates, BlockedStep):
     """Base class: minibatching, seeding, the per-draw compiled loop, stats, pickling.
 
@@ -391,9 +399,11 @@ class StochasticGradientStep(GroupCoordinates, BlockedStep):
         window = np.array(self._tuning_draws[WINDOW_STARTS[count]:count])
         covariance = warmup.metric.covariance_from_draws(self.laplace, window)
         draws = self.bulk.mode + window @ self.laplace.factor.T
-        self.spread = (draws.mean(axis=0), warmup.metric.dense_metric(covariance))
+        moved = _every_coordinate_moved(window)
+        if moved:
+            self.spread = (draws.mean(axis=0), warmup.metric.dense_metric(covariance))
         noise_points = spread_out(draws, NOISE_POINTS)
-        if not (self.refines_metric and self.metric_choice == "auto" and self._draws_make_a_metric(window)):
+        if not (self.refines_metric and self.metric_choice == "auto" and moved and self._draws_make_a_metric(window)):
             # same metric, noise where the chain is
             self._tune(dataclasses.replace(self.bulk, draws=noise_points))
             return

@@ -84,7 +84,10 @@ class ContourSGLD(SGLD):
         if step_size is not None and not isinstance(step_size, int | float):
             raise ValueError(f"ContourSGLD takes a constant step_size or None, not {step_size!r}: its kernel runs a "
                              "constant step (the energy-level learning is the adaptive part).")
-        kwargs["gradient_estimator"] = "minibatch"
+        if kwargs.get("metropolis"):
+            raise ValueError("ContourSGLD has no Metropolis test (its flattened target changes as it learns the "
+                             "energy levels); leave metropolis unset.")
+        kwargs["gradient_estimator"], kwargs["metropolis"] = "minibatch", False
         super().__init__(vars, **kwargs)
 
     def _start_chain(self) -> None:
@@ -138,7 +141,7 @@ class ContourSGLD(SGLD):
         partition, weight = info.extras
         return state.w, {**self._kernel_stats(info, h), "control_variate": False,
                          "predicted_sd_error": self.predicted_error, "importance_weight": weight,
-                         "energy_partition": int(partition)}
+                         "energy_partition": int(partition), "acceptance_rate": np.nan}
 
 
 def importance_resample(idata: az.InferenceData, random_seed: int | None = None) -> az.InferenceData:

@@ -1,4 +1,4 @@
-"""Metropolis-adjusted Langevin (MALA) as a PyMC step: the exact full-data reference."""
+"""Metropolis-adjusted Langevin (MALA) as a PyMC step."""
 
 from __future__ import annotations
 
@@ -7,13 +7,11 @@ from typing import Any
 import numpy as np
 
 from .. import warmup
-from ..kernels import mala
-from ..warmup.acceptance import MALA_ACCEPTANCE, DualAveraging
-from ..warmup.tuning import curvature_range
 from .base import BASE_STATS, StochasticGradientStep, require_positive
+from .metropolis import MetropolisAdjusted
 
 
-class MALA(StochasticGradientStep):
+class MALA(MetropolisAdjusted, StochasticGradientStep):
     r"""Metropolis-adjusted Langevin algorithm on full-data gradients (Roberts & Tweedie 1996).
 
     .. math::
@@ -72,31 +70,14 @@ class MALA(StochasticGradientStep):
         super().__init__(vars, batch_size=None, steps_per_draw=steps_per_draw, **kwargs)
 
     def _start_chain(self) -> None:
-        self.adaptation: DualAveraging | None = None
-        self.k_min = np.nan
+        self._start_metropolis()
 
     def _tune_sampler(self, bulk: warmup.Bulk) -> None:
-        """Start (or, after a metric refit, restart) dual averaging from the optimal-scaling step."""
-        self.k_min, k_max = curvature_range(self.metric, bulk.hessian)
-        if self.auto_step_size:
-            self.h = 1.36 * len(bulk.mode) ** (-1.0 / 3.0) / k_max
-            self.adaptation = DualAveraging(self.h)
-        self._set_updates_per_draw(self.h * self.k_min * MALA_ACCEPTANCE)
+        self._tune_metropolis(bulk)
 
     def stop_tuning(self) -> None:
-        """Sample with the averaged step; thinning for it."""
-        if self.adaptation is not None:
-            self.h = self.adaptation.final
-            self.adaptation = None
-            self._set_updates_per_draw(self.h * self.k_min * MALA_ACCEPTANCE)
+        self._stop_metropolis_tuning()
         super().stop_tuning()
 
     def _run_updates(self, w: np.ndarray) -> tuple[np.ndarray, dict]:
-        h = self.h
-        (w,), info = mala.mala_updates(self.estimator.kernel, self._metric_preconditioner(whitened=True),
-                                       mala.State(w), mala.Params(h, self.temperature, self.divergence_bound),
-                                       self.steps_per_draw, self.rng)
-        acceptance, = info.extras
-        if self.adaptation is not None and self.tune:
-            self.h = self.adaptation.update(acceptance)
-        return w, {**self._kernel_stats(info, h), "acceptance_rate": acceptance}
+        return self._metropolis_updates(w)

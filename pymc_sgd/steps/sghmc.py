@@ -10,11 +10,12 @@ from .. import warmup
 from ..kernels import batching, momentum
 from ..warmup.tuning import curvature_range, relaxation_rate, sghmc_parameters, whitened, whitened_injection
 from .base import BASE_STATS, FROM_MINIBATCH, StochasticGradientStep, kinetic_energy, require_positive
+from .metropolis import MetropolisAdjustedDynamics, resolve_metropolis
 from .schedules import Cyclical
 from .gradient_estimator import check_gradient_estimator
 
 
-class SGHMC(StochasticGradientStep):
+class SGHMC(MetropolisAdjustedDynamics, StochasticGradientStep):
     r"""SGHMC with friction and the gradient-noise correction beta_hat.
 
     .. math::
@@ -66,13 +67,14 @@ class SGHMC(StochasticGradientStep):
     name = "sghmc"
     stratifies = True  # its noise correction measures stratified batches' own noise (_use_gradient_noise)
     stats_dtypes_shapes = {**BASE_STATS, "kinetic_energy": (np.float64, []), "friction": (np.float64, []),
-                           "predicted_sd_error": (np.float64, []), "control_variate": (bool, [])}
+                           "predicted_sd_error": (np.float64, []), "control_variate": (bool, []),
+                           "acceptance_rate": (np.float64, [])}
 
     def __init__(self, vars=None, *, batch_size: int | None | str = FROM_MINIBATCH,
                  step_size: float | Cyclical | None = None,
                  friction: float | None = None, noise_correction: str | None = "full",
                  steps_per_draw: int | None = None, gradient_estimator: Any = "auto",
-                 **kwargs: Any) -> None:
+                 metropolis: bool | None = None, **kwargs: Any) -> None:
         step_size = self._take_step_size(step_size)
         self.h = np.nan if step_size is None else require_positive(
             "step_size", step_size, "It is h on U; try h ~ 0.01 friction / (largest curvature), or None.")
@@ -90,6 +92,18 @@ class SGHMC(StochasticGradientStep):
         gradient_estimator = check_gradient_estimator(gradient_estimator, kwargs)
         super().__init__(vars, batch_size=batch_size, steps_per_draw=steps_per_draw, **kwargs)
         self._use_gradient_estimator(gradient_estimator)
+        self.metropolis = resolve_metropolis(self, metropolis)
+
+    def _underdamped_parameters(self) -> tuple[float, float]:
+        """Time step sqrt(h), friction alpha / sqrt(h) (docs/pages/sources.md)."""
+        return np.sqrt(self.h), self.friction / np.sqrt(self.h)
+
+    def _set_underdamped(self, time_step: float, gamma: float) -> None:
+        self.h, self.friction = time_step**2, gamma * time_step
+
+    def stop_tuning(self) -> None:
+        self._stop_dynamics_tuning()
+        super().stop_tuning()
 
     def _start_chain(self) -> None:
         d = self.estimator.dim
@@ -125,6 +139,9 @@ class SGHMC(StochasticGradientStep):
         self.noise_factor = self._in_metric(np.sqrt(2.0 * self.friction * self.h * self.temperature) * np.eye(
             len(bulk.mode)))
         self._set_updates_per_draw(rate(self.h, self.friction), step=self.h)
+        if self.metropolis:
+            self.predicted_error = 0.0  # exact: only Monte Carlo error
+            self._tune_dynamics()
 
     @property
     def _injection_corrected(self) -> bool:
@@ -169,6 +186,10 @@ class SGHMC(StochasticGradientStep):
         return np.sqrt(np.diag(self.metric.matrix)) * np.sqrt(np.diag(factor @ factor.T))
 
     def _run_updates(self, w: np.ndarray) -> tuple[np.ndarray, dict]:
+        if self.metropolis:
+            w, stats = self._ghmc_updates(w)
+            return w, {**stats, "friction": self.friction, "predicted_sd_error": self.predicted_error,
+                       "control_variate": False}
         kind, schedule = self._schedule(self.h)
         # v = sqrt(h) r belongs to the step it was last updated with: carry r over to this draw's first step
         carried = self.cycle is not None and np.isfinite(self._velocity_step)
@@ -181,4 +202,5 @@ class SGHMC(StochasticGradientStep):
         self._velocity_step = info.step_size
         return w, {**self._kernel_stats(info, self.h), "friction": self.friction,
                    "predicted_sd_error": self.predicted_error, "control_variate": self.gradient_estimator.active,
-                   "kinetic_energy": kinetic_energy(self.metric, self.velocity) / self._velocity_step}
+                   "kinetic_energy": kinetic_energy(self.metric, self.velocity) / self._velocity_step,
+                   "acceptance_rate": np.nan}

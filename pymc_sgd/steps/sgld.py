@@ -13,9 +13,10 @@ from ..warmup.tuning import curvature_range, langevin_step_size
 from .base import BASE_STATS, FROM_MINIBATCH, StochasticGradientStep
 from .schedules import Cyclical, PolynomialDecay, schedule_arrays
 from .gradient_estimator import check_gradient_estimator
+from .metropolis import MetropolisAdjusted, resolve_metropolis
 
 
-class SGLD(StochasticGradientStep):
+class SGLD(MetropolisAdjusted, StochasticGradientStep):
     r"""Stochastic gradient Langevin dynamics on a full-data PyMC model.
 
     Each update draws a minibatch of ``batch_size`` rows and moves
@@ -49,7 +50,7 @@ class SGLD(StochasticGradientStep):
     Parameters
     ----------
     batch_size
-        rows per update; None for full-batch gradients (unadjusted Langevin). Default: the
+        rows per update; None for full-batch gradients (Metropolis-adjusted: see ``metropolis``). Default: the
         model's pm.Minibatch batch size (a model written with pm.Minibatch + total_size); otherwise required.
     step_size
         None (default: chosen by the warm-up), h (on U, not on the average loss) or
@@ -87,6 +88,14 @@ class SGLD(StochasticGradientStep):
         T; 1 samples the posterior.
     correction
         None (plain SGLD) or "exact" (finite-step injected-noise correction).
+    metropolis
+        whether each update is a Metropolis-adjusted proposal (MALA, Roberts & Tweedie 1996; ``MALA``).
+        None (default): when the batch is all rows and the step constant. On a full batch the Metropolis
+        test costs one potential beside the gradient and removes the O(h) bias, so the law is exactly
+        exp(-U/T) and h is tuned for the acceptance (0.574) instead of ``target_error``; in a region
+        too stiff for h (the neck of a funnel, the heavy tail of a group scale) the chain rejects
+        where unadjusted updates would blow up or wander. ``acceptance_rate`` is in sample_stats.
+        False: unadjusted full-batch Langevin (ULA), with the bias the theory predicts.
 
     Examples
     --------
@@ -110,12 +119,13 @@ class SGLD(StochasticGradientStep):
     """
 
     name = "sgld"
-    stats_dtypes_shapes = {**BASE_STATS, "control_variate": (bool, []), "predicted_sd_error": (np.float64, [])}
+    stats_dtypes_shapes = {**BASE_STATS, "control_variate": (bool, []), "predicted_sd_error": (np.float64, []),
+                           "acceptance_rate": (np.float64, [])}
 
     def __init__(self, vars=None, *, batch_size: int | None | str = FROM_MINIBATCH,
                  step_size: float | PolynomialDecay | Cyclical | None = None,
                  correction: str | None = None, gradient_estimator: Any = "auto",
-                 steps_per_draw: int | None = None, **kwargs: Any) -> None:
+                 steps_per_draw: int | None = None, metropolis: bool | None = None, **kwargs: Any) -> None:
         step_size = self._take_step_size(step_size)
         self.schedule_kind, self.schedule = (schedules.CONSTANT, np.full(3, np.nan)) if step_size is None \
             else schedule_arrays(step_size)
@@ -133,6 +143,9 @@ class SGLD(StochasticGradientStep):
                              f"with gradient_estimator={gradient_estimator!r}: use gradient_estimator='minibatch'.")
         super().__init__(vars, batch_size=batch_size, steps_per_draw=steps_per_draw, **kwargs)
         self._use_gradient_estimator(gradient_estimator)
+        self.metropolis = resolve_metropolis(
+            self, metropolis, ("correction='exact' (it corrects the unadjusted chain's bias)", correction is not None))
+        self.h = self.schedule[0]
 
     @property
     def stratifies(self) -> bool:
@@ -147,6 +160,10 @@ class SGLD(StochasticGradientStep):
         (``warmup.tuning.langevin_step_size``), for the plain and, when allowed, the centred
         estimator (``steps.gradient_estimator``: the relaxation rate per update is h k_min).
         """
+        if self.metropolis:
+            self._tune_metropolis(bulk)
+            self.predicted_error = 0.0  # exact: only Monte Carlo error
+            return
         H, T = bulk.hessian, self.temperature
         k_min = curvature_range(self.metric, H)[0]
 
@@ -164,6 +181,12 @@ class SGLD(StochasticGradientStep):
         d = self.estimator.dim
         self._noise_factor = np.eye(d) if self.correction == "exact" else np.zeros((0, 0))
         self.predicted_error = np.nan
+        self._start_metropolis()
+
+    def stop_tuning(self) -> None:
+        if self.metropolis:
+            self._stop_metropolis_tuning()
+        super().stop_tuning()
 
     def _use_gradient_noise(self, per_example_cov: np.ndarray, w: np.ndarray) -> None:
         """Noise factor L with L L^T = Q / (2 h T) (the kernel scales it by sqrt(2 h T)), Q for the
@@ -184,6 +207,9 @@ class SGLD(StochasticGradientStep):
         self._noise_factor = eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))
 
     def _run_updates(self, w: np.ndarray) -> tuple[np.ndarray, dict]:
+        if self.metropolis:
+            w, stats = self._metropolis_updates(w)
+            return w, {**stats, "control_variate": False, "predicted_sd_error": self.predicted_error}
         preconditioner = langevin.preconditioner(langevin.FULL, matrix=self.metric.matrix, root=self._noise_factor) \
             if self.correction else self._metric_preconditioner()
         schedule_kind, schedule, t0 = self.schedule_kind, self.schedule, self.t
@@ -196,4 +222,5 @@ class SGLD(StochasticGradientStep):
             self.steps_per_draw, self.rng)
         self.t += state.t - t0
         return state.w, {**self._kernel_stats(info, info.step_size if self.cycle is None else self.schedule[0]),
-                         "control_variate": self.gradient_estimator.active, "predicted_sd_error": self.predicted_error}
+                         "control_variate": self.gradient_estimator.active, "predicted_sd_error": self.predicted_error,
+                         "acceptance_rate": np.nan}

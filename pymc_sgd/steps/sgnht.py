@@ -69,11 +69,12 @@ class SGNHT(SGHMC):
     name = "sgnht"
     stats_dtypes_shapes = {**BASE_STATS, "kinetic_energy": (np.float64, []), "kinetic_temperature": (np.float64, []),
                            "thermostat": (np.float64, []), "friction": (np.float64, []),
-                           "predicted_sd_error": (np.float64, []), "control_variate": (bool, [])}
+                           "predicted_sd_error": (np.float64, []), "control_variate": (bool, []),
+                           "acceptance_rate": (np.float64, [])}
 
     def __init__(self, vars=None, *, batch_size: int | None | str = FROM_MINIBATCH, step_size: float | None = None,
                  diffusion: float | None = None, steps_per_draw: int | None = None,
-                 gradient_estimator: Any = "auto", **kwargs: Any) -> None:
+                 gradient_estimator: Any = "auto", metropolis: bool | None = None, **kwargs: Any) -> None:
         if diffusion is not None:
             require_positive("diffusion", diffusion, "It is a in (0, 1], the injected noise N(0, 2 a h T); None "
                              "chooses it.")
@@ -84,7 +85,8 @@ class SGNHT(SGHMC):
                              "cycle faster than it adapts: chains diverged); use SGLD, SGHMC or UnderdampedLangevin "
                              "with step_size=Cyclical(), or SGNHT with step_size=None.")
         super().__init__(vars, batch_size=batch_size, step_size=step_size, friction=diffusion, noise_correction=None,
-                         steps_per_draw=steps_per_draw, gradient_estimator=gradient_estimator, **kwargs)
+                         steps_per_draw=steps_per_draw, gradient_estimator=gradient_estimator,
+                         metropolis=metropolis, **kwargs)
         self.friction = MAX_DIFFUSION if diffusion is None else float(diffusion)
 
     @property
@@ -122,6 +124,11 @@ class SGNHT(SGHMC):
 
     def _run_updates(self, w: np.ndarray) -> tuple[np.ndarray, dict]:
         est = self.estimator
+        if self.metropolis:  # exact gradients: the thermostat would settle at xi = a, the friction GHMC runs at
+            w, stats = self._ghmc_updates(w)
+            return w, {**stats, "friction": self.friction, "thermostat": self.friction,
+                       "predicted_sd_error": self.predicted_error, "control_variate": False,
+                       "kinetic_temperature": 2.0 * stats["kinetic_energy"] / est.dim}
         if np.isnan(self.thermostat):  # an explicit step size and diffusion: no tuning ran
             self.thermostat = self.friction
             self._fresh_velocity()
@@ -136,4 +143,4 @@ class SGNHT(SGHMC):
         return w, {**self._kernel_stats(info, self.h), "friction": self.friction,
                    "thermostat": self.thermostat, "predicted_sd_error": self.predicted_error,
                    "control_variate": self.gradient_estimator.active, "kinetic_energy": 0.5 * u2 / self.h,
-                   "kinetic_temperature": kinetic_temperature}
+                   "kinetic_temperature": kinetic_temperature, "acceptance_rate": np.nan}

@@ -10,13 +10,14 @@ from .. import warmup
 from ..kernels import underdamped
 from ..warmup.tuning import baoab_parameters, curvature_range, relaxation_rate
 from .base import BASE_STATS, StochasticGradientStep, require_positive
+from .metropolis import MetropolisAdjustedDynamics, resolve_metropolis
 from .schedules import Cyclical
 from .gradient_estimator import check_gradient_estimator
 
 SCHEMES = {"BAOAB": underdamped.BAOAB, "OBABO": underdamped.OBABO}
 
 
-class UnderdampedLangevin(StochasticGradientStep):
+class UnderdampedLangevin(MetropolisAdjustedDynamics, StochasticGradientStep):
     r"""Underdamped Langevin dynamics with a splitting integrator (Leimkuhler & Matthews 2013).
 
     .. math:: dx = v\,dt,\quad dv = -\nabla U(x)\,dt - \gamma v\,dt + \sqrt{2\gamma T}\,dW
@@ -51,11 +52,11 @@ class UnderdampedLangevin(StochasticGradientStep):
     stratifies = True
     stats_dtypes_shapes = {**BASE_STATS, "kinetic_energy": (np.float64, []), "kinetic_temperature": (np.float64, []),
                            "friction": (np.float64, []), "predicted_sd_error": (np.float64, []),
-                           "control_variate": (bool, [])}
+                           "control_variate": (bool, []), "acceptance_rate": (np.float64, [])}
 
     def __init__(self, vars=None, *, step_size: float | Cyclical | None = None, friction: float | None = None,
                  batch_size: int | None = None, scheme: str = "BAOAB", steps_per_draw: int | None = None,
-                 gradient_estimator: Any = "auto", **kwargs: Any) -> None:
+                 gradient_estimator: Any = "auto", metropolis: bool | None = None, **kwargs: Any) -> None:
         step_size = self._take_step_size(step_size)
         self.h = np.nan if step_size is None else require_positive(
             "step_size", step_size, "It is the time step; stability needs h < 2 / sqrt(k_max). None chooses it.")
@@ -68,6 +69,17 @@ class UnderdampedLangevin(StochasticGradientStep):
         gradient_estimator = check_gradient_estimator(gradient_estimator, kwargs)
         super().__init__(vars, batch_size=batch_size, steps_per_draw=steps_per_draw, **kwargs)
         self._use_gradient_estimator(gradient_estimator)
+        self.metropolis = resolve_metropolis(self, metropolis)
+
+    def _underdamped_parameters(self) -> tuple[float, float]:
+        return self.h, self.gamma
+
+    def _set_underdamped(self, time_step: float, gamma: float) -> None:
+        self.h, self.gamma = time_step, gamma
+
+    def stop_tuning(self) -> None:
+        self._stop_dynamics_tuning()
+        super().stop_tuning()
 
     def _start_chain(self) -> None:
         d = self.estimator.dim
@@ -92,6 +104,9 @@ class UnderdampedLangevin(StochasticGradientStep):
         if chosen is not None:
             self.h, self.gamma, self.predicted_error = chosen
         self._set_updates_per_draw(relaxation_rate(self.gamma, k_min) * self.h, step=self.h)
+        if self.metropolis:
+            self.predicted_error = 0.0  # exact: only Monte Carlo error
+            self._tune_dynamics()
 
     def _stable_step_limit(self) -> float:
         """BAOAB is stable for h^2 k_max < 4 (Leimkuhler & Matthews 2013)."""
@@ -99,6 +114,10 @@ class UnderdampedLangevin(StochasticGradientStep):
 
     def _run_updates(self, w: np.ndarray) -> tuple[np.ndarray, dict]:
         est = self.estimator
+        if self.metropolis:
+            w, stats = self._ghmc_updates(w)
+            return w, {**stats, "friction": self.gamma, "predicted_sd_error": self.predicted_error,
+                       "control_variate": False, "kinetic_temperature": 2.0 * stats["kinetic_energy"] / est.dim}
         (w, self.velocity), info = underdamped.underdamped_updates(
             self.batch_model, self.batch, self._kernel_estimator(w), self._metric_preconditioner(whitened=True),
             underdamped.State(w, self.velocity),
@@ -107,4 +126,5 @@ class UnderdampedLangevin(StochasticGradientStep):
         v2 = float(self.velocity @ self.velocity)
         return w, {**self._kernel_stats(info, self.h), "friction": self.gamma,
                    "predicted_sd_error": self.predicted_error, "control_variate": self.gradient_estimator.active,
-                   "kinetic_energy": 0.5 * v2, "kinetic_temperature": v2 / est.dim}
+                   "kinetic_energy": 0.5 * v2, "kinetic_temperature": v2 / est.dim,
+                   "acceptance_rate": np.nan}
