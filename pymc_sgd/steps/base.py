@@ -77,9 +77,11 @@ REFITS = (75, 175, 375, 775, 1575)  # tuning draws after the warm-up at which th
 WINDOW_STARTS = dict(zip(REFITS, (25,) + REFITS[:-1]))  # each from the draws since the previous refit
 MAX_TUNING_DIVERGENCES = 6  # halvings of target_error after divergences in tuning before the chain halts
 MAX_WHITENED_RMS = 100.0  # posterior SDs (root mean square over coordinates) from the bulk's mode
+MAX_WHITENED_RMS_CHOSEN_STEP = 1000.0  # the same with a step size the user chose (SGD's own spread may be wide)
 DIVERGENCE_REASONS = {
     1: "a non-finite gradient or state (or an error the model raised, printed above), or |w_i| above divergence_bound",
-    2: f"the chain left the bulk the warm-up found (more than {MAX_WHITENED_RMS:g} posterior SDs from its mode)",
+    2: f"the chain left the bulk the warm-up found (more than {MAX_WHITENED_RMS:g} posterior SDs from its mode, "
+       f"{MAX_WHITENED_RMS_CHOSEN_STEP:g} with a step size you chose)",
     3: "a constrained value of the model overflowed (e.g. exp of a huge log-scale)",
 }
 
@@ -433,6 +435,12 @@ class StochasticGradientStep(GroupCoordinates, BlockedStep):
         if problems:
             self._warn(f"{type(self).__name__}: {'; '.join(problems)}. The draws may be wrong: check them "
                        "against NUTS, reparameterise the model, or pass step_size explicitly.", stacklevel=4)
+        if predicted is not None and not self.auto_step_size and not np.isnan(predicted) \
+                and not predicted <= self.target_error:
+            self._warn(f"{type(self).__name__}: at the step_size you chose, the theory predicts the posterior SDs "
+                       f"off by up to {predicted:.0%} (target_error={self.target_error}). Pass step_size=None: the "
+                       f"warm-up then chooses one that meets target_error (in this metric: "
+                       f"{getattr(self, 'advised_step', np.nan):.3g}).", stacklevel=4)
 
     def _tune_sampler(self, bulk: warmup.Bulk) -> None:
         """Choose the step size (and steps_per_draw when auto) in self.metric."""
@@ -557,11 +565,12 @@ class StochasticGradientStep(GroupCoordinates, BlockedStep):
 
     def _divergence_reason(self, v: np.ndarray, w: np.ndarray, point_map_info, point: dict) -> int:
         """0, or why the sampler's state v (the model's w) must halt the chain (DIVERGENCE_REASONS)."""
-        # a user's own step may mean a wider spread; a compound step's conditional posterior moves
-        if self.bulk is not None and self.auto_step_size and not self.estimator.held:
+        # a compound step's conditional posterior moves; a user's own step may mean a wider spread (constant SGD
+        # near its stability limit: 57 SDs), but not a chain at mu = 4,000 with a prior SD of 1, silently
+        if self.bulk is not None and not self.estimator.held:
             centre, scale = self.spread
             z = warmup.whiten(scale, v, centre)
-            if not np.sqrt(np.mean(z * z)) <= MAX_WHITENED_RMS:
+            if not np.sqrt(np.mean(z * z)) <= (MAX_WHITENED_RMS if self.auto_step_size else MAX_WHITENED_RMS_CHOSEN_STEP):
                 return 2
         return 0 if self._constrained_values_finite(w, point_map_info, point) else 3
 

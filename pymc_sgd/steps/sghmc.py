@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import warmup
+from .. import theory, warmup
 from ..kernels import batching, momentum
 from ..warmup.tuning import curvature_range, relaxation_rate, sghmc_parameters, whitened, whitened_injection
 from .base import BASE_STATS, FROM_MINIBATCH, StochasticGradientStep, kinetic_energy, require_positive
@@ -165,8 +165,9 @@ class SGHMC(MetropolisAdjustedDynamics, StochasticGradientStep):
         negative eigenvalues clipped at 0 (``warmup.tuning.whitened_injection``)."""
         if self.batch_mode == batching.STRATIFIED:  # the stratified batches' own noise, at the window's mean
             V = self._stratified_noise(w[None], self.gradient_estimator.noise_centre)[0]
-        else:
-            V = self.batch.scale[0] * self.estimator.n_rows * per_example_cov
+        else:  # (n^2 / B) C, times the finite-population factor without replacement, as the warm-up measures it
+            V = theory.minibatch_gradient_covariance(per_example_cov, self.estimator.n_rows, self.batch_size,
+                                                     self.batch_mode == batching.WITH_REPLACEMENT)
         if self.noise_correction == "diag" or self.metric.kind == "diag":
             V = np.diag(np.diag(V))
         V_z = whitened(np.zeros_like(V), V, self.metric)[1]

@@ -9,7 +9,7 @@ import numpy as np
 from .. import theory, warmup
 from ..kernels import batching, langevin, schedules
 from ..kernels.estimator import potential_hessian
-from ..warmup.tuning import curvature_range, langevin_step_size
+from ..warmup.tuning import curvature_range, langevin_sd_error, langevin_step_size
 from .base import BASE_STATS, FROM_MINIBATCH, StochasticGradientStep
 from .schedules import Cyclical, PolynomialDecay, schedule_arrays
 from .gradient_estimator import check_gradient_estimator
@@ -175,6 +175,11 @@ class SGLD(MetropolisAdjusted, StochasticGradientStep):
         if chosen is not None:
             h, self.predicted_error = chosen
             self.schedule = np.array([h, 0.0, 0.0])
+        elif self.schedule_kind == schedules.CONSTANT and self.cycle is None and self.correction is None:
+            noise = self._minibatch_noise(bulk, self.gradient_estimator.noise_centre)
+            self.predicted_error = langevin_sd_error(H, noise, self.metric, self.schedule[0], T)
+            if not self.predicted_error <= self.target_error:
+                self.advised_step = langevin_step_size(H, noise, self.metric, T, self.target_error)[0]
         self._set_updates_per_draw(self.schedule[0] * k_min, step=self.schedule[0])
 
     def _start_chain(self) -> None:

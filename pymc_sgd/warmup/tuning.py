@@ -112,20 +112,34 @@ def curvature_range(metric: Metric, H: np.ndarray) -> tuple[float, float]:
 
 def langevin_step_size(H: np.ndarray, V: np.ndarray, metric: Metric, temperature: float = 1.0,
                        target: float = TARGET_ERROR) -> tuple[float, float]:
-    """(h, predicted SD error) for w <- w - h M grad U_hat + sqrt(2 h T) L xi (SGLD in the metric).
+    """(h, predicted SD error) for w <- w - h M grad U_hat + sqrt(2 h T) L xi (SGLD in the metric): the largest
+    h whose predicted error (``langevin_sd_error``) is below ``target`` at every noise point."""
+    error_at, rotated, curvatures = _langevin_error(H, V, metric, temperature)
+    h = largest_step(error_at, rotated, 1.0 / curvatures.max(), target)
+    return h, worst_point(error_at, h, rotated)
+
+
+def langevin_sd_error(H: np.ndarray, V: np.ndarray, metric: Metric, h: float, temperature: float = 1.0) -> float:
+    """The predicted relative error of the posterior SDs for SGLD at the step h (worst noise point).
 
     Oracle: ``theory.langevin_stationary_covariance`` (ULA's T / (k (1 - h k / 2)) plus the
-    minibatch excess h^2 M V M through the discrete Lyapunov equation), at the worst noise point, solved
-    in the eigenbasis K = Q diag(k) Q^T of the whitened Hessian (``theory.langevin_eigenbasis_covariance``):
-    one eigendecomposition and one rotation of each noise point, then O(d^2) plus a matrix product per step
-    tried. The SDs are those of L Q Sigma Q^T L^T against T L K^-1 L^T's.
+    minibatch excess h^2 M V M through the discrete Lyapunov equation), solved in the eigenbasis
+    K = Q diag(k) Q^T of the whitened Hessian (``theory.langevin_eigenbasis_covariance``): one
+    eigendecomposition and one rotation of each noise point, then O(d^2) plus a matrix product per step
+    tried. The SDs are those of L Q Sigma Q^T L^T against T L K^-1 L^T's; inf where h is unstable.
     """
+    error_at, rotated, _ = _langevin_error(H, V, metric, temperature)
+    return worst_point(error_at, h, rotated)
+
+
+def _langevin_error(H: np.ndarray, V: np.ndarray, metric: Metric,
+                    temperature: float) -> tuple[ErrorAt, np.ndarray, np.ndarray]:
+    """(error_at, the noise points in the eigenbasis, the whitened curvatures) of ``langevin_sd_error``."""
     K, V_z = whitened(H, V, metric)
     curvatures, Q = np.linalg.eigh(K)
     curvatures = np.maximum(curvatures, 1e-12 * curvatures.max())  # as curvature_range
     LQ = metric.factor @ Q
     target_variance = temperature * np.sum(LQ * LQ / curvatures, axis=1)
-    rotated = Q.T @ V_z @ Q
 
     def error_at(h: float, V_p: np.ndarray) -> float:
         def error() -> float:
@@ -134,8 +148,7 @@ def langevin_step_size(H: np.ndarray, V: np.ndarray, metric: Metric, temperature
             return float(np.max(np.abs(np.sqrt(variance / target_variance) - 1.0)))
         return _guarded(error)
 
-    h = largest_step(error_at, rotated, 1.0 / curvatures.max(), target)
-    return h, worst_point(error_at, h, rotated)
+    return error_at, Q.T @ V_z @ Q, curvatures
 
 
 def whitened_injection(V_z: np.ndarray, h: float, friction: float, temperature: float) -> tuple[np.ndarray, bool]:
