@@ -102,3 +102,28 @@ def test_exact_preconditioner_matches_posterior_at_large_batches(momentum):
         assert_close(*mean_and_se(draws[..., i]), post_mean[i], f"mean of beta[{i}]")
         for j in range(i, 3):
             assert_close(*cov_and_se(draws[..., i], draws[..., j]), post_cov[i, j], f"cov[{i},{j}]")
+
+
+def test_a_large_predicted_error_is_recorded_and_said():
+    """Constant SGD's law only approximates the posterior; where the approximation is poor it must say so.
+    A normal mean with known sigma, n = 100, B = 50: the default P = 2 T V^-1 (V = (n^2 / B) var(x), the
+    gradient noise) gives P k = 2 B k / (n^2 var(x)) ~ 1 and the discrete recursion's variance is the
+    posterior's times 1 / (1 - P k / 2) (seed 003, Thm. 1): an SD error near 50% for this sample. The step
+    records that prediction (from its own noise and curvature measurements: within 10% of this exact
+    value) and warns, naming SGLD; the draws show it: 2 x 1000 draws give ~3% SE on the SD, so the
+    measured ratio must be within 4.5 SE of the prediction (and is over 10 SE from 1)."""
+    x = np.random.default_rng(2).normal(0.5, 1.0, 100)
+    curvature = 100.0 + 1e-4
+    pk = 2.0 * 50 * curvature / (100**2 * np.var(x))
+    exact_ratio = np.sqrt(1.0 / (1.0 - pk / 2.0))
+    with pm.Model() as normal:
+        mu = pm.Normal("mu", 0.0, 100.0)
+        pm.Normal("x", mu, 1.0, observed=x)
+    with pytest.warns(RuntimeWarning, match=r"off by up to \d+%.*pymc_sgd.SGLD\(batch_size=50\)"):
+        idata = sample(normal, pymc_sgd.ConstantSGD(batch_size=50, model=normal), draws=1000)
+    predicted = idata.sample_stats["predicted_sd_error"].values[:, -1]
+    assert 0.3 < exact_ratio - 1.0 < 0.7
+    assert np.all(np.abs(predicted / (exact_ratio - 1.0) - 1.0) < 0.1), (predicted, exact_ratio)
+    post_sd = 1.0 / np.sqrt(curvature)
+    sd, se = sd_and_se(posterior_draws(idata, "mu"))
+    assert abs(sd / post_sd - exact_ratio) < Z * se / post_sd, (sd / post_sd, exact_ratio, se / post_sd)

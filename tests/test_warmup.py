@@ -236,6 +236,24 @@ def test_constant_sgd_refuses_gradients_that_leave_a_direction_without_noise(hie
     assert not idata.sample_stats["diverging"].values.any()
 
 
+def quartic_model() -> pm.Model:
+    """U = x^2 / 2 + 2 x^4, whose curvature 1 + 24 x^2 grows away from the mode."""
+    with pm.Model() as model:
+        x = pm.Normal("x", 0.0, 1.0)
+        pm.Potential("quartic", -2.0 * x**4)
+    return model
+
+
+def quartic_variance() -> float:
+    """Var(x) under exp(-U) of ``quartic_model``, by quadrature (SD 0.456)."""
+    from scipy import integrate
+
+    def density(x):
+        return np.exp(-0.5 * x**2 - 2.0 * x**4)
+
+    return integrate.quad(lambda x: x * x * density(x), -5, 5)[0] / integrate.quad(density, -5, 5)[0]
+
+
 def test_a_chain_that_diverges_in_tuning_goes_on_with_a_smaller_step_and_says_so():
     """U = x^2 / 2 + 2 x^4: the curvature at the mode is 1 but 1 + 24 x^2 where the chain goes (exact SD 0.456
     by quadrature), so the step tuned to the mode (h ~ 0.11) blows up past |x| = 0.85 (h k > 2) within a few
@@ -244,16 +262,8 @@ def test_a_chain_that_diverges_in_tuning_goes_on_with_a_smaller_step_and_says_so
     Now each chain goes on from its last good state with a smaller step, says so, and is right: 2 chains x
     1000 draws, moments within 4.5 MC SE (+ the promised 6.1% on the variance). Unadjusted updates
     (metropolis=False): on a full batch the default Metropolis test rejects instead (the test below)."""
-    from scipy import integrate
-
-    def density(x):
-        return np.exp(-0.5 * x**2 - 2.0 * x**4)
-
-    norm = integrate.quad(density, -5, 5)[0]
-    exact_var = integrate.quad(lambda x: x * x * density(x), -5, 5)[0] / norm
-    with pm.Model():
-        x = pm.Normal("x", 0.0, 1.0)
-        pm.Potential("quartic", -2.0 * x**4)
+    exact_var = quartic_variance()
+    with quartic_model():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             idata = pm.sample(draws=1000, tune=1000, chains=2, cores=1, random_seed=3, progressbar=False,
@@ -273,16 +283,8 @@ def test_full_batch_defaults_are_exact_where_the_curvature_grows(sampler):
     (``steps.metropolis``) rejects where the curvature outgrows the step, so no chain diverges and the
     law is exact: moments within 4.5 MC SE with no allowance for a step-size bias (the unadjusted chains'
     6% would be 2-3 SE here at 2 x 1000 draws, the blow-ups they had were far more)."""
-    from scipy import integrate
-
-    def density(x):
-        return np.exp(-0.5 * x**2 - 2.0 * x**4)
-
-    norm = integrate.quad(density, -5, 5)[0]
-    exact_var = integrate.quad(lambda x: x * x * density(x), -5, 5)[0] / norm
-    with pm.Model():
-        x = pm.Normal("x", 0.0, 1.0)
-        pm.Potential("quartic", -2.0 * x**4)
+    exact_var = quartic_variance()
+    with quartic_model():
         idata = pm.sample(draws=1000, tune=1000, chains=2, cores=1, random_seed=3, progressbar=False,
                           compute_convergence_checks=False, step=getattr(pymc_sgd, sampler)(batch_size=None))
     assert not idata.sample_stats["diverging"].values.any()

@@ -117,6 +117,7 @@ class StochasticGradientStep(GroupCoordinates, BlockedStep):
     measures_gradient_noise = False
     gradient_estimator: GradientEstimator | None = None  # samplers whose kernel takes one set it
     auto_step_size = False  # subclasses set it before calling __init__ when step_size=None
+    checks_settling = True  # warn when the tuning draws were still drifting (warmup.settle)
     cycle: Any = None  # a schedules.Cyclical from step_size=Cyclical(...) (see _take_step_size)
     refines_metric = True  # re-estimate the metric from tuning draws (see _maybe_refine_metric)
     streams_rows = True  # reads rows only through its batches, so it can take them from a buffer of chunks
@@ -436,7 +437,7 @@ class StochasticGradientStep(GroupCoordinates, BlockedStep):
             self._warn(f"{type(self).__name__}: {'; '.join(problems)}. The draws may be wrong: check them "
                        "against NUTS, reparameterise the model, or pass step_size explicitly.", stacklevel=4)
         if predicted is not None and not self.auto_step_size and not np.isnan(predicted) \
-                and not predicted <= self.target_error:
+                and not predicted <= 2.0 * self.target_error:
             self._warn(f"{type(self).__name__}: at the step_size you chose, the theory predicts the posterior SDs "
                        f"off by up to {predicted:.0%} (target_error={self.target_error}). Pass step_size=None: the "
                        f"warm-up then chooses one that meets target_error (in this metric: "
@@ -614,7 +615,7 @@ class StochasticGradientStep(GroupCoordinates, BlockedStep):
                        f"the warm-up halved target_error and chose a smaller step (now target_error="
                        f"{self.target_error:.3g}, {self.steps_per_draw} updates per draw). Pass "
                        f"target_error={self.target_error:.3g} to start there.", stacklevel=2)
-        if not self.halted:
+        if not self.halted and self.checks_settling:
             message = settling_message(self._tuning_draws, self.draw, self._coordinate_names())
             if message:
                 self._warn(f"{type(self).__name__}: {message}", stacklevel=2)

@@ -93,7 +93,7 @@ class ConstantSGD(StochasticGradientStep):
     name = "constant_sgd"
     reparameterises = False  # it must see the model's own gradient noise, which it refuses where it is singular
     refines_metric = False  # its preconditioner comes from the gradient noise, not a metric
-    stats_dtypes_shapes = {**BASE_STATS, "learning_rate": (np.float64, [])}
+    stats_dtypes_shapes = {**BASE_STATS, "learning_rate": (np.float64, []), "predicted_sd_error": (np.float64, [])}
 
     def __init__(self, vars=None, *, batch_size: int | None | str = FROM_MINIBATCH,
                  learning_rate: float | None = None,
@@ -131,6 +131,7 @@ class ConstantSGD(StochasticGradientStep):
         self.noise_root = None  # a factor of injected noise (SGFS at finite epsilon); None: only minibatch noise
         self.velocity = np.zeros(d)
         self._plain = plain(d)  # the kernels' plain gradient estimator (it keeps no state)
+        self.approximation_error = np.nan
 
     def _use_gradient_noise(self, per_example_cov: np.ndarray, w: np.ndarray) -> None:
         """P = h (f C)^{-1} (Jacobi-scaled inverse: unscaled covariates put C's diagonal over many
@@ -142,6 +143,7 @@ class ConstantSGD(StochasticGradientStep):
             V = theory.minibatch_gradient_covariance(per_example_cov, est.n_rows, self.batch_size,
                                                      replacement=self.batch_mode == batching.WITH_REPLACEMENT)
             self.p_full = theory.exact_preconditioner(H, V, self.momentum, self.temperature)
+            self._predict_error(per_example_cov)
             return
         # self.h = 2 B T (1 - beta) / n^2 already holds heavy-ball's (1 - beta): P = (1 - beta) 2 T V^-1
         # (docs/pages/sources.md: T_eff = P sigma^2 / (2 (1 - beta))). Dividing C by (1 - beta) again made the SDs
@@ -149,6 +151,35 @@ class ConstantSGD(StochasticGradientStep):
         self.p_diag = self.h / np.diag(noise)
         if self.preconditioner == "full":
             self.p_full = self.h * jacobi_inverse(noise)
+        self._predict_error(per_example_cov)
+
+    def _predict_error(self, per_example_cov: np.ndarray) -> None:
+        """The relative error of every posterior SD that the exact discrete recursion predicts at the bulk
+        (``theory.sgd_stationary_covariance`` with this P, momentum and V = Cov(grad U_hat), against
+        T H^-1 of the bulk's Hessian H): constant SGD's law only approximates the posterior (Mandt et al.
+        2017), and the chain is otherwise silent about how well (inf: unstable at the bulk)."""
+        if self.bulk is None:
+            return
+        H = self.bulk.hessian
+        V = theory.minibatch_gradient_covariance(per_example_cov, self.estimator.n_rows, self.batch_size,
+                                                 replacement=self.batch_mode == batching.WITH_REPLACEMENT)
+        P = {langevin.IDENTITY: self.h * np.eye(len(H)), langevin.DIAGONAL: np.diag(self.p_diag)}.get(
+            PRECONDITIONERS[self.preconditioner], self.p_full)
+        try:
+            S = theory.sgd_stationary_covariance(H, V, 1.0, self.momentum, P)
+            target = self.temperature * np.diag(jacobi_inverse(H))
+            self.approximation_error = float(np.max(np.abs(np.sqrt(np.diag(S) / target) - 1.0)))
+        except (ValueError, np.linalg.LinAlgError):
+            self.approximation_error = np.inf
+
+    def stop_tuning(self) -> None:
+        super().stop_tuning()
+        predicted = self.approximation_error
+        if not self.halted and not np.isnan(predicted) and not predicted <= 2.0 * self.target_error:
+            self._warn(f"{type(self).__name__}: its stationary law only approximates the posterior, and here the "
+                       f"theory predicts posterior SDs off by up to {predicted:.0%} (target_error="
+                       f"{self.target_error}). Use pymc_sgd.SGLD(batch_size={self.batch_size}), whose step is chosen "
+                       "to meet target_error, or preconditioner='exact'.", stacklevel=2)
 
     def _check_gradient_noise(self, covariances: list[np.ndarray]) -> None:
         """Only minibatch noise moves this chain: a direction with no per-example gradient variance
@@ -203,4 +234,5 @@ class ConstantSGD(StochasticGradientStep):
                 self.batch_model, self.batch, self._plain, P, langevin.State(w, self.t),
                 langevin.Params(schedules.CONSTANT, schedule, self.temperature, noise, self.divergence_bound),
                 self.steps_per_draw, self.rng)
-        return w, {**self._kernel_stats(info, self.h), "learning_rate": self.h * est.n_rows}
+        return w, {**self._kernel_stats(info, self.h), "learning_rate": self.h * est.n_rows,
+                   "predicted_sd_error": self.approximation_error}

@@ -47,7 +47,7 @@ def whitened(H: np.ndarray, V: np.ndarray, metric: Metric) -> tuple[np.ndarray, 
 
 
 HALVING = float(np.log(2.0))
-PRECISION = 1e-4  # of log h: the step to 0.01%
+PRECISION = 0.01  # of log h: the step to 1% (below the largest feasible one: the promise holds, thinning +1% at most)
 ErrorAt = Callable[[float, np.ndarray], float]  # (h, noise at one point V_p) -> predicted SD error
 
 
@@ -67,7 +67,7 @@ def largest_step(error_at: ErrorAt, V_z: np.ndarray, h_max: float, target: float
 
     Each error is an O(d^3) Lyapunov solve (seconds per search at d ~ 60 if done naively), so the
     search follows one point, the worst seen so far: h is divided by 2, 4, 16, ... from above until
-    that point is within the target, then bisected to 1e-4 relative, and checked at every
+    that point is within the target, then bisected to 1% relative, and checked at every
     point; a point over the target there becomes the one followed, below that step. Where no step
     above h_max e^-40 is feasible it returns that bottom.
     """
