@@ -50,6 +50,7 @@ import numpy as np
 import pymc as pm
 import pytensor
 import pytensor.tensor as pt
+from pymc.logprob.basic import conditional_logp
 from pymc.distributions.shape_utils import change_dist_size
 from pymc.pytensorf import join_nonshared_inputs
 from pytensor.compile.sharedvalue import SharedVariable
@@ -248,6 +249,13 @@ def _check_row_split(estimator: ModelEstimator, model: pm.Model, sampled: Sequen
             f"summed over a shuffled full batch it is {ll_rows:.6g}, not {ll_full.item():.6g}. {advice}")
 
 
+def _term_logp(term) -> Variable:
+    """sum log p(value | likelihood) of one observed term. Through PyMC's conditional_logp, whose rewrites
+    leave no random generator in the graph: pm.logp of a pm.NormalMixture kept its components' generator as
+    an input, which the model's C function has no slot for (numba's TypingError on the full-batch path)."""
+    return pt.add(*(pt.sum(x) for x in conditional_logp({term.likelihood: term.value}).values()))
+
+
 def _freeze_shared(graphs: list[Variable]) -> list[Variable]:
     """Replace remaining shared variables (e.g. scalar pm.Data) by constants of their value."""
     shared = {v: pt.constant(v.get_value(), dtype=v.dtype) for v in ancestors(graphs)
@@ -338,8 +346,7 @@ def _compile(model: pm.Model, sampled: list[Variable], n: int, groups: Sequence[
               for i, v in enumerate(tensors)}
     held_inputs = {v: pt.tensor(name=v.name, dtype=v.dtype, shape=v.type.shape) for v in held}
     if full_batch and model.observed_RVs:
-        loglik = full_loglik = pt.add(*(pt.sum(pm.logp(term.likelihood, term.value))
-                                        for term in observed_likelihoods(model)))
+        loglik = full_loglik = pt.add(*(_term_logp(term) for term in observed_likelihoods(model)))
     elif groups:
         loglik = _rows_loglik(groups, inputs | held_inputs, idx)
         full_loglik = _rows_loglik(groups, inputs, None)

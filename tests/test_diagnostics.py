@@ -147,3 +147,17 @@ def test_a_missing_mode_is_flagged_and_a_visited_one_is_not():
             assert len(table) == 2 and np.allclose(table["predicted"], 0.5, atol=0.01), table
             verdicts[name] = set(table["verdict"])
         assert verdicts == {"one": {"pass", "fail"}, "both": {"pass"}}, verdicts
+
+
+def test_no_verdict_from_a_nan_and_a_readable_error_on_too_few_draws():
+    """Draws whose scores are not finite (here one draw is NaN, as where the model raises) give NaN
+    statistics: the moment rows were "fail" read off a NaN standard error and ksd "pass" with p = 1 from
+    a bootstrap of NaN; every row is "undetermined" now. Three draws were a ValueError about converting NaN
+    to an integer; now the error says how many draws check needs."""
+    model, exact = conjugate_linear_regression_model()
+    draws = np.random.default_rng(0).multivariate_normal(exact.mean, exact.cov, size=(2, 500))
+    draws[0, 7] = np.nan
+    table = pymc_sgd.diagnostics.check(az.from_dict(posterior={"beta": draws}), model, mode_starts=0)
+    assert set(table["verdict"]) == {"undetermined"}, table
+    with pytest.raises(ValueError, match="at least 20 draws"):
+        pymc_sgd.diagnostics.check(az.from_dict(posterior={"beta": draws[:1, :3]}), model, mode_starts=0)

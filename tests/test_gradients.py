@@ -55,6 +55,22 @@ def test_full_batch_equals_model_logp(make):
     np.testing.assert_allclose(grad_full, grad_ref, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("make", [lambda: regression(False), mixture], ids=["constant-X", "mixture"])
+def test_unsliced_full_batch_equals_model_logp(make):
+    """The full-batch estimator (batch_size=None: the model's own likelihood, unsliced). pm.logp of a
+    pm.NormalMixture kept a random generator in the graph, and the model's C function failed to compile
+    (UnderdampedLangevin() on defaults crashed on this model)."""
+    model = make()
+    est = build_estimator(model, full_batch=True)
+    w = RNG.normal(scale=0.5, size=est.dim)
+    u_ref, grad_ref = model_u_and_grad(model, w)
+    u_full, grad_full = noise.full_potential_and_grad(est, w)
+    np.testing.assert_allclose(u_full, u_ref, rtol=1e-10)
+    np.testing.assert_allclose(grad_full, grad_ref, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(gradient_into(est.kernel, w, np.zeros(0, dtype=np.int64), np.ones(1), np.empty(est.dim)),
+                               grad_ref, rtol=1e-9, atol=1e-9)
+
+
 def test_design_matrix_is_detected_and_subsampled_with_y():
     est = build_estimator(regression(True))
     assert est.data_names == ("y", "X") and est.n_rows == N

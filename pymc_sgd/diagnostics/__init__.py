@@ -28,7 +28,9 @@ bootstrap assumes; no score is computed for a draw that adds no information).
 
 Each moment row has a standard error from ArviZ's ESS of its per-draw terms and a z statistic;
 verdicts are "fail" when the two-sided p-value is below ``alpha`` Bonferroni-divided over the
-check's rows (family-wise false-alarm rate alpha per check on exact draws), "pass" otherwise.
+check's rows (family-wise false-alarm rate alpha per check on exact draws), "pass" otherwise, and
+"undetermined" where the statistic or its standard error is not finite (non-finite scores, or draws
+with no measurable ESS): no verdict is read off a NaN.
 "fail" means the bias is larger than the Monte Carlo error of these draws: more draws will not
 make the estimates better; lower the sampler's ``target_error`` or use full batch. A chain that
 keeps its promise (SDs within ``target_error``, 3% by default) still fails score_scale once it has
@@ -71,6 +73,7 @@ from .stein import ksd_bootstrap_pvalue, ksd_linear, ksd_squared, stein_kernel_m
 __all__ = ["check", "scores", "unconstrained_draws"]
 
 GROUP = "sgd_diagnostics"
+MIN_DRAWS = 20  # per check() call, over all chains: fewer give no ESS and no bootstrap
 
 
 def _mean_se(values: np.ndarray) -> tuple[float, float]:
@@ -84,6 +87,8 @@ def _thinned(draws: np.ndarray) -> np.ndarray:
     draws that add no information."""
     chains, length, d = draws.shape
     ess = min(float(az.ess(draws[..., j])) for j in range(d))
+    if not np.isfinite(ess):  # e.g. a coordinate that never moved: keep every draw, the rows say undetermined
+        return draws
     return draws[:, ::max(1, int(chains * length / max(ess, 1.0)))]
 
 
@@ -97,6 +102,14 @@ def _labels(model: pm.Model) -> list[str]:
     return labels
 
 
+def _verdict(p_value: float, threshold: float, *determined: float) -> str:
+    """"fail" below the threshold, "pass" above, "undetermined" when the p-value or any of the numbers it
+    rests on (a value, a standard error) is not finite."""
+    if not (np.isfinite(p_value) and all(np.isfinite(x) for x in determined)):
+        return "undetermined"
+    return "fail" if p_value < threshold else "pass"
+
+
 def _moment_rows(name: str, terms: np.ndarray, labels: list[str], alpha: float) -> list[dict]:
     """One row per coordinate of the per-draw terms (chain, draw, d), expected 0 under the posterior."""
     rows = []
@@ -104,7 +117,7 @@ def _moment_rows(name: str, terms: np.ndarray, labels: list[str], alpha: float) 
         value, se = _mean_se(terms[..., j])
         p_value = float(2.0 * stats.norm.sf(abs(value) / se)) if se > 0 else float(value == 0.0)
         rows.append(dict(check=name, coordinate=label, value=value, se=se, p_value=p_value,
-                         verdict="fail" if p_value < alpha / len(labels) else "pass"))
+                         verdict=_verdict(p_value, alpha / len(labels), value, se)))
     return rows
 
 
@@ -124,7 +137,7 @@ def _prediction_rows(idata, scale_rows: list[dict], alpha: float) -> list[dict]:
         p_value = float(stats.norm.sf((abs(value) - predicted) / se)) if se > 0 else float(abs(value) <= predicted)
         rows.append(dict(check="sd_error_vs_prediction", coordinate=scale["coordinate"], value=value, se=se,
                          p_value=p_value, predicted=predicted,
-                         verdict="fail" if p_value < alpha / len(scale_rows) else "pass"))
+                         verdict=_verdict(p_value, alpha / len(scale_rows), value, se, predicted)))
     return rows
 
 
@@ -142,7 +155,11 @@ def check(idata, model: pm.Model | None = None, *, alpha: float = 0.01, max_ksd_
     """
     model = pm.modelcontext(model)
     rng = np.random.default_rng(random_seed)
-    draws = _thinned(unconstrained_draws(idata, model))
+    draws = unconstrained_draws(idata, model)
+    if draws.shape[0] * draws.shape[1] < MIN_DRAWS:
+        raise ValueError(f"check needs at least {MIN_DRAWS} draws over all chains to estimate effective sample "
+                         f"sizes and run its bootstrap; got {draws.shape[0] * draws.shape[1]}. Sample more draws.")
+    draws = _thinned(draws)
     d = draws.shape[2]
     flat = draws.reshape(-1, d)
     score = scores(model, flat, rng, row_budget)[0].reshape(draws.shape)
@@ -158,13 +175,14 @@ def check(idata, model: pm.Model | None = None, *, alpha: float = 0.01, max_ksd_
     sz = (score.reshape(-1, d) @ chol)[order]
     quadratic = slice(0, min(max_ksd_draws, z.shape[0]))
     u = stein_kernel_matrix(z[quadratic], sz[quadratic])
-    p_value = ksd_bootstrap_pvalue(u, rng)
+    finite = bool(np.all(np.isfinite(u)))  # the bootstrap of a NaN statistic says nothing
+    p_value = ksd_bootstrap_pvalue(u, rng) if finite else np.nan
     rows.append(dict(check="ksd", coordinate="all", value=ksd_squared(u), se=np.nan, p_value=p_value,
-                     verdict="fail" if p_value < alpha else "pass"))
+                     verdict=_verdict(p_value, alpha)))
     linear, linear_se = ksd_linear(z, sz)
     p_linear = float(stats.norm.sf(linear / linear_se))  # one-sided: KSD^2 > 0 under any other law
     rows.append(dict(check="ksd_linear", coordinate="all", value=linear, se=linear_se, p_value=p_linear,
-                     verdict="fail" if p_linear < alpha else "pass"))
+                     verdict=_verdict(p_linear, alpha, linear, linear_se)))
     rows += _prediction_rows(idata, [row for row in rows if row["check"] == "score_scale"], alpha)
     if mode_starts > 0:
         rows += mode_rows(model, flat, flat.shape[0], alpha, mode_starts, mode_search_rows, rng)
