@@ -162,3 +162,23 @@ def test_momentum_default_preconditioner_keeps_the_temperature(normal_mean):
     V = theory.minibatch_gradient_covariance(per_example_gradient_covariance(est, np.array([0.0])), N_MEAN, 100)[0, 0]
     P = 0.1 * 2.0 / V
     assert_close(*cov_and_se(mu, mu), theory.heavy_ball_variance(P, k, 0.9, P**2 * V), "heavy-ball variance at T = 1")
+
+
+def test_a_chosen_sghmc_step_gets_its_predicted_error_and_a_warning(normal_mean):
+    """SGHMC(batch_size=100, step_size=1e-4, friction=0.1) on the normal mean (k = 2500: h k = 0.25). The exact
+    discrete Lyapunov oracle (``warmup.tuning.sghmc_sd_error`` with the exact gradient noise at the mean) puts
+    the SD error well above 2 x target_error; the step records its own prediction (from its measured noise:
+    within 25% of that) and warns, naming step_size=None. Draws are not needed for the claim: 20 suffice."""
+    from pymc_sgd.warmup.metric import identity_metric
+    from pymc_sgd.warmup.tuning import sghmc_sd_error
+    post_mean = theory.normal_mean_posterior(X_MEAN, SIGMA, 0.0, PRIOR_SD)[0]
+    est = cached_estimator(normal_mean)
+    V = theory.minibatch_gradient_covariance(per_example_gradient_covariance(est, np.array([post_mean])), N_MEAN, 100)
+    k = np.array([[1 / PRIOR_SD**2 + N_MEAN / SIGMA**2]])
+    exact = sghmc_sd_error(k, V, identity_metric(1), 1e-4, 0.1)
+    assert exact > 0.1
+    step = pymc_sgd.SGHMC(batch_size=100, step_size=1e-4, friction=0.1, steps_per_draw=10, model=normal_mean)
+    with pytest.warns(RuntimeWarning, match="step_size=None"):
+        idata = sample(normal_mean, step, draws=20, tune=20)
+    predicted = idata.sample_stats["predicted_sd_error"].values
+    assert np.all(np.abs(predicted / exact - 1.0) < 0.25), (predicted, exact)

@@ -8,7 +8,8 @@ import numpy as np
 
 from .. import theory, warmup
 from ..kernels import batching, momentum
-from ..warmup.tuning import curvature_range, relaxation_rate, sghmc_parameters, whitened, whitened_injection
+from ..warmup.tuning import (curvature_range, relaxation_rate, sghmc_parameters, sghmc_sd_error, whitened,
+                             whitened_injection)
 from .base import BASE_STATS, FROM_MINIBATCH, StochasticGradientStep, kinetic_energy, require_positive
 from .metropolis import MetropolisAdjustedDynamics, resolve_metropolis
 from .schedules import Cyclical
@@ -136,6 +137,14 @@ class SGHMC(MetropolisAdjustedDynamics, StochasticGradientStep):
         chosen = self._choose_gradient_estimator(bulk, tune)
         if chosen is not None:
             self.h, self.friction, self.predicted_error = chosen
+        elif self.cycle is None:  # a step the user chose: predict its error, and the step that would meet the target
+            noise = self._minibatch_noise(bulk, self.gradient_estimator.noise_centre)
+            self.predicted_error = sghmc_sd_error(bulk.hessian, noise, self.metric, self.h, self.friction,
+                                                  self.temperature, self._injection_corrected)
+            if not self.predicted_error <= 2.0 * self.target_error:
+                self.advised_step = sghmc_parameters(bulk.hessian, noise, self.metric, self.temperature,
+                                                     self.target_error, self.user_friction,
+                                                     self._injection_corrected)[0]
         self.noise_factor = self._in_metric(np.sqrt(2.0 * self.friction * self.h * self.temperature) * np.eye(
             len(bulk.mode)))
         self._set_updates_per_draw(rate(self.h, self.friction), step=self.h)

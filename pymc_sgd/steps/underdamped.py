@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import warmup
 from ..kernels import underdamped
-from ..warmup.tuning import baoab_parameters, curvature_range, relaxation_rate
+from ..warmup.tuning import baoab_parameters, baoab_sd_error, curvature_range, relaxation_rate
 from .base import BASE_STATS, StochasticGradientStep, require_positive
 from .metropolis import MetropolisAdjustedDynamics, resolve_metropolis
 from .schedules import Cyclical
@@ -103,6 +103,12 @@ class UnderdampedLangevin(MetropolisAdjustedDynamics, StochasticGradientStep):
         chosen = self._choose_gradient_estimator(bulk, tune)
         if chosen is not None:
             self.h, self.gamma, self.predicted_error = chosen
+        elif self.cycle is None:  # a step the user chose: predict its error, and the step that would meet the target
+            noise = self._minibatch_noise(bulk, self.gradient_estimator.noise_centre)
+            self.predicted_error = baoab_sd_error(bulk.hessian, noise, self.metric, self.h, self.gamma, self.temperature)
+            if not self.predicted_error <= 2.0 * self.target_error:
+                self.advised_step = baoab_parameters(bulk.hessian, noise, self.metric, self.temperature,
+                                                     self.target_error, self.user_friction)[0]
         self._set_updates_per_draw(relaxation_rate(self.gamma, k_min) * self.h, step=self.h)
         if self.metropolis:
             self.predicted_error = 0.0  # exact: only Monte Carlo error

@@ -182,11 +182,27 @@ def sghmc_parameters(H: np.ndarray, V: np.ndarray, metric: Metric, temperature: 
     (underdamped mapping: time step sqrt(h), gamma = alpha / sqrt(h), critical at gamma = 2 sqrt(k)),
     raised so that the average gradient noise is at most half the total heat
     (alpha >= h lambda_max(L^T V L) / T), and at most 1. Steps needing alpha > 1 are infeasible.
-    The injection corrects for the average noise over the points; the error is the worst
-    point's, whose own noise the correction misses. ``corrected=False``: the injection is 2 alpha h T,
-    uncorrected (SGHMC with noise_correction=None, or in a cyclical schedule), and the error counts all
-    of the gradient noise's heat.
+    The error is ``sghmc_sd_error``'s.
     """
+    error_at, alpha_at, V_z, k_max = _sghmc_error(H, V, metric, temperature, friction, corrected)
+    h = largest_step(error_at, V_z, 1.0 / k_max, target)
+    return h, alpha_at(h), worst_point(error_at, h, V_z)
+
+
+def sghmc_sd_error(H: np.ndarray, V: np.ndarray, metric: Metric, h: float, friction: float,
+                   temperature: float = 1.0, corrected: bool = True) -> float:
+    """The predicted relative error of the posterior SDs for SGHMC at (h, alpha = friction), worst noise point:
+    the exact discrete Lyapunov covariance (``sghmc_covariance``). The injection corrects for the average noise
+    over the points; the error is the worst point's, whose own noise the correction misses.
+    ``corrected=False``: the injection is 2 alpha h T, uncorrected (SGHMC with noise_correction=None, or in a
+    cyclical schedule), and the error counts all of the gradient noise's heat."""
+    error_at, _, V_z, _ = _sghmc_error(H, V, metric, temperature, friction, corrected)
+    return worst_point(error_at, h, V_z)
+
+
+def _sghmc_error(H: np.ndarray, V: np.ndarray, metric: Metric, temperature: float, friction: float | None,
+                 corrected: bool) -> tuple[ErrorAt, Callable[[float], float], np.ndarray, float]:
+    """(error_at, alpha_at, the whitened noise points, k_max) of ``sghmc_parameters`` and ``sghmc_sd_error``."""
     k_min, k_max = curvature_range(metric, H)
     K, V_z = whitened(H, V, metric)
     V_mean = V_z.reshape(-1, *K.shape).mean(axis=0)
@@ -204,29 +220,41 @@ def sghmc_parameters(H: np.ndarray, V: np.ndarray, metric: Metric, temperature: 
         return _guarded(lambda: sd_error(sghmc_covariance(K, V_p, h, alpha_at(h), temperature, correction), K,
                                          metric, temperature))
 
-    h = largest_step(error_at, V_z, 1.0 / k_max, target)
-    return h, alpha_at(h), worst_point(error_at, h, V_z)
+    return error_at, alpha_at, V_z, k_max
 
 
 def baoab_parameters(H: np.ndarray, V: np.ndarray, metric: Metric, temperature: float = 1.0,
                      target: float = TARGET_ERROR, friction: float | None = None) -> tuple[float, float, float]:
-    """(h, gamma, predicted SD error) for BAOAB in the metric (``theory.baoab_stationary_covariance``
-    on the whitened Hessian and noise). gamma defaults to critical damping 2 sqrt(k_min) of the slowest
-    mode. On a Gaussian target with exact gradients BAOAB's positions are exact at any stable h, so
-    the step is also capped by its velocity bias: the kinetic temperature is T (1 - h^2 k / 4)
-    (Leimkuhler & Matthews 2013), kept within 2 * target (h <= sqrt(8 target / k_max)), the part of
-    the discretisation error a non-Gaussian target feels.
+    """(h, gamma, predicted SD error) for BAOAB in the metric (``baoab_sd_error``). gamma defaults to critical
+    damping 2 sqrt(k_min) of the slowest mode. On a Gaussian target with exact gradients BAOAB's positions are
+    exact at any stable h, so the step is also capped by its velocity bias: the kinetic temperature is
+    T (1 - h^2 k / 4) (Leimkuhler & Matthews 2013), kept within 2 * target (h <= sqrt(8 target / k_max)), the
+    part of the discretisation error a non-Gaussian target feels.
     """
     k_min, k_max = curvature_range(metric, H)
     gamma = 2.0 * np.sqrt(k_min) if friction is None else friction
+    error_at, V_z = _baoab_error(H, V, metric, temperature, gamma)
+    h = largest_step(error_at, V_z, min(1.0 / np.sqrt(k_max), np.sqrt(8.0 * target / k_max)), target)
+    return h, gamma, worst_point(error_at, h, V_z)
+
+
+def baoab_sd_error(H: np.ndarray, V: np.ndarray, metric: Metric, h: float, gamma: float,
+                   temperature: float = 1.0) -> float:
+    """The predicted relative error of the posterior SDs for BAOAB at (h, gamma), worst noise point
+    (``theory.baoab_stationary_covariance`` on the whitened Hessian and noise)."""
+    error_at, V_z = _baoab_error(H, V, metric, temperature, gamma)
+    return worst_point(error_at, h, V_z)
+
+
+def _baoab_error(H: np.ndarray, V: np.ndarray, metric: Metric, temperature: float,
+                 gamma: float) -> tuple[ErrorAt, np.ndarray]:
     K, V_z = whitened(H, V, metric)
 
     def error_at(h: float, V_p: np.ndarray) -> float:
         return _guarded(lambda: sd_error(theory.baoab_stationary_covariance(K, h, gamma, temperature, V_p), K, metric,
                                          temperature))
 
-    h = largest_step(error_at, V_z, min(1.0 / np.sqrt(k_max), np.sqrt(8.0 * target / k_max)), target)
-    return h, gamma, worst_point(error_at, h, V_z)
+    return error_at, V_z
 
 
 def relaxation_rate(friction: float, curvature: float) -> float:
