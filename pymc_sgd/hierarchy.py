@@ -65,11 +65,11 @@ class GroupEffect:
     size: int
 
 
-def _depends_on(graph: Variable, variables: set) -> bool:
+def depends_on(graph: Variable, variables: set) -> bool:
     return any(v in variables for v in ancestors([graph]))
 
 
-def _squeezed(graph: Variable) -> Variable:
+def squeezed(graph: Variable) -> Variable:
     """A parameter broadcast to the variable's shape (PyMC's expand_dims of a scalar) as the scalar."""
     return pt.squeeze(graph) if all(graph.type.broadcastable) else graph
 
@@ -92,7 +92,7 @@ def _scales_of(rv: Variable, graphs: Sequence[Variable], free: set) -> list[tupl
     for node in pytensor.graph.traversal.applys_between(list(free), graphs):
         if getattr(getattr(node.op, "scalar_op", None), "name", None) == "mul" and len(node.inputs) == 2:
             for mine, other in (node.inputs, node.inputs[::-1]):
-                if mine in uses and _depends_on(other, free - {rv}) and not _depends_on(other, {rv}):
+                if mine in uses and depends_on(other, free - {rv}) and not depends_on(other, {rv}):
                     found.append((other, node.outputs[0]))
     return found
 
@@ -105,8 +105,8 @@ def _location_of(rv: Variable, product: Variable, graphs: Sequence[Variable], fr
         if getattr(getattr(node.op, "scalar_op", None), "name", None) == "add" and len(node.inputs) == 2 and \
                 product in node.inputs:
             other = node.inputs[1] if node.inputs[0] is product else node.inputs[0]
-            if all(other.type.broadcastable) and _depends_on(other, free - {rv}) and not _depends_on(other, {rv}):
-                found.append(_squeezed(other))
+            if all(other.type.broadcastable) and depends_on(other, free - {rv}) and not depends_on(other, {rv}):
+                found.append(squeezed(other))
     return found[0] if len(found) == 1 else pt.constant(0.0)
 
 
@@ -134,19 +134,19 @@ def find_group_effects(model: pm.Model, sampled: Sequence[Variable]) -> list[Gro
         if rv is None or not isinstance(rv.owner.op, NormalRV) or rv.ndim != 1 or model.rvs_to_transforms.get(rv):
             continue
         size = int(model.initial_point()[value.name].size)
-        loc, scale = (_squeezed(p) for p in rv.owner.op.dist_params(rv.owner))
-        if _depends_on(scale, free) and scale.ndim == 0 and loc.ndim <= 1:
+        loc, scale = (squeezed(p) for p in rv.owner.op.dist_params(rv.owner))
+        if depends_on(scale, free) and scale.ndim == 0 and loc.ndim <= 1:
             effects.append((value.name, True, loc, scale, size))
         elif _is_constant(loc, 0.0) and _is_constant(scale, 1.0):
             scales = _scales_of(rv, graphs, free)
             if len(scales) == 1 and all(scales[0][0].type.broadcastable):
                 loc = _location_of(rv, scales[0][1], graphs, free)
-                effects.append((value.name, False, loc, _squeezed(scales[0][0]), size))
+                effects.append((value.name, False, loc, squeezed(scales[0][0]), size))
     effect_rvs = {model.named_vars[name] for name, *_ in effects}  # untransformed: the value has the RV's name
     result = []
     for name, written_centred, loc, scale, size in effects:
         loc_v, scale_v = model.replace_rvs_by_values([loc, scale])
-        if _depends_on(loc, effect_rvs) or _depends_on(scale, effect_rvs):
+        if depends_on(loc, effect_rvs) or depends_on(scale, effect_rvs):
             continue  # nested effects: their location or scale is itself reparameterised
         result.append(GroupEffect(name, written_centred, loc_v, scale_v, size))
     return result
@@ -176,7 +176,7 @@ def row_groups(model: pm.Model, effects: Sequence[GroupEffect], n_rows: int) -> 
         indices = {node.inputs[1] for node in nodes
                    if isinstance(node.op, AdvancedSubtensor | AdvancedSubtensor1) and len(node.inputs) == 2
                    and node.inputs[0].ndim == 1 and node.inputs[1].dtype.startswith(("int", "uint"))
-                   and _depends_on(node.inputs[0], {rv}) and not _depends_on(node.inputs[1], free)}
+                   and depends_on(node.inputs[0], {rv}) and not depends_on(node.inputs[1], free)}
         values = [np.asarray(value_of(index)) for index in indices]
         if not values or values[0].shape != (n_rows,) or any(not np.array_equal(values[0], v) for v in values[1:]):
             continue
@@ -239,6 +239,12 @@ class Reparameterisation:
         return [new[v.name] for v in sampled], replacements, log_jacobian, masks
 
 
+def flat_slices(sampled: Sequence[Variable], point: dict) -> dict[str, slice]:
+    """Each value variable's slice of the flat vector (PyMC's raveled point, in ``sampled``'s order)."""
+    offsets = np.concatenate([[0], np.cumsum([int(np.size(point[v.name])) for v in sampled])])
+    return {v.name: slice(int(offsets[k]), int(offsets[k + 1])) for k, v in enumerate(sampled)}
+
+
 class Coordinates:
     """Maps between the model's flat value vector w (PyMC's point) and the sampler's v, one draw at a time,
     once ``choose`` has set the sampler's coordinates (before that, v = w).
@@ -250,9 +256,7 @@ class Coordinates:
     def __init__(self, sampled: Sequence[Variable], effects: Sequence[GroupEffect], point: dict) -> None:
         self.effects = tuple(effects)
         self.reparameterisation: Reparameterisation | None = None
-        sizes = [int(np.size(point[v.name])) for v in sampled]
-        offsets = np.concatenate([[0], np.cumsum(sizes)])
-        self.slices = {v.name: slice(int(offsets[k]), int(offsets[k + 1])) for k, v in enumerate(sampled)}
+        self.slices = flat_slices(sampled, point)
         self.shapes = {v.name: np.shape(point[v.name]) for v in sampled}
         self.sampled = list(sampled)
         outputs = [graph for e in self.effects for graph in (e.loc, e.scale)]

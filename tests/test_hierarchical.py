@@ -8,6 +8,7 @@ sampler's promised relative SD error (target_error = 3%) and the slack for its o
 
 import warnings
 
+import arviz as az
 import numpy as np
 import pymc as pm
 import pytest
@@ -15,8 +16,9 @@ import pytest
 import pymc_sgd
 from pymc_sgd import models, warmup
 from pymc_sgd.gradients import cached_estimator
-from pymc_sgd.hierarchy import Coordinates, Reparameterisation, find_group_effects, row_groups
+from pymc_sgd.hierarchy import Coordinates, Reparameterisation, find_group_effects, flat_slices, row_groups
 from pymc_sgd.kernels import batching
+from pymc_sgd.scales import find_scale_families, scale_moves
 from pymc_sgd.kernels.model import gradient_into
 from pymc_sgd.warmup.geometry import potential_on
 
@@ -172,3 +174,41 @@ def test_stratified_batches_weigh_every_row_once_on_average_and_the_gradient_wei
         expected += gradient_into(plain.kernel, w, np.array([i]), np.array([weight]), row) - prior
     np.testing.assert_allclose(out, expected, rtol=1e-10, atol=1e-10)
     assert np.isnan(gradient_into(plain.kernel, w, batch.idx, batch.scale, row)).all()  # unweighted model: halts
+
+
+def test_scale_families_are_found_in_a_random_walk_and_in_group_effects():
+    """A GaussianRandomWalk's innovation SD scales x_1 .. x_{T-1} about x_0; a group scale scales the groups the
+    sampler runs centred about the location mu (a model written non-centred and run so: none of them)."""
+    model, _ = models.random_walk_model(np.linspace(0.0, 1.0, 6))
+    family, = find_scale_families(model, model.value_vars, [])
+    slices = flat_slices(model.value_vars, model.initial_point())
+    moves = scale_moves([family], slices, np.array([0.3]), 4, None)
+    assert moves.scale.tolist() == [slices["sigma_log__"].start]
+    assert moves.members.tolist() == list(range(slices["x"].start + 1, slices["x"].stop))
+    assert set(moves.centres.tolist()) == {slices["x"].start}
+    y, g, groups = unequal_groups(groups=5)
+    for parameterisation, members in (("centred", 5), ("noncentred", 0)):
+        model, _ = models.hierarchical_normal_model(y, g, groups, parameterisation)
+        effects = find_group_effects(model, model.value_vars)
+        family, = find_scale_families(model, model.value_vars, effects)
+        assert (family.scale, family.centre) == ("tau_log__", "mu")
+        moves = scale_moves([family], flat_slices(model.value_vars, model.initial_point()), np.array([0.3]), 4,
+                            Reparameterisation.as_written(effects))
+        assert len(moves.members) == members
+
+
+def test_a_latent_random_walk_is_right_on_defaults():
+    """The centred walk (``models.random_walk_model``, 30 steps, unknown innovation SD: log sigma's posterior SD
+    1.2, a funnel in time) with UnderdampedLangevin(batch_size=None) on defaults: generalised HMC with scale moves,
+    thinned by the measured mixing (SGLD's MALA is right too, at 10,000 updates per draw: too slow for the suite). Every coordinate within the tolerances of tests/mc.py of the exact posterior, and at least 0.25
+    effective draws per draw in every coordinate (a chain that wanders passes a bare mean test with a huge SE)."""
+    rng = np.random.default_rng(42)
+    model, exact = models.random_walk_model(np.cumsum(rng.normal(0, 0.1, 30)) + rng.normal(0, 0.5, 30))
+    with model:
+        idata = pm.sample(draws=1000, tune=1000, chains=2, cores=1, random_seed=1, progressbar=False,
+                          compute_convergence_checks=False, step=pymc_sgd.UnderdampedLangevin(batch_size=None))
+    assert not idata.sample_stats["diverging"].values.any()
+    post = idata.posterior
+    draws = np.concatenate([np.log(post["sigma"].values)[..., None], post["x"].values], axis=-1)
+    assert min(float(az.ess(draws[..., j])) for j in range(draws.shape[-1])) >= 0.25 * 2000
+    assert_means_and_sds(draws, exact.mean, exact.sd, 0.0)

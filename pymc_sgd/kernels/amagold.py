@@ -25,7 +25,7 @@ from .batching import next_batch
 from .estimator import estimate_gradient, norm
 from .info import Info
 from .langevin import copy_into
-from .mala import full_potential_into
+from .model import full_potential_into
 from .underdamped import factor_axpy
 
 

@@ -22,7 +22,8 @@ from numba import njit
 from .estimator import norm
 from .info import Info
 from .langevin import copy_into
-from .mala import full_potential_into
+from .model import full_potential_into
+from .scale_moves import acceptances, scale_moves_into
 from .underdamped import factor_axpy, ou_step
 
 
@@ -43,22 +44,22 @@ class Params(NamedTuple):
 
 
 @njit(cache=True)
-def ghmc_updates(model, preconditioner, state, params, n_updates, rng):
+def ghmc_updates(model, preconditioner, moves, state, params, n_updates, rng):
     """Run n_updates Metropolis-adjusted OBABO steps from ``state`` (``State``, ``Params``) in the metric with
-    factor L = ``preconditioner.root`` (``langevin.Preconditioner``), with full-data gradients.
+    factor L = ``preconditioner.root`` (``langevin.Preconditioner``), with full-data gradients, and a round of
+    ``moves`` (``scale_moves.ScaleMoves``: they move x and keep v) before updates 0, every, 2 every, ...
 
     Returns (State(x, v), ``info.Info``: |grad U(x)|, U(x) (diverged when not finite) and extras [the
-    acceptance rate])."""
+    acceptance rate, then each scale family's])."""
     d = state.x.shape[0]
     buffers = np.zeros((6, d))  # x, v, proposal x, proposal v, grad at x, grad at proposal (see _ghmc_loop)
     copy_into(state.x, buffers[0])
     copy_into(state.v, buffers[1])
-    tally = np.zeros(2)  # U(x), accepted count
+    tally = np.zeros(2 + moves.scale.shape[0])  # U(x), accepted count, each scale family's accepted count
     _ghmc_loop(model, buffers, np.zeros(2 * d + 2), tally, np.zeros(0, dtype=np.int64), np.zeros(1),
-               preconditioner.root, params, n_updates, rng)
-    acceptance = np.array([tally[1] / max(n_updates, 1)])
+               preconditioner.root, moves, params, n_updates, rng)
     return (State(buffers[0].copy(), buffers[1].copy()),
-            Info(params.h, norm(buffers[4]), tally[0], not np.isfinite(tally[0]), acceptance))
+            Info(params.h, norm(buffers[4]), tally[0], not np.isfinite(tally[0]), acceptances(tally, moves, n_updates)))
 
 
 @njit(cache=True, inline="always")
@@ -71,15 +72,19 @@ def kinetic(v):
 
 
 @njit(cache=True, _nrt=False)
-def _ghmc_loop(model, buffers, parts, tally, no_rows, zero, factor, params, n_updates, rng):
+def _ghmc_loop(model, buffers, parts, tally, no_rows, zero, factor, moves, params, n_updates, rng):
     """The loop of ``ghmc_updates`` on ``buffers`` = [x, v, proposal x, proposal v, grad U(x),
-    grad U(proposal)] and ``tally`` = [U(x), accepted]; no allocation (langevin.NO_NRT)."""
+    grad U(proposal)] and ``tally`` = [U(x), accepted, each scale family's accepted]; no allocation
+    (langevin.NO_NRT)."""
     x, v, x_new, v_new, grad, grad_new = buffers[0], buffers[1], buffers[2], buffers[3], buffers[4], buffers[5]
     d = x.shape[0]
     h, temperature = params.h, params.temperature
     c_half = np.exp(-0.5 * params.gamma * h)
     potential = full_potential_into(model, x, parts, no_rows, zero, grad)
-    for _ in range(n_updates):
+    for update in range(n_updates):
+        if moves.every > 0 and update % moves.every == 0:
+            potential = scale_moves_into(model, moves, x, x_new, grad, grad_new, potential, parts, no_rows, zero,
+                                         temperature, tally[2:], rng)
         ou_step(v, c_half, temperature, rng)
         copy_into(x, x_new)
         copy_into(v, v_new)

@@ -20,7 +20,8 @@ from numba import njit
 from .estimator import norm
 from .info import Info
 from .langevin import copy_into
-from .model import FULL_PARTS, _evaluate
+from .model import full_potential_into
+from .scale_moves import acceptances, scale_moves_into
 from .underdamped import factor_axpy
 
 
@@ -39,43 +40,36 @@ class Params(NamedTuple):
 
 
 @njit(cache=True)
-def mala_updates(model, preconditioner, state, params, n_updates, rng):
+def mala_updates(model, preconditioner, moves, state, params, n_updates, rng):
     """Run n_updates MALA steps from ``state`` (``State``, ``Params``) in the metric with factor L =
-    ``preconditioner.root`` (``langevin.Preconditioner``), with full-data gradients (no batch, no estimator).
+    ``preconditioner.root`` (``langevin.Preconditioner``), with full-data gradients (no batch, no estimator),
+    and a round of ``moves`` (``scale_moves.ScaleMoves``) before updates 0, every, 2 every, ...
 
     Returns (State(w), ``info.Info``: |grad U(w)|, U(w) (diverged when not finite) and extras [the acceptance
-    rate])."""
+    rate, then each scale family's])."""
     d = state.w.shape[0]
     buffers = np.zeros((6, d))  # w, proposal, grad at w, grad at proposal, xi, scratch (see _mala_loop)
     copy_into(state.w, buffers[0])
-    tally = np.zeros(2)  # U(w), accepted count
+    tally = np.zeros(2 + moves.scale.shape[0])  # U(w), accepted count, each scale family's accepted count
     _mala_loop(model, buffers, np.zeros(2 * d + 2), tally, np.zeros(0, dtype=np.int64), np.zeros(1),
-               preconditioner.root, params, n_updates, rng)
-    acceptance = np.array([tally[1] / max(n_updates, 1)])
+               preconditioner.root, moves, params, n_updates, rng)
     return (State(buffers[0].copy()),
-            Info(params.h, norm(buffers[2]), tally[0], not np.isfinite(tally[0]), acceptance))
-
-
-@njit(cache=True, inline="always")
-def full_potential_into(model, w, parts, no_rows, zero, grad):
-    """U(w) over all rows, with grad U(w) into ``grad`` (FULL_PARTS, no allocation)."""
-    d = w.shape[0]
-    _evaluate(model, FULL_PARTS, w, no_rows, zero, parts)
-    for i in range(d):
-        grad[i] = -(parts[2 + i] + parts[d + 2 + i])
-    return -(parts[0] + parts[1])
+            Info(params.h, norm(buffers[2]), tally[0], not np.isfinite(tally[0]), acceptances(tally, moves, n_updates)))
 
 
 @njit(cache=True, _nrt=False)
-def _mala_loop(model, buffers, parts, tally, no_rows, zero, factor, params, n_updates, rng):
+def _mala_loop(model, buffers, parts, tally, no_rows, zero, factor, moves, params, n_updates, rng):
     """The loop of ``mala_updates`` on ``buffers`` = [w, proposal, grad U(w), grad U(proposal), xi, scratch]
-    and ``tally`` = [U(w), accepted]; no allocation (langevin.NO_NRT)."""
+    and ``tally`` = [U(w), accepted, each scale family's accepted]; no allocation (langevin.NO_NRT)."""
     w, proposal, grad, proposal_grad, xi, kick = buffers[0], buffers[1], buffers[2], buffers[3], buffers[4], buffers[5]
     d = w.shape[0]
     h, temperature = params.h, params.temperature
     potential = full_potential_into(model, w, parts, no_rows, zero, grad)
     sd = np.sqrt(2.0 * h * temperature)
-    for _ in range(n_updates):
+    for update in range(n_updates):
+        if moves.every > 0 and update % moves.every == 0:
+            potential = scale_moves_into(model, moves, w, proposal, grad, proposal_grad, potential, parts, no_rows,
+                                         zero, temperature, tally[2:], rng)
         for i in range(d):
             xi[i] = rng.standard_normal()
             kick[i] = sd * xi[i]

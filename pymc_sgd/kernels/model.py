@@ -96,3 +96,13 @@ def parts_into(model, w, idx, out):
 def full_parts_into(model, w, out):
     """``parts_into`` over all rows, without gathering them."""
     return _evaluate(model, FULL_PARTS, w, np.zeros(0, dtype=np.int64), np.zeros(1), out)
+
+
+@njit(cache=True, inline="always")
+def full_potential_into(model, w, parts, no_rows, zero, grad):
+    """U(w) over all rows, with grad U(w) into ``grad`` (FULL_PARTS, no allocation)."""
+    d = w.shape[0]
+    _evaluate(model, FULL_PARTS, w, no_rows, zero, parts)
+    for i in range(d):
+        grad[i] = -(parts[2 + i] + parts[d + 2 + i])
+    return -(parts[0] + parts[1])

@@ -35,6 +35,7 @@ from ..data.chunks import ShuffledChunks, chunk_heterogeneity, default_chunk_row
 from ..data.ondisk import disk_array
 from ..gradients import ModelEstimator, cached_estimator, sampled_value_vars
 from ..hierarchy import Coordinates, Reparameterisation, find_group_effects, row_groups
+from ..scales import find_scale_families
 from ..rows import minibatch_size
 from ..kernels import batching as batch_sampling
 from ..kernels import langevin
@@ -42,6 +43,7 @@ from ..kernels import schedules as kernel_schedules
 from ..kernels.info import Info
 from ..warmup.bulk import NOISE_POINTS, spread_out
 from ..warmup.settle import settling_message
+from ..warmup import mixing
 from ..warmup.tuning import curvature_range
 from .coordinates import GroupCoordinates
 from .gradient_estimator import SVRG, GradientEstimator
@@ -56,6 +58,7 @@ BASE_STATS = {
     "diverging": (bool, []),
     "divergence_reason": (np.int64, []),
     "steps_per_draw": (np.int64, []),
+    "mixing_shortfall": (np.float64, []),  # the factor the measured mixing put on steps_per_draw (warmup.mixing)
     "warmup_time": (np.float64, []),
     "warmup_grad_evals": (np.float64, []),
     "grad_evals": (np.float64, []),
@@ -118,6 +121,7 @@ class StochasticGradientStep(GroupCoordinates, BlockedStep):
     gradient_estimator: GradientEstimator | None = None  # samplers whose kernel takes one set it
     auto_step_size = False  # subclasses set it before calling __init__ when step_size=None
     checks_settling = True  # warn when the tuning draws were still drifting (warmup.settle)
+    metropolis = False  # the updates pass a Metropolis test (steps.metropolis): their law is exact
     cycle: Any = None  # a schedules.Cyclical from step_size=Cyclical(...) (see _take_step_size)
     refines_metric = True  # re-estimate the metric from tuning draws (see _maybe_refine_metric)
     streams_rows = True  # reads rows only through its batches, so it can take them from a buffer of chunks
@@ -185,6 +189,7 @@ class StochasticGradientStep(GroupCoordinates, BlockedStep):
         self.coordinates: Coordinates | None = None  # the sampler's own coordinates (see _choose_coordinates)
         held = set(model.value_vars) - set(self.vars)
         self.group_effects = [] if held else find_group_effects(model, self.vars)
+        self.scale_families = [] if held else find_scale_families(model, self.vars, self.group_effects)
         may_choose = parameterisation == "auto" and self.auto_step_size and self.reparameterises
         # compiled with the coordinates as data, so the warm-up's choices need no new compilation
         self._written = Reparameterisation.as_written(self.group_effects) if may_choose and self.group_effects else None
@@ -339,6 +344,7 @@ class StochasticGradientStep(GroupCoordinates, BlockedStep):
         self._tuning_draws: list[np.ndarray] = []
         self.warmup_time = 0.0
         self.predicted_ess_per_draw = np.nan
+        self.mixing_shortfall = 1.0  # the thinning's factor from measured mixing (warmup.mixing)
         self.target_error = self.requested_target_error
         self.tuning_divergences = 0
         self._tuned_on: warmup.Bulk | None = None
@@ -400,6 +406,8 @@ class StochasticGradientStep(GroupCoordinates, BlockedStep):
             return
         self._rechoose_coordinates(slice(WINDOW_STARTS[count], count))
         window = np.array(self._tuning_draws[WINDOW_STARTS[count]:count])
+        if self.auto_steps_per_draw:
+            self.mixing_shortfall *= mixing.shortfall(window, self.predicted_ess_per_draw)
         covariance = warmup.metric.covariance_from_draws(self.laplace, window)
         draws = self.bulk.mode + window @ self.laplace.factor.T
         moved = _every_coordinate_moved(window)
@@ -523,7 +531,7 @@ class StochasticGradientStep(GroupCoordinates, BlockedStep):
             rate_per_update *= relaxation_fraction(self.cycle_peak / step)
         if self.auto_steps_per_draw:
             self.steps_per_draw, self.predicted_ess_per_draw = warmup.tuning.updates_per_draw(
-                rate_per_update, self.max_steps_per_draw)
+                rate_per_update / self.mixing_shortfall, self.max_steps_per_draw)
 
     def _stable_step_limit(self) -> float:
         """The largest stable step in the current metric (SGLD's 2 / k_max; samplers override)."""
@@ -567,8 +575,10 @@ class StochasticGradientStep(GroupCoordinates, BlockedStep):
     def _divergence_reason(self, v: np.ndarray, w: np.ndarray, point_map_info, point: dict) -> int:
         """0, or why the sampler's state v (the model's w) must halt the chain (DIVERGENCE_REASONS)."""
         # a compound step's conditional posterior moves; a user's own step may mean a wider spread (constant SGD
-        # near its stability limit: 57 SDs), but not a chain at mu = 4,000 with a prior SD of 1, silently
-        if self.bulk is not None and not self.estimator.held:
+        # near its stability limit: 57 SDs), but not a chain at mu = 4,000 with a prior SD of 1, silently. With the
+        # Metropolis test far from the bulk is the posterior's own tail (a random walk's funnel: 100 SDs of a
+        # Laplace fit to a stuck warm-up run), not a blow-up.
+        if self.bulk is not None and not self.estimator.held and not self.metropolis:
             centre, scale = self.spread
             z = warmup.whiten(scale, v, centre)
             if not np.sqrt(np.mean(z * z)) <= (MAX_WHITENED_RMS if self.auto_step_size else MAX_WHITENED_RMS_CHOSEN_STEP):
@@ -665,6 +675,7 @@ class StochasticGradientStep(GroupCoordinates, BlockedStep):
             if self.measures_gradient_noise:
                 self._after_tuning_draw(new_v)
         stats.update(diverging=bool(reason), divergence_reason=reason, steps_per_draw=self.steps_per_draw,
+                     mixing_shortfall=self.mixing_shortfall,
                      warmup_time=self.warmup_time, warmup_grad_evals=self.bulk.data_passes,
                      grad_evals=self._grad_evals_per_draw(), warning=self._take_warnings(),
                      energy=stats["minibatch_potential"] + stats.get("kinetic_energy", 0.0),

@@ -56,6 +56,7 @@ class MALA(MetropolisAdjusted, StochasticGradientStep):
     streams_rows_reason = "it reads all rows at every update"
 
     name = "mala"
+    metropolis = True
     stats_dtypes_shapes = {**BASE_STATS, "acceptance_rate": (np.float64, [])}
 
     def __init__(self, vars=None, *, step_size: float | None = None, steps_per_draw: int | None = None,

@@ -11,11 +11,16 @@ from __future__ import annotations
 import numpy as np
 
 from .. import warmup
+from ..hierarchy import Reparameterisation, flat_slices
 from ..kernels import batching, ghmc, mala, schedules
+from ..kernels.scale_moves import ScaleMoves, no_scale_moves
+from ..scales import scale_moves
 from ..warmup.acceptance import MALA_ACCEPTANCE, DualAveraging
 from ..warmup.tuning import curvature_range
 
 DYNAMICS_ACCEPTANCE = 0.8  # generalised HMC's target acceptance (MetropolisAdjustedDynamics)
+SCALE_MOVE_EVERY = 4  # updates between rounds of scale moves: each costs a potential per family, <= 25% more
+SCALE_MOVE_ACCEPTANCE = 0.44  # one-dimensional random-walk Metropolis (Gelman, Roberts & Gilks 1996)
 
 
 def resolve_metropolis(step, metropolis: bool | None, *other_blockers: tuple[str, bool]) -> bool:
@@ -34,7 +39,49 @@ def resolve_metropolis(step, metropolis: bool | None, *other_blockers: tuple[str
     return bool(metropolis)
 
 
-class MetropolisAdjusted:
+class ScaleMoving:
+    """Scale moves (``kernels.scale_moves``) between the full-data updates, for the model's scale families
+    (``pymc_sgd.scales``: a random walk's innovation SD, a group scale with the groups run centred): a mixin of
+    ``StochasticGradientStep`` with the Metropolis test. Each family's proposal SD delta starts at the posterior SD
+    of its log scale in the metric (M_ss) and is adapted in tuning by dual averaging to an acceptance of
+    SCALE_MOVE_ACCEPTANCE. Measured on a latent random walk (docs/pages/hierarchical.md): UnderdampedLangevin on 300
+    steps right in 31 s with them, 66 s without; on 100 steps (a deeper funnel) right with them, SDs 17% short
+    without."""
+
+    scale_move_sd: np.ndarray | None = None
+    scale_move_adaptation: list | None = None
+
+    def _tune_scale_moves(self) -> None:
+        """(Re)start each family's proposal SD from the metric."""
+        families = self.scale_families
+        if not families:
+            return
+        self._scale_slices = slices = flat_slices(self.vars, self.model.initial_point())
+        self.scale_move_sd = np.array([np.sqrt(self.metric.matrix[slices[f.scale].start, slices[f.scale].start])
+                                       for f in families])
+        self.scale_move_adaptation = [DualAveraging(sd, delta=SCALE_MOVE_ACCEPTANCE) for sd in self.scale_move_sd]
+
+    def _stop_scale_move_tuning(self) -> None:
+        if self.scale_move_adaptation:
+            self.scale_move_sd = np.array([adaptation.final for adaptation in self.scale_move_adaptation])
+        self.scale_move_adaptation = None
+
+    def _scale_moves(self) -> ScaleMoves:
+        """The kernels' moves in the sampler's current coordinates (no families: none)."""
+        if not self.scale_families or self.scale_move_sd is None:
+            return no_scale_moves()
+        chosen = None if self.coordinates is None else self.coordinates.reparameterisation
+        return scale_moves(self.scale_families, self._scale_slices, self.scale_move_sd, SCALE_MOVE_EVERY,
+                           chosen or Reparameterisation.as_written(self.group_effects))
+
+    def _adapt_scale_moves(self, rates: np.ndarray) -> None:
+        """In tuning, each family's proposal SD from its acceptance rate in this draw's moves."""
+        if self.tune and self.scale_move_adaptation:
+            self.scale_move_sd = np.array([adaptation.update(rate) if np.isfinite(rate) else sd for adaptation, rate, sd
+                                           in zip(self.scale_move_adaptation, rates, self.scale_move_sd)])
+
+
+class MetropolisAdjusted(ScaleMoving):
     """MALA updates for a step whose gradients are full-data (a mixin of ``StochasticGradientStep``).
 
     The step sets ``h`` (nan: chosen) and ``auto_step_size``. With h chosen, each (re)tuning starts h at
@@ -58,9 +105,11 @@ class MetropolisAdjusted:
             self.h = 1.36 * len(bulk.mode) ** (-1.0 / 3.0) / k_max
             self.adaptation = DualAveraging(self.h)
         self._set_updates_per_draw(self.h * self.k_min * MALA_ACCEPTANCE)
+        self._tune_scale_moves()
 
     def _stop_metropolis_tuning(self) -> None:
         """Sample with the averaged step; thinning for it."""
+        self._stop_scale_move_tuning()
         if self.adaptation is not None:
             self.h = self.adaptation.final
             self.adaptation = None
@@ -70,15 +119,17 @@ class MetropolisAdjusted:
         """steps_per_draw MALA updates from w; the base stats and ``acceptance_rate``."""
         h = self.h
         (w,), info = mala.mala_updates(self.estimator.kernel, self._metric_preconditioner(whitened=True),
-                                       mala.State(w), mala.Params(h, self.temperature, self.divergence_bound),
-                                       self.steps_per_draw, self.rng)
-        acceptance, = info.extras
+                                       self._scale_moves(), mala.State(w),
+                                       mala.Params(h, self.temperature, self.divergence_bound), self.steps_per_draw,
+                                       self.rng)
+        acceptance = info.extras[0]
+        self._adapt_scale_moves(info.extras[1:])
         if self.adaptation is not None and self.tune:
             self.h = self.adaptation.update(acceptance)
         return w, {**self._kernel_stats(info, h), "acceptance_rate": acceptance}
 
 
-class MetropolisAdjustedDynamics:
+class MetropolisAdjustedDynamics(ScaleMoving):
     """Generalised HMC updates (``kernels.ghmc``: OBABO with a Metropolis test on its BAB part) for a momentum
     step whose batch is all rows (a mixin of ``StochasticGradientStep``).
 
@@ -111,9 +162,11 @@ class MetropolisAdjustedDynamics:
         self.tuned_steps_per_draw = self.steps_per_draw
         if self.auto_step_size:
             self.time_step_adaptation = DualAveraging(self.tuned_time_step, delta=DYNAMICS_ACCEPTANCE)
+        self._tune_scale_moves()
 
     def _stop_dynamics_tuning(self) -> None:
         """Sample with the averaged time step (at most the tuned one)."""
+        self._stop_scale_move_tuning()
         if self.time_step_adaptation is not None:
             self._use_time_step(self.time_step_adaptation.final)
             self.time_step_adaptation = None
@@ -133,9 +186,11 @@ class MetropolisAdjustedDynamics:
         time_step, gamma = self._underdamped_parameters()
         h = self.h
         (w, self.ghmc_velocity), info = ghmc.ghmc_updates(
-            self.estimator.kernel, self._metric_preconditioner(whitened=True), ghmc.State(w, self.ghmc_velocity),
-            ghmc.Params(time_step, gamma, self.temperature, self.divergence_bound), self.steps_per_draw, self.rng)
-        acceptance, = info.extras
+            self.estimator.kernel, self._metric_preconditioner(whitened=True), self._scale_moves(),
+            ghmc.State(w, self.ghmc_velocity), ghmc.Params(time_step, gamma, self.temperature, self.divergence_bound),
+            self.steps_per_draw, self.rng)
+        acceptance = info.extras[0]
+        self._adapt_scale_moves(info.extras[1:])
         if self.time_step_adaptation is not None and self.tune:
             self._use_time_step(self.time_step_adaptation.update(acceptance))
         return w, {**self._kernel_stats(info, h), "acceptance_rate": acceptance,
