@@ -212,3 +212,16 @@ def test_a_latent_random_walk_is_right_on_defaults():
     draws = np.concatenate([np.log(post["sigma"].values)[..., None], post["x"].values], axis=-1)
     assert min(float(az.ess(draws[..., j])) for j in range(draws.shape[-1])) >= 0.25 * 2000
     assert_means_and_sds(draws, exact.mean, exact.sd, 0.0)
+
+
+def test_the_still_drifting_warning_of_a_minibatched_step_offers_the_full_batch():
+    """A minibatched step that can run the Metropolis test names batch_size=None and what a full-data gradient
+    costs in batches (its advice is right on the random walk: the test above); a full batch or a step without
+    the test adds nothing."""
+    rng = np.random.default_rng(42)
+    model, _ = models.random_walk_model(np.cumsum(rng.normal(0, 0.1, 300)) + rng.normal(0, 0.5, 300))
+    with model:
+        advice = pymc_sgd.SGLD(batch_size=50)._full_batch_advice()
+        assert "batch_size=None" in advice and "costs 6 batches" in advice
+        assert pymc_sgd.UnderdampedLangevin(batch_size=None)._full_batch_advice() == ""
+        assert pymc_sgd.ConstantSGD(batch_size=50)._full_batch_advice() == ""

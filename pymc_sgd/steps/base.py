@@ -122,6 +122,7 @@ class StochasticGradientStep(GroupCoordinates, BlockedStep):
     auto_step_size = False  # subclasses set it before calling __init__ when step_size=None
     checks_settling = True  # warn when the tuning draws were still drifting (warmup.settle)
     metropolis = False  # the updates pass a Metropolis test (steps.metropolis): their law is exact
+    offers_metropolis = False  # a full batch turns the test on (steps.metropolis's mixins)
     cycle: Any = None  # a schedules.Cyclical from step_size=Cyclical(...) (see _take_step_size)
     refines_metric = True  # re-estimate the metric from tuning draws (see _maybe_refine_metric)
     streams_rows = True  # reads rows only through its batches, so it can take them from a buffer of chunks
@@ -628,8 +629,17 @@ class StochasticGradientStep(GroupCoordinates, BlockedStep):
         if not self.halted and self.checks_settling:
             message = settling_message(self._tuning_draws, self.draw, self._coordinate_names())
             if message:
-                self._warn(f"{type(self).__name__}: {message}", stacklevel=2)
+                self._warn(f"{type(self).__name__}: {message}{self._full_batch_advice()}", stacklevel=2)
         super().stop_tuning()
+
+    def _full_batch_advice(self) -> str:
+        """For a minibatched step that can run the Metropolis test: the full batch's cost, as advice."""
+        if not self.offers_metropolis or self.batch_mode == batch_sampling.FULL:
+            return ""
+        n = self.estimator.n_rows
+        return (f" Or pass batch_size=None: a full-data gradient costs {n / self.batch_size:.0f} batches here, and "
+                "full batches get a Metropolis test, exact at any step (a latent random walk's funnel, 300 rows: "
+                "right with batch_size=None, 2.9 SD off with batch_size=50).")
 
     def _coordinate_names(self) -> list[str]:
         point = self.model.initial_point()

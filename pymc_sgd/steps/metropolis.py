@@ -93,6 +93,7 @@ class MetropolisAdjusted(ScaleMoving):
 
     h: float
     auto_step_size: bool
+    offers_metropolis = True
 
     def _start_metropolis(self) -> None:
         self.adaptation: DualAveraging | None = None
@@ -145,6 +146,7 @@ class MetropolisAdjustedDynamics(ScaleMoving):
     Gibbs step, so the target is kept) and carried over between sampling draws.
     """
 
+    offers_metropolis = True
     ghmc_velocity: np.ndarray | None = None
     time_step_adaptation: DualAveraging | None = None
 

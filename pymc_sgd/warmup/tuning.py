@@ -34,9 +34,17 @@ def sd_error(whitened_covariance: np.ndarray, K: np.ndarray, metric: Metric, tem
     covariance S_z in the metric's coordinates (S = L S_z L^T, T H^-1 = T L K^-1 L^T). Working in
     whitened coordinates keeps the Lyapunov solves well conditioned for unscaled parameters."""
     L = metric.factor
-    covariance = np.einsum("ij,jk,ik->i", L, whitened_covariance, L)
-    target = temperature * np.einsum("ij,jk,ik->i", L, np.linalg.inv(K), L)
+    covariance = _diagonal_of_congruence(L, whitened_covariance, metric.kind)
+    target = temperature * _diagonal_of_congruence(L, np.linalg.inv(K), metric.kind)
     return float(np.max(np.abs(np.sqrt(covariance / target) - 1.0)))
+
+
+def _diagonal_of_congruence(L: np.ndarray, S: np.ndarray, kind: str) -> np.ndarray:
+    """diag(L S L^T): O(d) for a diagonal L, else one BLAS product (a three-operand einsum has no BLAS path and
+    took 131 of SGHMC's 251 s on 500 groups)."""
+    if kind in ("diag", "identity"):
+        return np.diag(L) ** 2 * np.diag(S)
+    return np.sum((L @ S) * L, axis=1)
 
 
 def whitened(H: np.ndarray, V: np.ndarray, metric: Metric) -> tuple[np.ndarray, np.ndarray]:
