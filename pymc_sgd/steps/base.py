@@ -640,8 +640,7 @@ class StochasticGradientStep(GroupCoordinates, BlockedStep):
             return ""
         n = self.estimator.n_rows
         return (f" Or pass batch_size=None: a full-data gradient costs {n / self.batch_size:.0f} batches here, and "
-                "full batches get a Metropolis test, exact at any step (a latent random walk's funnel, 300 rows: "
-                "right with batch_size=None, 2.9 SD off with batch_size=50).")
+                "full batches get a Metropolis test, exact at any step.")
 
     def _coordinate_names(self) -> list[str]:
         point = self.model.initial_point()
