@@ -225,3 +225,20 @@ def test_the_still_drifting_warning_of_a_minibatched_step_offers_the_full_batch(
         assert "batch_size=None" in advice and "costs 6 batches" in advice
         assert pymc_sgd.UnderdampedLangevin(batch_size=None)._full_batch_advice() == ""
         assert pymc_sgd.ConstantSGD(batch_size=50)._full_batch_advice() == ""
+
+
+def test_mala_with_scale_moves_keeps_the_exact_posterior_of_a_short_walk():
+    """The MALA kernel with scale moves interleaved (kernels.scale_moves; every 4 updates), on a 10-step walk
+    (log sigma's posterior SD above 1: the funnel is deep) against the exact posterior, with a fixed 200 updates
+    per draw so the test is about the kernel's law, not the thinning. Tolerances: tests/mc.py (4.5 Monte Carlo SE
+    of every mean and SD); the scale moves must have been used (the step's families and acceptances)."""
+    rng = np.random.default_rng(7)
+    model, exact = models.random_walk_model(np.cumsum(rng.normal(0, 0.1, 10)) + rng.normal(0, 0.5, 10))
+    with model:
+        step = pymc_sgd.MALA(steps_per_draw=200)
+        idata = pm.sample(draws=2000, tune=1000, chains=2, cores=1, random_seed=3, progressbar=False,
+                          compute_convergence_checks=False, step=step)
+    assert len(step.scale_families) == 1 and step.scale_move_sd is not None
+    post = idata.posterior
+    draws = np.concatenate([np.log(post["sigma"].values)[..., None], post["x"].values], axis=-1)
+    assert_means_and_sds(draws, exact.mean, exact.sd, 0.0)
