@@ -483,23 +483,14 @@ class StochasticGradientStep(GroupCoordinates, BlockedStep):
     def _minibatch_noise(self, bulk: warmup.Bulk, centre: np.ndarray | None = None) -> np.ndarray:
         """Cov(grad U_hat) of this step's batches at each of ``_noise_points`` (a k x d x d stack; 0 for full
         batch), which the tuning keeps within target at the worst point: the plain estimator's noise varies over
-        the posterior (as sigma^-4 for a normal mean). With a control variate centred at w* it is, to first
-        order, C (w - w*)(w - w*)^T C per row, so at one point each coordinate's noise is its own deviation
-        squared, a chi-square draw: the worst of k points takes, for every coordinate, the largest of k draws,
-        and over d coordinates the largest of d k (1000 groups, 4 points: about 13 times the mean). What sets
-        the stationary covariance S is the mean: for a linear drift, by the law of total variance,
-        S = (I - h K) S (I - h K)^T + 2 h T I + h^2 E[V(w)] exactly, E over the chain's law. So the centred
-        estimator's noise is the mean over the points (one point); measured on a 1000-group logistic GLM, a
-        step 2.5 times larger and the draws as accurate (docs/pages/benchmarks.md)."""
+        the posterior (as sigma^-4 for a normal mean)."""
         d = len(bulk.mode)
         if self.batch_mode == batch_sampling.FULL:
             return np.zeros((d, d))
         if self.batch_mode == batch_sampling.STRATIFIED:
-            noise = self._stratified_noise(self._noise_points(bulk), centre)
-        else:
-            noise = warmup.gradient_noise(self.estimator, self._noise_points(bulk), self.rng, self.batch_size,
-                                          self.batch_mode == batch_sampling.WITH_REPLACEMENT, self.noise_rows, centre)
-        return noise if centre is None else noise.mean(axis=0, keepdims=True)
+            return self._stratified_noise(self._noise_points(bulk), centre)
+        return warmup.gradient_noise(self.estimator, self._noise_points(bulk), self.rng, self.batch_size,
+                                     self.batch_mode == batch_sampling.WITH_REPLACEMENT, self.noise_rows, centre)
 
     def _stratified_noise(self, points: np.ndarray, centre: np.ndarray | None) -> np.ndarray:
         """Cov(grad U_hat) of this step's stratified batches at each of ``points`` (k x d x d)."""
