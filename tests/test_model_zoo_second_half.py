@@ -8,6 +8,7 @@ from test_model_zoo import FIRST_HALF, ZOO, assert_matches_nuts
 SECOND_HALF = ZOO[len(FIRST_HALF):]
 
 
+@pytest.mark.usefixtures("minibatches_kept")
 @pytest.mark.parametrize("build", SECOND_HALF, ids=[build.__name__ for build in SECOND_HALF])
 def test_sgld_on_defaults_matches_nuts(build):
     model, batch_size, *reference_model = build()

@@ -100,6 +100,7 @@ SAMPLERS = {
 }
 
 
+@pytest.mark.usefixtures("minibatches_kept")
 @pytest.mark.parametrize("name", sorted(SAMPLERS))
 def test_every_sampler_on_defaults_matches_the_exact_posterior(regression, name):
     """2 chains x 600 draws at >= 1/2 effective draw each: SE of a variance ~ sqrt(2 / 600) = 6%
@@ -122,8 +123,9 @@ def test_every_sampler_on_defaults_matches_the_exact_posterior(regression, name)
 def test_control_variate_is_chosen_when_n_is_large(regression, name):
     """n / B = 20: the plain estimator's noise (V ~ n / B in the metric) forces SGLD to h ~ 0.003
     (SGHMC and BAOAB alike), the centred one allows steps near their caps at twice the rows per
-    update: "auto" must centre, and the step must then be that large (SGLD's h > 0.05)."""
-    step = getattr(pymc_sgd, name)(batch_size=100, model=regression)
+    update: "auto" must centre, and the step must then be that large (SGLD's h > 0.05). Minibatches asked for
+    (batching="with_replacement"): on n = 2000 and d = 4 SGLD's warm-up would take the full batch instead."""
+    step = getattr(pymc_sgd, name)(batch_size=100, batching="with_replacement", model=regression)
     with regression, warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # tune=5 is too short to check settling
         idata = pm.sample(draws=5, tune=5, chains=1, random_seed=1, progressbar=False,
@@ -187,6 +189,7 @@ def hierarchical():
     return models.noncentred_hierarchical_model()
 
 
+@pytest.mark.usefixtures("minibatches_kept")
 @pytest.mark.parametrize("name", ["SGLD", "SGHMC", "UnderdampedLangevin"])
 def test_defaults_hold_where_the_gradient_noise_varies_over_the_posterior(hierarchical, name):
     """Non-centred hierarchical model, exact by quadrature (models.noncentred_hierarchical_model):

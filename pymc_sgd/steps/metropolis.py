@@ -25,7 +25,9 @@ SCALE_MOVE_ACCEPTANCE = 0.44  # one-dimensional random-walk Metropolis (Gelman, 
 
 def resolve_metropolis(step, metropolis: bool | None, *other_blockers: tuple[str, bool]) -> bool:
     """The ``metropolis`` option of a step: None is True exactly where the test is possible (a full batch and a
-    constant step); True where it is not raises, naming why."""
+    constant step); True where it is not raises, naming why. The option is kept as ``metropolis_option``: with None a
+    minibatched step may fall back to the full batch and its test (``StochasticGradientStep._tune_cheapest``)."""
+    step.metropolis_option = metropolis
     blockers = [reason for reason, present in (
         ("a minibatch (the test needs the full-data potential; use batch_size=None)",
          step.batch_mode != batching.FULL),
@@ -60,6 +62,11 @@ class ScaleMoving:
         self.scale_move_sd = np.array([np.sqrt(self.metric.matrix[slices[f.scale].start, slices[f.scale].start])
                                        for f in families])
         self.scale_move_adaptation = [DualAveraging(sd, delta=SCALE_MOVE_ACCEPTANCE) for sd in self.scale_move_sd]
+
+    def _forget_metropolis_tuning(self) -> None:
+        """Drop what tuning the test began (a chain's warm-up tries the full batch, then may keep its minibatches:
+        ``StochasticGradientStep._tune_cheapest``)."""
+        self.scale_move_sd = self.scale_move_adaptation = None
 
     def _stop_scale_move_tuning(self) -> None:
         if self.scale_move_adaptation:
@@ -98,6 +105,10 @@ class MetropolisAdjusted(ScaleMoving):
     def _start_metropolis(self) -> None:
         self.adaptation: DualAveraging | None = None
         self.k_min = np.nan
+
+    def _forget_metropolis_tuning(self) -> None:
+        super()._forget_metropolis_tuning()
+        self.adaptation = None
 
     def _tune_metropolis(self, bulk: warmup.Bulk) -> None:
         """Start (or, after a metric refit, restart) dual averaging from the optimal-scaling step."""
@@ -157,6 +168,10 @@ class MetropolisAdjustedDynamics(ScaleMoving):
     def _set_underdamped(self, time_step: float, gamma: float) -> None:
         """Set the step's own parameters to those of (tau, gamma)."""
         raise NotImplementedError
+
+    def _forget_metropolis_tuning(self) -> None:
+        super()._forget_metropolis_tuning()
+        self.time_step_adaptation = None
 
     def _tune_dynamics(self) -> None:
         """Call at the end of each (re)tuning: adapt the time step from the one just chosen."""

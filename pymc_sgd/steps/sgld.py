@@ -44,7 +44,9 @@ class SGLD(MetropolisAdjusted, StochasticGradientStep):
     noise at Laplace draws, and chooses the largest h whose predicted error of every
     posterior SD is below ``target_error`` (exact discrete Lyapunov oracle, ``theory``), with
     or without the control variate, whichever reads fewer rows per effective draw; then
-    ``steps_per_draw`` for about one effective draw per two recorded draws. The choices are
+    ``steps_per_draw`` for about one effective draw per two recorded draws. On small data, where the full batch
+    with its Metropolis test (MALA) reads fewer rows per effective draw, the warm-up takes it and says so (with
+    ``batching="auto"``: ``StochasticGradientStep._tune_cheapest``). The choices are
     in sample_stats (``pymc_sgd.tuning_report``).
 
     Parameters
@@ -75,7 +77,7 @@ class SGLD(MetropolisAdjusted, StochasticGradientStep):
     max_steps_per_draw
         the compute budget of the automatic thinning (default 10000).
     batching
-        "auto" (default: all rows once per update when batch_size is n, "shuffled_chunks" when the per-row
+        "auto" (default: all rows once per update when batch_size is n or where the warm-up finds that cheaper, "shuffled_chunks" when the per-row
         data is memory-mapped, see ``pymc_sgd.Data``,
         "stratified" on a model with a group effect a[g] of at most batch_size / 2 groups, else
         "with_replacement"), "with_replacement", "without_replacement", "epoch", "stratified" (b_g rows

@@ -6,14 +6,15 @@ import numpy as np
 import pandas as pd
 
 # sample_stats the steps record that describe a choice (constant over a chain's draws)
-CHOICES = ("step_size", "friction", "steps_per_draw", "mixing_shortfall", "control_variate", "predicted_sd_error",
+CHOICES = ("full_batch", "step_size", "friction", "steps_per_draw", "mixing_shortfall", "control_variate", "predicted_sd_error",
            "warmup_time", "warmup_grad_evals")
 
 
 def tuning_report(idata) -> pd.DataFrame:
     """One row per chain: the warm-up's choices and the chain's health.
 
-    Columns: every recorded choice among step_size, friction, steps_per_draw, mixing_shortfall (the factor by
+    Columns: every recorded choice among full_batch (all rows every update: batch_size=None, or the
+    warm-up found it cheaper than the minibatches), step_size, friction, steps_per_draw, mixing_shortfall (the factor by
     which the measured mixing of the tuning draws raised steps_per_draw, ``warmup.mixing``), control_variate,
     predicted_sd_error (the theory's predicted largest relative error of a posterior SD),
     warmup_time (s), warmup_grad_evals (full-data gradients spent finding the bulk), then
