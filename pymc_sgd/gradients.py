@@ -230,7 +230,7 @@ def _check_row_split(estimator: ModelEstimator, model: pm.Model, sampled: Sequen
         halves = [estimator.fn(w, np.ascontiguousarray(half), *data)[2:] for half in np.array_split(shuffled, 2)]
         if prefix:  # the first rows are a subset too: a tensor with n rows the model builds fails here
             _, _, ll_full, grad_full = estimator.full_fn(w, *data)
-    except (ValueError, IndexError) as error:
+    except (ValueError, IndexError, AssertionError) as error:  # AssertionError: pytensor's SpecifyShape of an n-row tensor
         raise ModelSpecificationError(
             f"The likelihood cannot be evaluated on a subset of rows when slicing {sliced}: {error}. {advice}"
         ) from error

@@ -382,6 +382,24 @@ def test_compound_step_with_another_sampler_matches_nuts(gradient_estimator):
     assert step.gradient_estimator.active or gradient_estimator == "svrg"
 
 
+def test_every_chain_of_a_compound_step_tunes():
+    """pm.sample sets ``tune`` on a compound step, not on its methods: each chain's reset_tuning must turn SGLD's
+    tuning back on, or the second chain samples with no tuning draws (no metric refit, no settling check: it
+    warned "tune=100 leaves too few tuning draws ... ask for tune >= 41")."""
+    with pm.Model() as model:
+        a = pm.Normal("a", 0.0, 10.0)
+        b = pm.Normal("b", 0.0, 10.0)
+        sigma = pm.HalfNormal("sigma", 2.0)
+        pm.Normal("y", a + b * X, sigma, observed=Y)
+    step = pymc_sgd.SGLD([a, b], batch_size=30, model=model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        sample_quietly(model, [step, pm.Slice([sigma], model=model)], draws=10, tune=100, chains=2, cores=1,
+                       random_seed=1)
+    assert not [w for w in caught if "too few tuning draws" in str(w.message)], [str(w.message) for w in caught]
+    assert len(step._tuning_draws) == 100  # the second chain's
+
+
 def test_discrete_variables_go_to_their_own_step():
     """A Bernoulli latent sampled by BinaryGibbsMetropolis, the continuous rest by SGLD, free
     random variables given as vars (not value variables: SGLD([p, mu]) with p's value logit-transformed);
@@ -421,6 +439,15 @@ def test_a_fixed_size_tensor_in_the_likelihood_is_refused_with_advice_that_works
     model, _ = multinomial_logistic(reference_logit=lambda column: pt.zeros((N, 1)))
     with pytest.raises(ModelSpecificationError, match=r"subset of rows.*pt.zeros_like\(x\)"):
         pymc_sgd.SGLD(batch_size=30, model=model)
+    with pm.Model() as fixed_length:  # a mean of fixed length n: pytensor's SpecifyShape fails on a batch
+        b = pm.Normal("b", 0.0, 5.0)
+        pm.Normal("y", pt.zeros((N,)) + b * X, 1.0, observed=Y)
+    with pytest.raises(ModelSpecificationError, match=r"subset of rows.*pt.zeros_like\(x\)"):
+        pymc_sgd.SGLD(batch_size=30, model=fixed_length)
+    with pm.Model() as from_the_data:  # the advice
+        b = pm.Normal("b", 0.0, 5.0)
+        pm.Normal("y", pt.zeros_like(X) + b * X, 1.0, observed=Y)
+    assert pymc_sgd.SGLD(batch_size=30, model=from_the_data).batch_size == 30
 
 
 def _posterior_mean(model, step) -> float:

@@ -227,7 +227,6 @@ class StochasticGradientStep(GroupCoordinates, BlockedStep):
                 self.batch_mode = batch_sampling.STRATIFIED
             if self.batch_mode == batch_sampling.STRATIFIED:
                 self._estimator = None  # one likelihood weight per row
-        self.tune = True
         self.reset_tuning()
 
     def _resolve_batching(self, batching: str) -> str:
@@ -337,6 +336,9 @@ class StochasticGradientStep(GroupCoordinates, BlockedStep):
         """Start a chain: the model's current data, fresh batch sampler (the kernels' ``Batch``, with the
         likelihood scale n / B), update counter and sampler-specific state."""
         self.coordinates = None  # the model's own until the warm-up chooses
+        # tuning until stop_tuning at draw `tune`, as PyMC's HMC resets it: pm.sample sets `tune` on a compound step
+        # only, so without this a compound step's second chain would never tune (nor check that it settled)
+        self.tune = True
         if self._minibatching is not None:  # every chain's warm-up chooses afresh
             self._set_batching(self._minibatching)
         self._refresh_data()
