@@ -224,9 +224,9 @@ def test_on_disk_rows_pickle_as_file_names_and_sample_alike_in_worker_processes(
 def test_per_row_data_copied_into_memory_beside_data_on_disk_is_reported(on_disk, monkeypatch):
     """observed= a memmap is copied by PyMC while X stays on disk: the step names y and says how to keep it on
     disk (the size threshold lowered to 0 bytes for this small file)."""
-    from pymc_sgd.steps import base
+    from pymc_sgd.steps import batches
 
-    monkeypatch.setattr(base, "IN_MEMORY_ROWS", 0)
+    monkeypatch.setattr(batches, "IN_MEMORY_ROWS", 0)
     X, y, folder = on_disk
     with pm.Model():
         Xd = pymc_sgd.Data("X", np.load(folder / "X.npy", mmap_mode="r"))

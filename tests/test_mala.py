@@ -65,7 +65,7 @@ def test_mala_refuses_a_batch_size():
 
 def test_a_small_data_set_takes_the_full_batch_and_says_so(caplog):
     """SGLD(batch_size=100) on a linear regression with n = 1000 and d = 3: its warm-up predicts (rows per
-    effective draw, ``StochasticGradientStep._tune_cheapest``) that the full batch with the Metropolis test costs
+    effective draw, ``steps.batches.Batches._tune_cheapest``) that the full batch with the Metropolis test costs
     about 3 times less than the centred minibatches, so each chain samples by MALA, says so at INFO and records
     ``full_batch``. The draws are then exact (no SD slack): every mean and variance within Z SE of the
     conjugate posterior. Asked for minibatches (batching="with_replacement"), the step keeps them."""

@@ -26,7 +26,7 @@ SCALE_MOVE_ACCEPTANCE = 0.44  # one-dimensional random-walk Metropolis (Gelman, 
 def resolve_metropolis(step, metropolis: bool | None, *other_blockers: tuple[str, bool]) -> bool:
     """The ``metropolis`` option of a step: None is True exactly where the test is possible (a full batch and a
     constant step); True where it is not raises, naming why. The option is kept as ``metropolis_option``: with None a
-    minibatched step may fall back to the full batch and its test (``StochasticGradientStep._tune_cheapest``)."""
+    minibatched step may fall back to the full batch and its test (``steps.batches.Batches._tune_cheapest``)."""
     step.metropolis_option = metropolis
     blockers = [reason for reason, present in (
         ("a minibatch (the test needs the full-data potential; use batch_size=None)",
@@ -65,7 +65,7 @@ class ScaleMoving:
 
     def _forget_metropolis_tuning(self) -> None:
         """Drop what tuning the test began (a chain's warm-up tries the full batch, then may keep its minibatches:
-        ``StochasticGradientStep._tune_cheapest``)."""
+        ``steps.batches.Batches._tune_cheapest``)."""
         self.scale_move_sd = self.scale_move_adaptation = None
 
     def _stop_scale_move_tuning(self) -> None:

@@ -46,7 +46,7 @@ class SGLD(MetropolisAdjusted, StochasticGradientStep):
     or without the control variate, whichever reads fewer rows per effective draw; then
     ``steps_per_draw`` for about one effective draw per two recorded draws. On small data, where the full batch
     with its Metropolis test (MALA) reads fewer rows per effective draw, the warm-up takes it and says so (with
-    ``batching="auto"``: ``StochasticGradientStep._tune_cheapest``). The choices are
+    ``batching="auto"``: ``steps.batches.Batches._tune_cheapest``). The choices are
     in sample_stats (``pymc_sgd.tuning_report``).
 
     Parameters
