@@ -649,7 +649,7 @@ class StochasticGradientStep(Batches, GroupCoordinates, BlockedStep):
         stats = {name: np.nan if np.issubdtype(dtype, np.floating) else 0
                  for name, (dtype, _) in self.stats_dtypes_shapes.items()}
         stats.update(temperature=self.temperature, diverging=True, divergence_reason=self.halt_reason,
-                     steps_per_draw=0, warmup_time=self.warmup_time, warmup_grad_evals=self.bulk.data_passes,
+                     full_batch=self.batch_mode == batch_sampling.FULL, steps_per_draw=0, warmup_time=self.warmup_time, warmup_grad_evals=self.bulk.data_passes,
                      grad_evals=0.0)
         return stats
 
