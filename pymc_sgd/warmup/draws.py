@@ -25,7 +25,7 @@ import numpy as np
 
 from .acceptance import DualAveraging
 from .geometry import PotentialAndGrad, finite_difference_hessian, potential_on, subsample_rows
-from .metric import jacobi_inverse
+from .metric import jacobi_inverse, sample_covariance
 
 WINDOWS = (75, 25, 50, 100, 200, 400)  # a fast start, then Stan-like doubling windows for the metric
 FINAL_WINDOW = 300  # draws at the adapted step and metric that stand for the posterior
@@ -98,11 +98,8 @@ def sample_bulk(est, start: np.ndarray, rng: np.random.Generator, rows: int = 10
 
 
 def curvature_of_draws(draws: np.ndarray) -> np.ndarray:
-    """The Hessian of the Gaussian that fits the draws: the inverse of their covariance (Jacobi-scaled,
-    with a diagonal ridge where they are too few to span every direction)."""
-    covariance = np.atleast_2d(np.cov(draws, rowvar=False))
+    """The Hessian of the Gaussian that fits the draws: the inverse of their ``sample_covariance`` (diagonal
+    where they are too few for a dense estimate), with a ridge of 1e-6 of each variance."""
+    covariance = sample_covariance(draws)
     variances = np.maximum(np.diag(covariance), 1e-300)
-    if len(draws) <= 2 * covariance.shape[0]:  # too few for a dense estimate: keep the diagonal
-        covariance = np.diag(variances)
-    covariance = covariance + 1e-6 * np.diag(variances)
-    return jacobi_inverse(covariance)
+    return jacobi_inverse(covariance + 1e-6 * np.diag(variances))
