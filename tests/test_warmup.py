@@ -19,7 +19,7 @@ import pymc_sgd
 from mc import assert_close, cov_and_se, mean_and_se
 from pymc_sgd import models, theory, warmup
 from pymc_sgd.gradients import cached_estimator
-from pymc_sgd.warmup import settle, tuning
+from pymc_sgd.warmup import arrowhead, settle, tuning
 
 N, NOISE_SD, PRIOR_SD = 2000, 1.0, 1e4
 SCALES = np.array([1.0, 1e-2, 1.0, 1e2])  # the first column is the intercept
@@ -295,3 +295,52 @@ def test_full_batch_defaults_are_exact_where_the_curvature_grows(sampler):
     draws = idata.posterior["x"].values
     assert_close(*mean_and_se(draws), 0.0, "mean of x")
     assert_close(*cov_and_se(draws, draws), exact_var, "variance of x")
+
+
+def _arrowhead(rng: np.random.Generator, d: int, k: int, negative_pivots: int, coupling: float, margin: float):
+    """A random H whose first d - k coordinates' block is diagonal, scales over 4 orders of magnitude; its Schur
+    complement is about (margin - 1) (d - k) coupling^2 I + C C^T. Negative pivots with coupling 0 are
+    uncoupled (their rows of B are zero)."""
+    inner, outer = np.arange(d - k), np.arange(d - k, d)
+    pivots = rng.uniform(0.5, 5e3, d - k)
+    pivots[:negative_pivots] *= -1.0
+    H = np.zeros((d, d))
+    H[inner, inner] = pivots
+    B = rng.normal(size=(d - k, k)) * np.sqrt(np.abs(pivots))[:, None] * max(coupling, 0.1)
+    if coupling == 0:
+        B[:negative_pivots] = 0.0
+    H[np.ix_(inner, outer)], H[np.ix_(outer, inner)] = B, B.T
+    C = rng.normal(size=(k, k))
+    H[np.ix_(outer, outer)] = C @ C.T + margin * (d - k) * max(coupling, 0.1) ** 2 * np.eye(k)
+    return H, inner
+
+
+@pytest.mark.parametrize("negative_pivots, coupling, margin, positive_definite",
+                         [(0, 0.1, 2.0, True), (0, 1.0, 0.5, False), (3, 0.1, 2.0, False), (3, 0.0, 2.0, False)])
+def test_arrowhead_algebra_equals_the_dense_one(negative_pivots, coupling, margin, positive_definite):
+    """Block elimination and the reduced eigenproblem (``warmup.arrowhead``) against numpy's dense solve,
+    inverse and eigendecomposition of the same Jacobi-scaled matrix, to rounding: positive definite, with a
+    Schur complement that is not, with negative pivots, and with uncoupled negative pivots (the lowest
+    eigenvalue is then the -1 outside the reduced span)."""
+    rng = np.random.default_rng(negative_pivots + int(100 * coupling))
+    H, inner = _arrowhead(rng, 120, 3, negative_pivots, coupling, margin)
+    g = rng.normal(size=len(H))
+    factor = arrowhead.factorise(H, inner)
+    D = 1.0 / np.sqrt(np.abs(np.diag(H)))
+    eigenvalues, eigenvectors = np.linalg.eigh(D[:, None] * H * D[None, :])
+    assert factor.positive_definite == (eigenvalues[0] > 0) == positive_definite
+    np.testing.assert_allclose(arrowhead.solve(factor, g), np.linalg.solve(H, g), rtol=1e-9, atol=0)
+    np.testing.assert_allclose(arrowhead.inverse_diagonal(factor), np.diag(np.linalg.inv(H)), rtol=1e-9)
+    direction, pseudo_decrement = arrowhead.negative_curvature(factor, g)
+    np.testing.assert_allclose(pseudo_decrement, np.sum((eigenvectors.T @ (D * g)) ** 2 / np.abs(eigenvalues)),
+                               rtol=1e-9)
+    if eigenvalues[0] > 0:
+        assert direction is None
+    else:  # unit |H| length along the lowest eigenvector (of the scaled matrix) or one of its eigenvalue
+        scaled = direction / D
+        np.testing.assert_allclose(direction @ H @ direction, -1.0, rtol=1e-9)
+        np.testing.assert_allclose(scaled @ (D[:, None] * H * D[None, :]) @ scaled / (scaled @ scaled),
+                                   eigenvalues[0], rtol=1e-9)
+    shift = rng.uniform(0.0, 10.0, len(H))
+    np.testing.assert_allclose(arrowhead.solve(arrowhead.factorise(H, inner, shift), g),
+                               np.linalg.solve(H + np.diag(shift), g), rtol=1e-9, atol=0)

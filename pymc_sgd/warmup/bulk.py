@@ -32,9 +32,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import arrowhead
 from .draws import curvature_of_draws, sample_bulk
 from .geometry import PotentialAndGrad, finite_difference_hessian, model_errors_silenced, potential_on, subsample_rows
-from .metric import jacobi_inverse
 
 
 NOISE_POINTS = 4  # draws of a window at which the steps measure the gradient noise
@@ -70,48 +70,31 @@ class Bulk:
     gradient: np.ndarray | None = None
 
 
-def _difference_steps(w: np.ndarray, H: np.ndarray | None) -> np.ndarray:
-    """1e-3 of each coordinate's scale sqrt((H^-1)_jj), or 1e-4 (1 + |w_j|) before H is known."""
+def _difference_steps(w: np.ndarray, factor: arrowhead.Factor | None) -> np.ndarray:
+    """1e-3 of each coordinate's scale sqrt((H^-1)_jj) (``factor``: H's), or 1e-4 (1 + |w_j|) before H is known
+    and where (H^-1)_jj is not positive."""
     fallback = 1e-4 * (1.0 + np.abs(w))
-    if H is None:
+    if factor is None:
         return fallback
     try:
         with np.errstate(invalid="ignore", divide="ignore"):
-            scale = np.sqrt(np.diag(jacobi_inverse(H)))
+            scale = np.sqrt(arrowhead.inverse_diagonal(factor))
     except np.linalg.LinAlgError:
         return fallback
     good = np.isfinite(scale) & (scale > 0)
     return np.where(good, 1e-3 * np.where(good, scale, 1.0), fallback)
 
 
-def newton_decrement(H: np.ndarray, g: np.ndarray) -> float:
-    """g^T H^{-1} g, or inf when H is not positive definite."""
-    try:
-        chol = np.linalg.cholesky(H)
-    except np.linalg.LinAlgError:
-        return np.inf
-    y = np.linalg.solve(chol, g)
-    return float(y @ y)
+def newton_decrement(H: np.ndarray, g: np.ndarray, inner: np.ndarray = arrowhead.NO_BLOCKS) -> float:
+    """g^T H^{-1} g, or inf when H is not positive definite (``inner``: ``arrowhead.inner_coordinates``)."""
+    factor = arrowhead.factorise(H, inner)
+    return float(g @ arrowhead.solve(factor, g)) if factor.positive_definite else np.inf
 
 
-def _damped_step(H: np.ndarray, g: np.ndarray, lam: float) -> np.ndarray | None:
+def _damped_step(H: np.ndarray, g: np.ndarray, lam: float, inner: np.ndarray) -> np.ndarray | None:
     D = np.maximum(np.abs(np.diag(H)), 1e-12 * max(np.abs(np.diag(H)).max(), 1e-300))
-    try:
-        chol = np.linalg.cholesky(H + lam * np.diag(D))
-    except np.linalg.LinAlgError:
-        return None
-    return -np.linalg.solve(chol.T, np.linalg.solve(chol, g))
-
-
-def _negative_curvature(H: np.ndarray, g: np.ndarray) -> tuple[np.ndarray | None, float]:
-    """(unit |H|-length direction of most negative curvature or None, g^T |H|^{-1} g), Jacobi-scaled."""
-    D = 1.0 / np.sqrt(np.maximum(np.abs(np.diag(H)), 1e-300))
-    eigenvalues, eigenvectors = np.linalg.eigh(D[:, None] * H * D[None, :])
-    magnitude = np.maximum(np.abs(eigenvalues), 1e-12 * np.abs(eigenvalues).max())
-    pseudo_decrement = float(np.sum((eigenvectors.T @ (D * g)) ** 2 / magnitude))
-    if eigenvalues[0] >= 0:
-        return None, pseudo_decrement
-    return D * eigenvectors[:, 0] / np.sqrt(magnitude[0]), pseudo_decrement
+    factor = arrowhead.factorise(H, inner, lam * D)
+    return -arrowhead.solve(factor, g) if factor.positive_definite else None
 
 
 def _escape_saddle(potential: PotentialAndGrad, w: np.ndarray, U: float, direction: np.ndarray
@@ -141,35 +124,42 @@ def levenberg_marquardt(potential: PotentialAndGrad, w: np.ndarray, tolerance: f
         raise FloatingPointError("the potential or its gradient is not finite at the start point")
     d, calls, lam = len(w), 1, 0.0
     hessian_calls = 2 * (d - sum(len(b) for b in blocks) + len(blocks))
+    inner = arrowhead.inner_coordinates(blocks)
     H = finite_difference_hessian(potential, w, _difference_steps(w, None), blocks)
+    factor = arrowhead.factorise(H, inner)
     calls += hessian_calls
     for iteration in range(max_iterations):
-        H = finite_difference_hessian(potential, w, _difference_steps(w, H), blocks)
+        H = finite_difference_hessian(potential, w, _difference_steps(w, factor), blocks)
         calls += hessian_calls
-        decrement = newton_decrement(H, g)
+        factor = arrowhead.factorise(H, inner)
+        decrement = float(g @ arrowhead.solve(factor, g)) if factor.positive_definite else np.inf
         if decrement <= tolerance * d:
             return w, H, decrement, calls, True, f"converged after {iteration} Newton steps"
-        direction, pseudo_decrement = _negative_curvature(H, g)
+        # positive definite: no negative curvature, and |H| = H
+        direction, pseudo_decrement = (None, decrement) if factor.positive_definite else \
+            arrowhead.negative_curvature(factor, g)
         escaped = None if direction is None or pseudo_decrement > d else _escape_saddle(potential, w, U, direction)
         if escaped is not None:
             w, U, g, spent = escaped
             calls += spent
             continue
         for _ in range(40):  # raise the damping until a step lowers U
-            step = _damped_step(H, g, lam)
+            step = _damped_step(H, g, lam, inner)
             if step is not None:
                 U_new, g_new = potential(w + step)
                 calls += 1
                 if _finite(U_new, g_new) and U_new == U and decrement <= ROUNDING_DECREMENT * d:
-                    return w, H, decrement, calls, True, f"converged to rounding error after {iteration} Newton steps"
+                    # U no longer resolves the step; it still halves the digits of w it has wrong (Newton)
+                    return (w + step, H, newton_decrement(H, g_new, inner), calls, True,
+                            f"converged to rounding error after {iteration + 1} Newton steps")
                 if _finite(U_new, g_new) and U_new <= U:
                     w, U, g = w + step, U_new, g_new
                     lam = lam / 10.0 if lam > 1e-8 else 0.0
                     break
             lam = max(10.0 * lam, 1e-4)
         else:
-            return w, H, newton_decrement(H, g), calls, False, "no damped Newton step lowers U (a flat or rough potential)"
-    return w, H, newton_decrement(H, g), calls, False, f"not converged in {max_iterations} Newton steps"
+            return w, H, newton_decrement(H, g, inner), calls, False, "no damped Newton step lowers U (a flat or rough potential)"
+    return w, H, newton_decrement(H, g, inner), calls, False, f"not converged in {max_iterations} Newton steps"
 
 
 def _refine_on_full_data(potential: PotentialAndGrad, w: np.ndarray, H: np.ndarray, tolerance: float,
