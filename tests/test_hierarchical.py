@@ -284,3 +284,20 @@ def test_mala_with_scale_moves_keeps_the_exact_posterior_of_a_short_walk():
     post = idata.posterior
     draws = np.concatenate([np.log(post["sigma"].values)[..., None], post["x"].values], axis=-1)
     assert_means_and_sds(draws, exact.mean, exact.sd, 0.0)
+
+
+@pytest.mark.parametrize("parameterisation", ["auto", "model"])
+def test_a_slow_mixing_warning_on_group_effects_says_how_they_were_run(parameterisation):
+    """Issue 25, item 5: where a warning about mixing fires on a hierarchical model it says how the group effects
+    were run and, when the warm-up did not choose per group, the option that lets it (forced here by capping the
+    thinning at 2 updates per draw, far below what half an effective draw per draw needs)."""
+    y, g, groups = unequal_groups()
+    model, _ = models.hierarchical_normal_model(y, g, groups, "centred")
+    with model, pytest.warns(RuntimeWarning, match="max_steps_per_draw") as caught:
+        pm.sample(draws=20, tune=100, chains=1, cores=1, random_seed=1, progressbar=False,
+                  compute_convergence_checks=False,
+                  step=pymc_sgd.SGLD(batch_size=50, max_steps_per_draw=2, parameterisation=parameterisation))
+    message = next(str(w.message) for w in caught if "max_steps_per_draw" in str(w.message))
+    assert f"{groups} group effects (a)" in message, message
+    expected = "centred and the rest non-centred" if parameterisation == "auto" else "parameterisation='auto' lets"
+    assert expected in message, message

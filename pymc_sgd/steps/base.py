@@ -483,7 +483,7 @@ class StochasticGradientStep(Batches, GroupCoordinates, BlockedStep):
             self._warn(
                 f"{type(self).__name__}: {self.max_steps_per_draw} updates per draw (max_steps_per_draw) give a "
                 f"predicted ESS of only {self.predicted_ess_per_draw:.2f} per draw; raise max_steps_per_draw or "
-                "draw more.")
+                f"draw more.{self._group_advice()}")
 
     # -- divergence checks beyond the kernel's ------------------------------------------------
     def _constrained_values_finite(self, w: np.ndarray, point_map_info, point: dict) -> bool:
@@ -551,7 +551,8 @@ class StochasticGradientStep(Batches, GroupCoordinates, BlockedStep):
         if not self.halted and self.checks_settling:
             message = settling_message(self._tuning_draws, self.draw, self._coordinate_names())
             if message:
-                self._warn(f"{type(self).__name__}: {message}{self._full_batch_advice()}", stacklevel=2)
+                self._warn(f"{type(self).__name__}: {message}{self._full_batch_advice()}{self._group_advice()}",
+                           stacklevel=2)
         super().stop_tuning()
 
     def _coordinate_names(self) -> list[str]:

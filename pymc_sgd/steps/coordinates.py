@@ -126,6 +126,26 @@ class GroupCoordinates:
         """Hook: sampler state in the old coordinates (``remap``: old v -> new v). The metric changed too."""
         self._metric_changed()
 
+    def _group_advice(self) -> str:
+        """For a warning about a chain that mixes slowly or drifts, on a model with group effects: how the sampler
+        ran them and, where it did not choose per group, how to let it (issue 25's funnel and ridge)."""
+        if not self.group_effects:
+            return ""
+        groups = sum(effect.size for effect in self.group_effects)
+        names = ", ".join(effect.name for effect in self.group_effects)
+        if self.coordinates is not None and self.coordinates.reparameterisation is not None:
+            return (f" The warm-up ran {self.coordinates.centred_groups} of the {groups} group effects ({names}) "
+                    "centred and the rest non-centred, each as its data say (parameterisation='auto').")
+        if not self.reparameterises:
+            return (f" The model has {groups} group effects ({names}), which this sampler runs as written; SGLD "
+                    "chooses per group whether to centre them.")
+        if self.parameterisation != "auto":
+            return (f" The model has {groups} group effects ({names}), run as written (parameterisation="
+                    f"{self.parameterisation!r}); parameterisation='auto' lets the warm-up centre each group or not "
+                    "as its data say.")
+        return (f" The model has {groups} group effects ({names}), run as written because step_size was given; with "
+                "step_size=None the warm-up also chooses, per group, whether to centre them.")
+
     def _to_sampler(self, w: np.ndarray) -> np.ndarray:
         return w if self.coordinates is None else self.coordinates.to_sampler(w)
 
