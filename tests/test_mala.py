@@ -82,3 +82,24 @@ def test_a_small_data_set_takes_the_full_batch_and_says_so(caplog):
         assert_close(*cov_and_se(beta[..., j], beta[..., j]), exact.cov[j, j], f"variance of beta[{j}]")
     kept = sample(model, pymc_sgd.SGLD(batch_size=100, batching="with_replacement", model=model), draws=20)
     assert not kept.sample_stats["full_batch"].values.any()
+
+
+def test_a_full_batch_that_mixes_slower_than_predicted_goes_back_to_the_minibatches(caplog, monkeypatch):
+    """The same model and step as above, with the measured mixing (``warmup.mixing.shortfall``) made to say 20
+    times slower than predicted: at the first metric refit the full batch's thinning then costs more rows per
+    effective draw than the minibatches were predicted to, so each chain goes back to them, says so, and samples
+    right with them (SGLD's promised SD error: variances within Z SE plus (1 + target_error)^2 - 1)."""
+    monkeypatch.setattr(pymc_sgd.warmup.mixing, "shortfall", lambda window, promised: 20.0)
+    model, exact = models.conjugate_linear_regression_model(1000)
+    with caplog.at_level("INFO", logger="pymc"):
+        idata = sample(model, pymc_sgd.SGLD(batch_size=100, model=model), draws=2000)
+    said = [record.getMessage() for record in caplog.records if "goes back to them" in record.getMessage()]
+    assert len(said) == 2, [record.getMessage() for record in caplog.records]
+    stats = idata.sample_stats
+    assert not stats["full_batch"].values.any()
+    beta = posterior_draws(idata, "beta")
+    slack = (1.0 + pymc_sgd.warmup.TARGET_ERROR) ** 2 - 1.0
+    for j in range(3):
+        assert_close(*mean_and_se(beta[..., j]), exact.mean[j], f"mean of beta[{j}]")
+        variance, se = cov_and_se(beta[..., j], beta[..., j])
+        assert abs(variance - exact.cov[j, j]) <= 4.5 * se + slack * exact.cov[j, j], (j, variance, exact.cov[j, j])

@@ -262,6 +262,7 @@ class StochasticGradientStep(Batches, GroupCoordinates, BlockedStep):
         self.tune = True
         if self._minibatching is not None:  # every chain's warm-up chooses afresh
             self._set_batching(self._minibatching)
+        self._minibatch_cost: float | None = None  # set while a chain runs the full batch in their stead
         self._refresh_data()
         if self.batch_mode == batch_sampling.STRATIFIED:  # the groups of the model's current data
             self.batch = batch_sampling.new_stratified_batch(self._row_strata("stratified"), self.batch_size)
@@ -336,12 +337,13 @@ class StochasticGradientStep(Batches, GroupCoordinates, BlockedStep):
         if not (self.refines_metric and self.metric_choice == "auto" and moved and self._draws_make_a_metric(window)):
             # same metric, noise where the chain is
             self._tune(dataclasses.replace(self.bulk, draws=noise_points))
-            return
-        fitted = dataclasses.replace(self.bulk, mode=draws.mean(axis=0), draws=noise_points,
-                                     hessian=warmup.metric.jacobi_inverse(covariance), gradient=None)
-        self.metric = self._choose_metric(fitted)
-        self._tune(fitted)
-        self._metric_changed()
+        else:
+            fitted = dataclasses.replace(self.bulk, mode=draws.mean(axis=0), draws=noise_points,
+                                         hessian=warmup.metric.jacobi_inverse(covariance), gradient=None)
+            self.metric = self._choose_metric(fitted)
+            self._tune(fitted)
+            self._metric_changed()
+        self._reconsider_full_batch()
 
     def _draws_make_a_metric(self, window: np.ndarray) -> bool:
         """Hook: whether the covariance of these tuning draws (whitened by the Laplace metric) may
