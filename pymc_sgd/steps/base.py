@@ -268,6 +268,8 @@ class StochasticGradientStep(Batches, GroupCoordinates, BlockedStep):
             self.batch = batch_sampling.new_stratified_batch(self._row_strata("stratified"), self.batch_size)
         else:
             self.batch = batch_sampling.new_batch(self.batch_mode, self.estimator.n_rows, self.batch_size)
+        if self._minibatching is not None:  # the fall-back restores this chain's batches, not an earlier chain's
+            self._minibatching = self._current_batching()
         self.rows: ShuffledChunks | None = None  # made at the chain's first draw (_new_row_stream)
         self.t = 0
         self.draw = 0

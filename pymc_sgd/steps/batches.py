@@ -161,22 +161,33 @@ class Batches:
 
     def _reconsider_full_batch(self) -> None:
         """At a metric refit of a chain that ``_tune_cheapest`` moved to the full batch: where the thinning its
-        measured mixing asks for (``warmup.mixing``) makes it read more rows per effective draw than the minibatches
-        were predicted to, go back to them, once a chain, and say so. The hierarchical logistic GLM with 1,000
-        groups (n = 1e5, SGHMC): the full batch predicted 1.3-1.5 times cheaper, its generalised HMC then mixed 5.5
-        times slower than predicted, 1,414 s against 774 s with minibatches."""
+        measured mixing asks for (``warmup.mixing``) makes it dearer per effective draw than the minibatches were
+        predicted to be at the warm-up, tune the minibatches again where the chain is now and go back to them if
+        they are cheaper, once a chain, and say so. The hierarchical logistic GLM with 1,000 groups (n = 1e5,
+        SGHMC): the full batch predicted 1.3-1.5 times cheaper, its generalised HMC then mixed 5.5 times slower
+        than predicted, 1,414 s against 785 s with minibatches (docs/pages/benchmarks.md)."""
         if self._minibatch_cost is None or self.batch_mode != batch_sampling.FULL:
             return
         full_cost = self._rows_per_effective_draw()
         if full_cost <= self._minibatch_cost:
             return
         self._minibatch_cost = None
+        full_batch, full_shortfall = self._current_batching(), self.mixing_shortfall
         self._switch_batching(self._minibatching)
         self.mixing_shortfall = 1.0  # measured for the full batch's dynamics, not the minibatches'
         self._tune(self._tuned_on)
-        self._say(f"{type(self).__name__}: with its measured mixing the full batch reads "
-                  f"{full_cost / self._rows_per_effective_draw():.1f} times more rows per effective draw than batches "
-                  f"of {self.batch_size} here, so this chain goes back to them.")
+        minibatch_cost = self._rows_per_effective_draw()
+        if minibatch_cost >= full_cost:
+            self._switch_batching(full_batch)
+            self.mixing_shortfall = full_shortfall
+            self._tune(self._tuned_on)
+            return
+        if self.measures_gradient_noise:  # the minibatches' own noise, as at a chain's first draw
+            self._measure_noise_at(self._noise_points(self._tuned_on))
+        self._say(f"{type(self).__name__}: with its measured mixing the full batch reads {full_cost / minibatch_cost:.1f} "
+                  f"times more rows per effective draw than batches of {self.batch_size} here, so this chain goes "
+                  "back to them.")
+        self._warn_if_untrustworthy()
 
     def _rows_per_effective_draw(self) -> float:
         """The tuned updates' rows per predicted effective draw, a minibatch row counted MINIBATCH_ROW_COST."""

@@ -137,12 +137,15 @@ class GroupCoordinates:
             return (f" The warm-up ran {self.coordinates.centred_groups} of the {groups} group effects ({names}) "
                     "centred and the rest non-centred, each as its data say (parameterisation='auto').")
         if not self.reparameterises:
-            return (f" The model has {groups} group effects ({names}), which this sampler runs as written; SGLD "
-                    "chooses per group whether to centre them.")
+            return (f" The model has {groups} group effects ({names}), which this sampler runs as written; SGLD, "
+                    "SGHMC, SGNHT and UnderdampedLangevin choose per group whether to centre them.")
         if self.parameterisation != "auto":
             return (f" The model has {groups} group effects ({names}), run as written (parameterisation="
                     f"{self.parameterisation!r}); parameterisation='auto' lets the warm-up centre each group or not "
                     "as its data say.")
+        if self.auto_step_size:  # their block of the Hessian is not diagonal (_group_blocks): not per group
+            return (f" The model has {groups} group effects ({names}), run as written: their rows are not one group "
+                    "each (e.g. a design matrix over groups), so the warm-up cannot choose per group.")
         return (f" The model has {groups} group effects ({names}), run as written because step_size was given; with "
                 "step_size=None the warm-up also chooses, per group, whether to centre them.")
 

@@ -11,7 +11,7 @@ Block elimination (Golub & Van Loan 2013, Sec. 3.2.10) through the Schur complem
 A is positive definite iff every p_i = 1 and S is, and
 
     A^{-1} r = [P (r_P - B y), y]  with  y = S^{-1} (r_C - B^T P r_P),
-    diag(A^{-1})_P = 1 + rowsum((P B S^{-1}) * (P B)),   diag(A^{-1})_C = diag(S^{-1}).
+    diag(A^{-1})_P = p + rowsum((P B S^{-1}) * (P B)),   diag(A^{-1})_C = diag(S^{-1}).
 
 Eigenvectors: a vector x_P orthogonal to the columns of B within the coordinates of one sign of p, with
 x_C = 0, satisfies A x = p x, so every eigenvalue is +-1 except those of A on the span V of (orthonormal
@@ -59,6 +59,7 @@ def factorise(H: np.ndarray, inner: np.ndarray, shift: np.ndarray | None = None)
     A non-finite entry makes it not positive definite."""
     diagonal = np.diag(H) + (0.0 if shift is None else shift)
     D = 1.0 / np.sqrt(np.maximum(np.abs(diagonal), 1e-300))
+    inner = inner[(diagonal[inner] != 0) & np.isfinite(diagonal[inner])]  # no pivot there: with the others
     outer = np.setdiff1d(np.arange(len(H)), inner)
     signs = np.sign(diagonal[inner])
     B = H[np.ix_(inner, outer)] * D[inner, None] * D[None, outer]
@@ -66,7 +67,8 @@ def factorise(H: np.ndarray, inner: np.ndarray, shift: np.ndarray | None = None)
     C[np.diag_indices_from(C)] = np.sign(diagonal[outer])
     S = C - B.T @ (signs[:, None] * B)
     try:
-        cholesky = np.linalg.cholesky(S) if np.all(np.isfinite(S)) and np.all(np.isfinite(B)) else None
+        finite = np.all(np.isfinite(S)) and np.all(np.isfinite(B)) and np.all(np.isfinite(diagonal))
+        cholesky = np.linalg.cholesky(S) if finite else None
     except np.linalg.LinAlgError:
         cholesky = None
     return Factor(D, inner, outer, signs, B, C, S, cholesky)
@@ -110,7 +112,8 @@ def negative_curvature(factor: Factor, g: np.ndarray) -> tuple[np.ndarray | None
     """(the direction of most negative curvature of H, of unit |H| length, or None when there is none;
     g^T |H|^{-1} g), from the eigenvectors of A (module docstring), eigenvalues floored at 1e-12 of the largest."""
     d, inner, outer = len(factor.scale), factor.inner, factor.outer
-    if not (np.all(np.isfinite(factor.schur)) and np.all(np.isfinite(factor.coupling))):
+    if not (np.all(np.isfinite(factor.schur)) and np.all(np.isfinite(factor.coupling))
+            and np.all(np.isfinite(factor.scale))):
         return None, np.inf  # a Hessian with a non-finite entry says nothing: the search damps its steps instead
     columns, values = [], []
     for sign in (1.0, -1.0):  # the basis of B's columns within the coordinates of each sign
