@@ -4,15 +4,18 @@ pm.Minibatch + total_size path) and pymc_sgd's samplers on defaults, as error-ag
 Workloads (all seeded, data as numpy constants of the model, as users write them):
 - ``logistic``: n rows (default 1e6), d = 20, X ~ N(0, 1), beta_true ~ N(0, 0.5^2),
   y ~ Bernoulli(sigmoid(X beta_true)), prior beta ~ N(0, 1);
-- ``hierarchical``: a hierarchical logistic GLM, n rows (default 1e5) in 50 groups, 5 covariates,
-  non-centred group intercepts alpha_g = mu + tau z_g.
+- ``hierarchical``: a hierarchical logistic GLM, n rows (default 1e5) in ``--groups`` groups (default 50),
+  5 covariates, group intercepts non-centred alpha_g = mu + tau z_g or centred (``--parameterisation``).
 
 Errors are measured in PyMC's unconstrained space (every free coordinate, log tau):
 ``mean_err`` the largest |mean - reference mean| in reference SDs and ``sd_err`` the largest
 |SD / reference SD - 1|. "Accurate" is mean_err <= 0.1 and sd_err <= 0.1; "5% SD" adds
 sd_err <= 0.05. Reference: a NUTS run of 2 chains x ``--reference-draws`` seeded apart from the
 timed runs, cached under benchmarks/outputs/ (not in git); its own Monte Carlo error is about
-1/sqrt(ESS) in a mean (0.02 SD at ESS 2500) and 1/sqrt(2 ESS) relative in an SD (1.4%).
+1/sqrt(ESS) in a mean (0.02 SD at ESS 2500) and 1/sqrt(2 ESS) relative in an SD (1.4%). With
+``--reference importance`` (the hierarchical workload at scale, where NUTS would take hours): the Laplace
+approximation of the centred model corrected by importance sampling (``references.py``), whose k-hat and
+standard errors are printed.
 
 Curves (wall time t, error at t):
 - NUTS and nutpie: one run with defaults (1000 tune + 1000 draws, 2 chains); the error of the
@@ -21,10 +24,12 @@ Curves (wall time t, error at t):
 - ADVI: pm.fit with PyMC's default optimiser, the approximation's mean and SD read every
   ``--advi-every`` iterations (exact for the approximation, no sampling noise); its error
   plateau is the SD error ADVI converges to;
-- ours: separate runs with doubling draws (tune = max(draws / 4, 50)), each a point (its sampling time).
-Compile time is excluded everywhere (ours are warmed up by a 2-draw run first; nutpie's compile is
-timed separately). Figure: benchmarks/outputs/time_to_accuracy_<workload>.png; table and curves
-as CSV next to it.
+- ours: one run with defaults (1000 tune + 1000 draws, 2 chains one after the other on one core); the
+  error of the first k draws of each chain against the time to reach them, warm-up included
+  (``ours_curve``), compile included (numba's on-disk cache makes it small after the first run; a 2-draw
+  run to exclude it would repeat the whole warm-up, minutes at n = 1e6).
+nutpie's and NUTS's compile time is excluded (timed separately). Figure:
+benchmarks/outputs/time_to_accuracy_<workload>.png; table and curves as CSV next to it.
 
 Run: ``.venv/bin/python benchmarks/time_to_accuracy.py --workload logistic [--n 1000000] [--methods SGLD]``
 (NUTS at n = 1e6 takes about 1.5 hours per run; the reference is cached afterwards).
@@ -44,6 +49,7 @@ import pandas as pd
 import pymc as pm
 
 import pymc_sgd
+import references
 from pymc_sgd.diagnostics import unconstrained_draws
 
 OUTPUTS = Path(__file__).parent / "outputs"
@@ -64,8 +70,10 @@ def logistic_model(n: int, d: int, minibatch: int | None = None) -> pm.Model:
     return model
 
 
-def hierarchical_model(n: int, d: int = 5, groups: int = 50, minibatch: int | None = None) -> pm.Model:
-    """The hierarchical logistic GLM workload (non-centred group intercepts)."""
+def hierarchical_model(n: int, d: int = 5, groups: int = 50, minibatch: int | None = None,
+                       parameterisation: str = "noncentred") -> pm.Model:
+    """The hierarchical logistic GLM workload: group intercepts alpha_g = mu + tau z_g (non-centred, free z)
+    or alpha_g ~ N(mu, tau^2) (centred, free alpha); the data do not depend on the parameterisation."""
     rng = np.random.default_rng(1)
     X = rng.normal(size=(n, d))
     g = rng.integers(groups, size=n)
@@ -76,11 +84,44 @@ def hierarchical_model(n: int, d: int = 5, groups: int = 50, minibatch: int | No
     with pm.Model() as model:
         mu = pm.Normal("mu", 0.0, 2.0)
         tau = pm.HalfNormal("tau", 1.0)
-        z = pm.Normal("z", 0.0, 1.0, shape=groups)
+        if parameterisation == "centred":
+            alpha = pm.Normal("alpha", mu, tau, shape=groups)
+        else:
+            alpha = mu + tau * pm.Normal("z", 0.0, 1.0, shape=groups)
         beta = pm.Normal("beta", 0.0, 1.0, shape=d)
-        pm.Bernoulli("y", logit_p=mu + tau * z[g] + pm.math.dot(X, beta), observed=y,
-                     total_size=n if minibatch else None)
+        pm.Bernoulli("y", logit_p=alpha[g] + pm.math.dot(X, beta), observed=y, total_size=n if minibatch else None)
     return model
+
+
+def noncentred_coordinates(w: np.ndarray) -> np.ndarray:
+    """(mu, log tau, z, beta) from the centred model's unconstrained draws (mu, log tau, alpha, beta):
+    z = (alpha - mu) / tau."""
+    mu, log_tau = w[:, :1], w[:, 1:2]
+    out = w.copy()
+    out[:, 2:-5] = (w[:, 2:-5] - mu) * np.exp(-log_tau)
+    return out
+
+
+def importance_reference(n: int, groups: int, parameterisation: str, path: Path, proposals: int) -> dict:
+    """Laplace + importance-sampling correction (``references.laplace_importance``) on the centred model,
+    which with many rows per group is close to Gaussian (the non-centred joint mode is not where the mass
+    is: at n = 1e5 and 1,000 groups it has tau = 4.9 against 0.7); the non-centred moments come from the
+    same draws. Cached."""
+    if not path.exists():
+        print(f"Laplace + importance reference, {proposals} proposals (cached afterwards in {path}) ...", flush=True)
+        started = time.perf_counter()
+        ref = references.laplace_importance(hierarchical_model(n, groups=groups, parameterisation="centred"),
+                                            proposals, coordinates={"noncentred": noncentred_coordinates},
+                                            frozen=(1,))
+        OUTPUTS.mkdir(exist_ok=True)
+        np.savez(path, **{f"{name}_{key}": value for name, moments in ref.items() for key, value in moments.items()})
+        print(f"  {time.perf_counter() - started:.0f} s", flush=True)
+    stored = dict(np.load(path))
+    name = "w" if parameterisation == "centred" else "noncentred"
+    ref = {key: stored[f"{name}_{key}"] for key in ("mean", "sd", "se_mean", "se_sd", "khat", "ess")}
+    print(f"reference: k-hat {float(ref['khat']):.2f}, importance ESS {float(ref['ess']):.0f}, largest standard "
+          f"error {ref['se_mean'].max():.3f} SD in a mean and {ref['se_sd'].max():.3f} relative in an SD")
+    return ref
 
 
 def errors(mean: np.ndarray, sd: np.ndarray, ref: dict) -> tuple[float, float]:
@@ -142,23 +183,27 @@ def advi_curve(model: pm.Model, ref: dict, name: str, method: str, iterations: i
     return rows
 
 
-def ours_curve(model: pm.Model, ref: dict, name: str, make_step: Callable, max_draws: int) -> list[dict]:
+def ours_curve(model: pm.Model, ref: dict, name: str, make_step: Callable, points: int = 20) -> list[dict]:
+    """One run on defaults (PyMC's 1000 tune + 1000 draws, 2 chains one after the other on one core), the
+    error of the first k draws of each chain against the time it took to reach them: from the call to draw k
+    of chain 0 (compile and warm-up included) plus from chain 1's start to its draw k. Timestamps come from
+    pm.sample's per-draw callback; chains in parallel on 2 cores would take about half."""
+    stamps: dict[tuple[int, int], float] = {}
     with model:
         start = time.perf_counter()
-        pm.sample(step=make_step(), draws=2, tune=1, chains=1, progressbar=False, random_seed=0,
-                  compute_convergence_checks=False)
-        setup = time.perf_counter() - start
-        rows, draws = [], 50
-        while draws <= max_draws:
-            idata = pm.sample(step=make_step(), draws=draws, tune=max(draws // 4, 50), chains=2, cores=1,
-                              progressbar=False, random_seed=1, compute_convergence_checks=False)
-            flat = unconstrained_draws(idata, model).reshape(-1, len(ref["mean"]))
-            mean_err, sd_err = errors(flat.mean(axis=0), flat.std(axis=0), ref)
-            rows.append(dict(method=name, time_s=float(idata.posterior.attrs["sampling_time"]), mean_err=mean_err,
-                             sd_err=sd_err, setup_s=setup))
-            if mean_err <= MEAN_TOLERANCE and sd_err <= FINE_SD_TOLERANCE:
-                break
-            draws *= 2
+        idata = pm.sample(step=make_step(), chains=2, cores=1, progressbar=False, random_seed=1,
+                          compute_convergence_checks=False,
+                          callback=lambda trace, draw: stamps.__setitem__((draw.chain, draw.draw_idx),
+                                                                          time.perf_counter()))
+    draws = unconstrained_draws(idata, model)
+    tune = max(i for _, i in stamps) + 1 - draws.shape[1]
+    chain_start = {0: start, 1: stamps[(0, tune + draws.shape[1] - 1)]}
+    rows = []
+    for k in np.unique(np.geomspace(20, draws.shape[1], points).astype(int)):
+        flat = draws[:, :k].reshape(-1, draws.shape[2])
+        mean_err, sd_err = errors(flat.mean(axis=0), flat.std(axis=0), ref)
+        elapsed = sum(stamps[(c, tune + k - 1)] - chain_start[c] for c in (0, 1))
+        rows.append(dict(method=name, time_s=elapsed, mean_err=mean_err, sd_err=sd_err, setup_s=0.0))
     return rows
 
 
@@ -180,7 +225,7 @@ def plot(curves: pd.DataFrame, path: Path, title: str) -> None:
     for ax, column, tolerance in zip(axes, ("largest mean error (reference SDs)", "largest relative SD error"),
                                      (MEAN_TOLERANCE, SD_TOLERANCE)):
         ax.axhline(tolerance, color="grey", ls="--", lw=1)
-        ax.set_xlabel("wall time (s, compile excluded)")
+        ax.set_xlabel("wall time (s; NUTS's and nutpie's compile excluded)")
         ax.set_ylabel(column)
     axes[1].axhline(FINE_SD_TOLERANCE, color="grey", ls=":", lw=1)
     axes[0].legend(fontsize=8)
@@ -195,7 +240,10 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=None, help="rows (default 1e6 logistic, 1e5 hierarchical)")
     parser.add_argument("--reference-draws", type=int, default=2500)
     parser.add_argument("--batch-size", type=int, default=1000, help="ours and ADVI's minibatch")
-    parser.add_argument("--max-draws", type=int, default=6400)
+    parser.add_argument("--groups", type=int, default=50, help="hierarchical workload's groups")
+    parser.add_argument("--parameterisation", choices=["noncentred", "centred"], default="noncentred")
+    parser.add_argument("--reference", choices=["nuts", "importance"], default="nuts")
+    parser.add_argument("--proposals", type=int, default=8000, help="importance reference's proposals")
     parser.add_argument("--advi-iterations", type=int, default=50_000)
     parser.add_argument("--advi-every", type=int, default=2500)
     parser.add_argument("--methods", nargs="+", default=None,
@@ -204,11 +252,20 @@ def main() -> None:
     args = parser.parse_args()
     logging.getLogger("pymc").setLevel(logging.ERROR)
     n = args.n or (1_000_000 if args.workload == "logistic" else 100_000)
-    build = (lambda **kw: logistic_model(n, 20, **kw)) if args.workload == "logistic" else \
-        (lambda **kw: hierarchical_model(n, **kw))
-    model, tag = build(), f"{args.workload}_n{n}"
-    ref = cached_reference(model, OUTPUTS / f"tta_reference_{tag}_draws{args.reference_draws}.npz",
-                           args.reference_draws)
+    if args.workload == "logistic":
+        build, tag = (lambda **kw: logistic_model(n, 20, **kw)), f"logistic_n{n}"
+    else:
+        build = lambda **kw: hierarchical_model(n, groups=args.groups, parameterisation=args.parameterisation, **kw)
+        tag = f"hierarchical_n{n}" + (f"_g{args.groups}_{args.parameterisation}" if args.groups != 50 or
+                                      args.parameterisation != "noncentred" else "")
+    model = build()
+    if args.reference == "importance":
+        ref = importance_reference(n, args.groups, args.parameterisation,
+                                   OUTPUTS / f"tta_reference_hier_n{n}_g{args.groups}_is{args.proposals}.npz",
+                                   args.proposals)
+    else:
+        ref = cached_reference(model, OUTPUTS / f"tta_reference_{tag}_draws{args.reference_draws}.npz",
+                               args.reference_draws)
     B = args.batch_size
     curves_path = OUTPUTS / f"time_to_accuracy_{tag}_curves.csv"
     minibatched = build(minibatch=B)
@@ -222,7 +279,7 @@ def main() -> None:
             minibatched, ref, name, method, args.advi_iterations, args.advi_every)
     for label, sampler in (("SGLD", pymc_sgd.SGLD), ("SGHMC", pymc_sgd.SGHMC)):
         methods[f"{label} B={B}"] = lambda name, sampler=sampler: ours_curve(
-            model, ref, name, lambda: sampler(batch_size=B), args.max_draws)
+            model, ref, name, lambda: sampler(batch_size=B))
     rows = []
     if args.methods is not None:
         methods = {name: run for name, run in methods.items() if name.startswith(tuple(args.methods))}
@@ -240,7 +297,8 @@ def main() -> None:
         for name, curve in curves.groupby("method", sort=False)])
     table.to_csv(OUTPUTS / f"time_to_accuracy_{tag}.csv", index=False)
     plot(curves, OUTPUTS / f"time_to_accuracy_{tag}.png",
-         f"{args.workload}, n = {n}: error against wall time (reference NUTS 2 x {args.reference_draws})")
+         f"{tag}: error against wall time (reference: "
+         f"{'Laplace + importance' if args.reference == 'importance' else f'NUTS 2 x {args.reference_draws}'})")
     print(f"{tag}: accurate = means within {MEAN_TOLERANCE} SD and SDs within {SD_TOLERANCE:.0%}; "
           f"5% SD adds SDs within {FINE_SD_TOLERANCE:.0%}")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
