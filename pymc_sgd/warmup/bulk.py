@@ -186,10 +186,12 @@ def _refine_on_full_data(potential: PotentialAndGrad, w: np.ndarray, H: np.ndarr
 
 
 def find_bulk(est, start: np.ndarray, rng: np.random.Generator, subsample_size: int = 10_000,
-              tolerance: float = 1e-4, max_iterations: int = 100, blocks: Sequence[np.ndarray] = ()) -> Bulk:
+              tolerance: float = 1e-4, max_iterations: int = 100, blocks: Sequence[np.ndarray] = (),
+              draws_if_no_mode: bool = True) -> Bulk:
     """Damped Newton from ``start`` to the mode of U (see the module docstring); where there is no mode to
     find (the search does not converge, or ends where the Hessian is not positive definite), the bulk of
-    an adaptive MALA run from ``start`` instead (``draws.sample_bulk``). Errors the model raises at trial
+    an adaptive MALA run from ``start`` instead (``draws.sample_bulk``), or with ``draws_if_no_mode=False``
+    where the search ended (``converged`` False). Errors the model raises at trial
     points are part of the search (``geometry.model_errors_silenced``). ``blocks``: coordinates whose
     Hessian block is diagonal (``geometry.finite_difference_hessian``), e.g. conditionally independent
     group effects: each costs two gradients per Hessian instead of two per coordinate, and the search then
@@ -215,6 +217,8 @@ def find_bulk(est, start: np.ndarray, rng: np.random.Generator, subsample_size: 
                 passes += full_calls
                 message += f" on {m} rows, then {full_calls} full-data gradients"
             return Bulk(w, H, decrement, passes, converged, message, gradient=gradient)
+        if not draws_if_no_mode:
+            return Bulk(w, H, decrement, passes, False, message)
         return bulk_from_draws(est, start, rng, subsample_size, passes, message, blocks)
 
 
