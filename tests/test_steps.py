@@ -1,5 +1,6 @@
 """Step-method plumbing: seeds, multiprocessing, stats, divergences, arviz, bad arguments."""
 
+import multiprocessing
 import warnings
 
 import arviz as az
@@ -8,10 +9,12 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
 
 import pymc_sgd
 from pymc_sgd import models
 from pymc_sgd.kernels import batching
+from pymc_sgd.steps.threads import one_blas_thread_in_a_worker
 
 SAMPLE = dict(draws=60, tune=20, chains=2, progressbar=False, compute_convergence_checks=False)
 
@@ -48,6 +51,23 @@ def test_multiprocess_sampling_matches_sequential(model):
         parallel = pm.sample(step=steps(model)["constant_sgd"](), cores=2, random_seed=9, **SAMPLE)
         sequential = pm.sample(step=steps(model)["constant_sgd"](), cores=1, random_seed=9, **SAMPLE)
     np.testing.assert_array_equal(parallel.posterior["sigma"].values, sequential.posterior["sigma"].values)
+
+
+def _blas_threads_in_a_worker() -> list[int]:
+    one_blas_thread_in_a_worker()
+    return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+
+
+def test_a_chain_in_a_worker_process_runs_blas_on_one_thread():
+    """pm.sample(cores=2) forks a worker per chain; each would start OpenBLAS's one thread per core, 4 spinning
+    threads on 2 cores (steps/threads.py: a 1e6-row warm-up took 3x longer). The parent keeps its threads."""
+    with threadpool_limits(limits=2, user_api="blas"):
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            in_worker = pool.apply(_blas_threads_in_a_worker)
+        one_blas_thread_in_a_worker()  # the main process: cores=1, nothing else runs
+        in_parent = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+    assert in_worker and set(in_worker) == {1}, in_worker
+    assert set(in_parent) == {2}, in_parent
 
 
 def test_pickled_step_rebuilds_and_reproduces(model):

@@ -38,6 +38,7 @@ from ..hierarchy import Coordinates, Reparameterisation, find_group_effects
 from ..scales import find_scale_families
 from ..rows import minibatch_size
 from ..kernels import batching as batch_sampling
+from .threads import one_blas_thread_in_a_worker
 from ..kernels import langevin
 from ..kernels import schedules as kernel_schedules
 from ..kernels.info import Info
@@ -291,6 +292,7 @@ class StochasticGradientStep(Batches, GroupCoordinates, BlockedStep):
     def set_rng(self, rng: Any) -> None:
         """PyMC's per-chain seeding. Worker processes never call reset_tuning, so start the chain here."""
         super().set_rng(rng)
+        one_blas_thread_in_a_worker()
         self.reset_tuning()
 
     def _start_chain(self) -> None:
