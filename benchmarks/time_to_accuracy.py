@@ -24,7 +24,8 @@ Curves (wall time t, error at t):
 - ADVI: pm.fit with PyMC's default optimiser, the approximation's mean and SD read every
   ``--advi-every`` iterations (exact for the approximation, no sampling noise); its error
   plateau is the SD error ADVI converges to;
-- ours: one run with defaults (1000 tune + 1000 draws, 2 chains in parallel on 2 cores); the
+- ours: one run with defaults (1000 tune + 1000 draws, 2 chains) in parallel on 2 cores, as nutpie runs
+  (``--cores 1``: one after the other, pm.sample's default on a 2-CPU machine); the
   error of the first k draws of each chain against the time until both reached them, warm-up included
   (``ours_curve``), compile included (numba's on-disk cache makes it small after the first run; a 2-draw
   run to exclude it would repeat the whole warm-up, minutes at n = 1e6).
@@ -183,15 +184,18 @@ def advi_curve(model: pm.Model, ref: dict, name: str, method: str, iterations: i
     return rows
 
 
-def ours_curve(model: pm.Model, ref: dict, name: str, make_step: Callable, points: int = 20) -> list[dict]:
-    """One run on pm.sample's defaults (1000 tune + 1000 draws, 2 chains in parallel on the 2 cores, as nutpie
-    and NUTS run), the error of the first k draws of each chain against the time until both chains had
-    drawn them, from the call (compile and warm-up included). Timestamps come from pm.sample's per-draw
-    callback, which the parent process calls as the workers' draws arrive."""
+def ours_curve(model: pm.Model, ref: dict, name: str, make_step: Callable, points: int = 20,
+               cores: int = 2) -> list[dict]:
+    """One run on defaults (1000 tune + 1000 draws, 2 chains) with the chains in parallel on 2 cores
+    (``cores``): nutpie on its defaults runs its chains on every core, while pm.sample's default ``cores`` is
+    half the CPU count (1 on a 2-CPU machine: the chains one after the other). The error of the first k
+    draws of each chain against the time until every chain had drawn them, from the call (compile and
+    warm-up included). Timestamps come from pm.sample's per-draw callback, which the parent process calls
+    as the workers' draws arrive."""
     stamps: dict[tuple[int, int], float] = {}
     with model:
         start = time.perf_counter()
-        idata = pm.sample(step=make_step(), chains=2, progressbar=False, random_seed=1,
+        idata = pm.sample(step=make_step(), chains=2, cores=cores, progressbar=False, random_seed=1,
                           compute_convergence_checks=False,
                           callback=lambda trace, draw: stamps.__setitem__((draw.chain, draw.draw_idx),
                                                                           time.perf_counter()))
@@ -245,6 +249,7 @@ def main() -> None:
     parser.add_argument("--proposals", type=int, default=8000, help="importance reference's proposals")
     parser.add_argument("--advi-iterations", type=int, default=50_000)
     parser.add_argument("--advi-every", type=int, default=2500)
+    parser.add_argument("--cores", type=int, default=2, help="ours: pm.sample's cores (1: chains in turn)")
     parser.add_argument("--methods", nargs="+", default=None,
                         help="run only the methods whose names start with these (e.g. SGLD SGHMC); the other "
                              "methods' curves are kept from the last run's CSV")
@@ -278,7 +283,7 @@ def main() -> None:
             minibatched, ref, name, method, args.advi_iterations, args.advi_every)
     for label, sampler in (("SGLD", pymc_sgd.SGLD), ("SGHMC", pymc_sgd.SGHMC)):
         methods[f"{label} B={B}"] = lambda name, sampler=sampler: ours_curve(
-            model, ref, name, lambda: sampler(batch_size=B))
+            model, ref, name, lambda: sampler(batch_size=B), cores=args.cores)
     rows = []
     if args.methods is not None:
         methods = {name: run for name, run in methods.items() if name.startswith(tuple(args.methods))}

@@ -189,6 +189,7 @@ class StochasticGradientStep(Batches, GroupCoordinates, BlockedStep):
                              "per group, centred or non-centred coordinates for group effects) or 'model' (as written).")
         self.parameterisation = parameterisation
         self.coordinates: Coordinates | None = None  # the sampler's own coordinates (see _choose_coordinates)
+        self._searches: dict = {}  # mode searches earlier chains ran (GroupCoordinates._search)
         held = set(model.value_vars) - set(self.vars)
         self.group_effects = [] if held else find_group_effects(model, self.vars)
         self.scale_families = [] if held else find_scale_families(model, self.vars, self.group_effects)

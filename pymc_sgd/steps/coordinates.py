@@ -22,13 +22,14 @@ from ..warmup.bulk import NOISE_POINTS, spread_out
 
 LAPLACE_SEARCH_STEPS = 30  # Newton steps the search in the chosen coordinates may take before MALA takes over
 LAPLACE_CHECKS = 16  # Laplace draws whose importance weights test the approximation
-MAX_LOG_WEIGHT_SD = 0.3  # per sqrt(d): largest SD of their log weights at which the Laplace approximation stands
+SEARCHES_KEPT = 2  # mode searches a step keeps for its next chains (the non-centred one and the Laplace one)
+MAX_LOG_WEIGHT_SD = 0.5  # per sqrt(d): largest SD of their log weights at which the Laplace approximation stands
 
 
 class GroupCoordinates:
     """Mixin of ``StochasticGradientStep``: the group coordinates (see the module docstring). The step sets
-    ``coordinates`` (None: the model's own) and ``_written`` (the model's coordinates as a Reparameterisation,
-    None when the step never reparameterises)."""
+    ``coordinates`` (None: the model's own), ``_written`` (the model's coordinates as a Reparameterisation,
+    None when the step never reparameterises) and ``_searches`` (an empty dict: see ``_search``)."""
 
     def _group_blocks(self, w: np.ndarray) -> list[np.ndarray]:
         """The flat indices of each group effect of the model (``pymc_sgd.hierarchy``) when its block of the
@@ -68,7 +69,7 @@ class GroupCoordinates:
         noncentred = Reparameterisation(effects, tuple((False,) * e.size for e in effects))
         self.coordinates.reparameterisation = noncentred
         est.set_coordinates(noncentred)
-        bulk = warmup.find_bulk(est, self.coordinates.to_sampler(w), self.rng, blocks=blocks)
+        bulk = self._search(self.coordinates.to_sampler(w), blocks)
         passes = bulk.data_passes
         mode = self.coordinates.to_model(bulk.mode)
         self.coordinates.choose(self._model_potential, mode)
@@ -98,15 +99,15 @@ class GroupCoordinates:
         those draws is the one made (at the spike every group looks non-centred). On (2): the log weight is a
         sum over the posterior's nearly independent directions, so its variance grows as d even where each is
         close to Gaussian; per direction, a skewness gamma gives a cubic term gamma z^3 / 6 of SD 0.65 gamma
-        and a mean gamma / 2 SDs from the mode, so 0.3 per sqrt(d) puts a typical coordinate's mean within
-        about 0.25 SD of the mode, which the tuning draws then burn off (measured: 0.21 on 200 groups of 50
-        logistic rows, 0.02 on 1,000 groups of 1,000; a funnel's scale moves every group at once, so its log
-        weights grow as d, not sqrt(d)). On the 1,000-group logistic
+        and a mean gamma / 2 SDs from the mode, so 0.5 per sqrt(d) puts a typical coordinate's mean within
+        about 0.4 SD of the mode, which the tuning draws burn off and their metric refits correct (measured:
+        0.21 and 0.35 on two logistic GLMs of 200 groups of 50 rows; a funnel's scale moves every group at once,
+        so its log weights grow as d, not sqrt(d)). On the 1,000-group logistic
         GLM at n = 1e6 this replaces the MALA run (1,150 full-data gradients) by a search of a few Newton steps;
         on radon (85 counties of 1 to 116 rows) check (2) sends the warm-up on to the MALA run."""
         est, d = self.estimator, len(start)
-        found = warmup.find_bulk(est, self.coordinates.to_sampler(start), self.rng, blocks=blocks,
-                                 max_iterations=LAPLACE_SEARCH_STEPS, draws_if_no_mode=False)
+        found = self._search(self.coordinates.to_sampler(start), blocks, max_iterations=LAPLACE_SEARCH_STEPS,
+                             draws_if_no_mode=False)
         if not found.converged:
             return None
         z = self.rng.standard_normal((LAPLACE_CHECKS, d))
@@ -125,6 +126,28 @@ class GroupCoordinates:
         message = (f"the Laplace approximation at the mode in per-group coordinates ({found.message}; log "
                    f"importance weights' SD {np.std(log_weights):.2f}), searched from {where}")
         return dataclasses.replace(found, data_passes=passes, message=message)
+
+    def _search(self, start: np.ndarray, blocks: list[np.ndarray], **options) -> warmup.Bulk:
+        """``warmup.find_bulk`` from ``start`` in the current coordinates, or an earlier chain's result of the
+        same search. With group blocks a search that finds a mode is a function of the start, the coordinates
+        and the data alone (all rows, no random numbers), and the chains of one process (pm.sample's default
+        cores=1 on a 2-CPU machine) start at the same initial point: on 1,000 groups x 1e6 rows the non-centred
+        search is about 36 s a chain. The key holds U and grad U at the start (one full-data gradient), so new
+        data (pm.set_data) is a new search; a search that found no mode (then MALA draws) is never reused."""
+        with warmup.geometry.model_errors_silenced(), np.errstate(all="ignore"):
+            U, grad = warmup.geometry.potential_on(self.estimator, None)(start)
+        if not (np.isfinite(U) and np.all(np.isfinite(grad))):  # find_bulk says what is wrong with the start
+            return warmup.find_bulk(self.estimator, start, self.rng, blocks=blocks, **options)
+        chosen = self.coordinates.reparameterisation
+        key = (chosen.key, chosen.centred, start.tobytes(), float(U), grad.tobytes(),
+               tuple(sorted(options.items())))
+        cached = self._searches.get(key)
+        if cached is not None:
+            return dataclasses.replace(cached, data_passes=1.0, message=f"{cached.message}, an earlier chain's")
+        bulk = warmup.find_bulk(self.estimator, start, self.rng, blocks=blocks, **options)
+        if bulk.converged and bulk.draws is None:
+            self._searches = {key: bulk} | {k: v for k, v in list(self._searches.items())[-(SEARCHES_KEPT - 1):]}
+        return bulk
 
     def _model_potential(self, w: np.ndarray) -> tuple[float, np.ndarray]:
         """(U, grad U) on the full data in the model's own coordinates (the estimator runs in the sampler's)."""
