@@ -365,3 +365,23 @@ def test_exact_injected_noise_closed_forms() -> None:
 def test_exact_injected_noise_rejects_too_large_step() -> None:
     with pytest.raises(ValueError, match="No exact noise correction"):
         theory.exact_injected_noise(H_U, C_GRAD, 0.09)
+
+
+def test_pair_factors_by_cayley_hamilton_equal_the_kronecker_solve() -> None:
+    """theory._pair_factors eliminates the 4 x 4 system (I - A_j kron A_i) vec X = vec q by hand; here the system
+    itself, solved by numpy, on heavy-ball modes from overdamped to oscillating, one at critical damping (a
+    double eigenvalue, where a solution through eigenvalues would divide by zero), for one q and one per mode."""
+    rng = np.random.default_rng(0)
+    k = np.concatenate([rng.uniform(0.01, 3.0, 40), [0.04]])
+    lr, mu = 0.3, 0.9
+    A = np.zeros((len(k), 2, 2))
+    A[:, 0, 0], A[:, 0, 1], A[:, 1, 0], A[:, 1, 1] = 1.0 - lr * k, -mu * lr, k, mu
+    A[-1] = [[0.96, -0.04], [1.0, 0.8]]  # trace^2 = 4 det: a double eigenvalue 0.88
+    q = np.outer([-lr, 1.0], [-lr, 1.0])
+    system = np.eye(4) - np.einsum("jab,icd->ijacbd", A, A).reshape(len(k), len(k), 4, 4)
+    kronecker = np.linalg.solve(system, np.broadcast_to(q.ravel(order="F"), (len(k), len(k), 4))[..., None])
+    np.testing.assert_allclose(theory._pair_factors(A, q), kronecker[..., 0, 0], rtol=1e-10, atol=0)
+    per_mode = np.einsum("ia,ib->iab", *(2 * [rng.normal(size=(len(k), 2))]))
+    diagonal = np.linalg.solve(np.eye(4) - np.einsum("iab,icd->iacbd", A, A).reshape(len(k), 4, 4),
+                               per_mode.transpose(0, 2, 1).reshape(len(k), 4, 1))[:, 0, 0]
+    np.testing.assert_allclose(theory._pair_factors(A, per_mode), diagonal, rtol=1e-10, atol=0)

@@ -210,11 +210,24 @@ def sghmc_sd_error(H: np.ndarray, V: np.ndarray, metric: Metric, h: float, frict
 
 def _sghmc_error(H: np.ndarray, V: np.ndarray, metric: Metric, temperature: float, friction: float | None,
                  corrected: bool) -> tuple[ErrorAt, Callable[[float], float], np.ndarray, float]:
-    """(error_at, alpha_at, the whitened noise points, k_max) of ``sghmc_parameters`` and ``sghmc_sd_error``."""
+    """(error_at, alpha_at, the noise points, k_max) of ``sghmc_parameters`` and ``sghmc_sd_error``.
+
+    error_at(h, V_p) is sd_error(sghmc_covariance(K, V_p, ...)) computed in the eigenbasis K = U diag(k) U^T,
+    which does not depend on h: the noise points come rotated (U^T V_z U), the injection 2 alpha h T I - h^2 V_c
+    shares V_c's eigenvectors Q (eigenvalues 2 alpha h T - h^2 lambda_c, clipped at 0), the target variances
+    T diag(L K^-1 L^T) and L U are computed once, and only the diagonal of L Sigma L^T is formed. Per step
+    tried: two d x d products and O(d^2) work, where the direct route took two eigendecompositions, an
+    inverse and six products (0.9 s at d = 1,006, 240 times in SGHMC's warm-up and refits)."""
     k_min, k_max = curvature_range(metric, H)
     K, V_z = whitened(H, V, metric)
+    k, U = np.linalg.eigh(0.5 * (K + K.T))
+    LU = metric.factor @ U
+    target = temperature * (LU**2) @ (1.0 / k)
     V_mean = V_z.reshape(-1, *K.shape).mean(axis=0)
     noise_max = float(np.linalg.eigvalsh(V_mean).max()) if np.any(V) else 0.0
+    lambda_c, Q = np.linalg.eigh(V_mean if corrected else np.zeros_like(V_mean))
+    W = U.T @ Q
+    V_modal = U.T @ V_z @ U
 
     def alpha_at(h: float) -> float:
         if friction is not None:
@@ -224,11 +237,16 @@ def _sghmc_error(H: np.ndarray, V: np.ndarray, metric: Metric, temperature: floa
     def error_at(h: float, V_p: np.ndarray) -> float:
         if friction is None and h * noise_max / temperature > 1.0:
             return np.inf
-        correction = V_mean if corrected else np.zeros_like(V_mean)
-        return _guarded(lambda: sd_error(sghmc_covariance(K, V_p, h, alpha_at(h), temperature, correction), K,
-                                         metric, temperature))
+        alpha = alpha_at(h)
+        injected = np.clip(2.0 * alpha * h * temperature - h * h * lambda_c, 0.0, None)  # whitened_injection's
+        noise = V_p + (W * injected) @ W.T / (h * h)
 
-    return error_at, alpha_at, V_z, k_max
+        def error() -> float:
+            modal = theory.heavy_ball_modal_covariance(k, noise, h, 1.0 - alpha)
+            return float(np.max(np.abs(np.sqrt(np.sum((LU @ modal) * LU, axis=1) / target) - 1.0)))
+        return _guarded(error)
+
+    return error_at, alpha_at, V_modal, k_max
 
 
 def baoab_parameters(H: np.ndarray, V: np.ndarray, metric: Metric, temperature: float = 1.0,
