@@ -172,20 +172,19 @@ def _stein_corner(A: np.ndarray, B: np.ndarray, q: np.ndarray) -> np.ndarray:
     return (m11 * r00 - m01 * r10) / (m00 * m11 - m01 * m10)
 
 
-def _position_covariance_by_modes(A: np.ndarray, U: np.ndarray, C: np.ndarray, g: np.ndarray,
-                                  b: np.ndarray | None = None) -> np.ndarray:
-    """Position block of the stationary covariance of z = (x, y) <- A z + noise, for a transition that is block
-    diagonal in the eigenbasis U of a symmetric K (A: d x 2 x 2, mode i's (x_i, y_i) block) and noise whose
-    (i, j) block is C'_ij g g^T (C' = U^T C U), plus b_i b_i^T on each mode's own block when b (d x 2) is given:
-    O(d^3) instead of a 2d x 2d Lyapunov solve (seconds at d = 500, hundreds of times per warm-up).
-    The (i, j) block of Z solves Z_ij = A_i Z_ij A_j^T + source_ij (``_pair_factors``)."""
+def _modal_covariance(A: np.ndarray, C_modal: np.ndarray, g: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+    """Position block of the stationary covariance of z = (x, y) <- A z + noise, in the eigenbasis U of a
+    symmetric K for a transition block diagonal there (A: d x 2 x 2, mode i's (x_i, y_i) block), with noise whose
+    (i, j) block is C_modal_ij g g^T (C_modal = U^T C U), plus b_i b_i^T on each mode's own block when b (d x 2)
+    is given: O(d^2) instead of a 2d x 2d Lyapunov solve (seconds at d = 500, hundreds of times per warm-up).
+    The (i, j) block of Z solves Z_ij = A_i Z_ij A_j^T + source_ij (``_pair_factors``); Sigma = U modal U^T.
+    Raises ValueError where a mode is unstable."""
     if np.max(np.abs(np.linalg.eigvals(A))) >= _UNIT_CIRCLE:
         raise ValueError("unstable")
-    modal = (U.T @ C @ U) * _pair_factors(A, np.outer(g, g))
+    modal = C_modal * _pair_factors(A, np.outer(g, g))
     if b is not None:
         modal[np.diag_indices(len(A))] += _pair_factors(A, np.einsum("ia,ib->iab", b, b))
-    sigma = U @ modal @ U.T
-    return (sigma + sigma.T) / 2
+    return modal
 
 
 def _heavy_ball_by_modes(K: np.ndarray, C: np.ndarray, lr: float, mu: float) -> np.ndarray:
@@ -198,18 +197,18 @@ def _heavy_ball_by_modes(K: np.ndarray, C: np.ndarray, lr: float, mu: float) -> 
 def heavy_ball_modal_covariance(k: np.ndarray, C_modal: np.ndarray, lr: float, mu: float) -> np.ndarray:
     """U^T Sigma U for heavy-ball SGD (``sgd_stationary_covariance`` with P = I) on K = U diag(k) U^T with noise
     covariance U C_modal U^T: in the eigenbasis mode i's (x_i, y_i) moves by A_i = [[1 - lr k_i, -mu lr],
-    [k_i, mu]] and the noise enters as Bn = (-lr, 1), so the (i, j) entry is C_modal_ij F_ij
-    (``_pair_factors``): O(d^2) given the eigenbasis. Raises ValueError where a mode is unstable."""
+    [k_i, mu]] and the noise enters as Bn = (-lr, 1) (``_modal_covariance``: O(d^2) given the eigenbasis).
+    Raises ValueError where a mode is unstable."""
     A = np.zeros((len(k), 2, 2))
     A[:, 0, 0], A[:, 0, 1], A[:, 1, 0], A[:, 1, 1] = 1.0 - lr * k, -mu * lr, k, mu
-    if np.max(np.abs(np.linalg.eigvals(A))) >= _UNIT_CIRCLE:
+    try:
+        return _modal_covariance(A, C_modal, np.array([-lr, 1.0]))
+    except ValueError:
         radius = np.max(np.abs(np.linalg.eigvals(A)))
         raise ValueError(
             f"SGD is unstable: the spectral radius of its transition matrix is {radius:.6g} >= 1. "
             f"Stability needs every eigenvalue of Lam K (Lam = learning_rate * preconditioner) below "
-            f"2 (1 + momentum) = {2 * (1 + mu):.6g}; the largest is {lr * k.max():.6g}.")
-    g = np.array([-lr, 1.0])
-    return C_modal * _pair_factors(A, np.outer(g, g))
+            f"2 (1 + momentum) = {2 * (1 + mu):.6g}; the largest is {lr * k.max():.6g}.") from None
 
 
 def sgd_stationary_covariance(hessian: np.ndarray, noise_cov: np.ndarray, learning_rate: float,
@@ -473,20 +472,28 @@ def baoab_stationary_covariance(hessian: np.ndarray, step_size: float, friction:
     and the covariance solves a discrete Lyapunov equation (derived here; for V = 0 its position
     block is T H^-1 exactly at any stable h, Leimkuhler & Matthews 2013, which the tests check). A and the kick
     are polynomials in H, so the equation is solved mode by mode in H's eigenbasis
-    (``_position_covariance_by_modes``; the tests check it against the 2d x 2d solve).
+    (``baoab_modal_covariance``; the tests check it against the 2d x 2d solve).
     """
     H = np.atleast_2d(hessian)
-    d = H.shape[0]
-    h = step_size
+    k, U = np.linalg.eigh(0.5 * (H + H.T))  # A is block diagonal in H's eigenbasis: solved mode by mode
+    noise = np.zeros_like(H) if grad_noise_cov is None else np.atleast_2d(grad_noise_cov)
+    sigma = U @ baoab_modal_covariance(k, U.T @ noise @ U, step_size, friction, temperature) @ U.T
+    return (sigma + sigma.T) / 2
+
+
+def baoab_modal_covariance(k: np.ndarray, noise_modal: np.ndarray, step_size: float, friction: float,
+                           temperature: float = 1.0) -> np.ndarray:
+    """U^T Sigma U of ``baoab_stationary_covariance`` on H = U diag(k) U^T with gradient noise U noise_modal U^T:
+    mode i moves by A_i = [[1, (h/2)(1 + c)], [-h k_i, c - (h^2/2)(1 + c) k_i]] with the kick
+    ((h/2) s, s (1 - (h^2/2) k_i)) and the gradient noise entering as (0, -h) (``_modal_covariance``)."""
+    h, d = step_size, len(k)
     c = np.exp(-friction * h)
     s = np.sqrt(temperature * (1.0 - c * c))
-    k, U = np.linalg.eigh(0.5 * (H + H.T))  # A is block diagonal in H's eigenbasis: solved mode by mode
     modes = np.zeros((d, 2, 2))
     modes[:, 0, 0], modes[:, 0, 1] = 1.0, 0.5 * h * (1.0 + c)
     modes[:, 1, 0], modes[:, 1, 1] = -h * k, c - 0.5 * h * h * (1.0 + c) * k
     kicks = np.column_stack([np.full(d, 0.5 * h * s), s * (1.0 - 0.5 * h * h * k)])
-    noise = np.zeros((d, d)) if grad_noise_cov is None else np.atleast_2d(grad_noise_cov)
     try:
-        return _position_covariance_by_modes(modes, U, noise, np.array([0.0, -h]), kicks)
+        return _modal_covariance(modes, noise_modal, np.array([0.0, -h]), kicks)
     except ValueError:
         raise ValueError("BAOAB is unstable at this step size (need h < 2 / sqrt(largest curvature)).") from None

@@ -346,10 +346,26 @@ def test_arrowhead_algebra_equals_the_dense_one(negative_pivots, coupling, margi
                                np.linalg.solve(H + np.diag(shift), g), rtol=1e-9, atol=0)
 
 
+def _sd_error_directly(whitened_covariance: np.ndarray, K: np.ndarray, metric, temperature: float) -> float:
+    """The predicted SD error by its definition: max_j |sqrt(S_jj / (T H^-1)_jj) - 1| with S = L S_z L^T and
+    T H^-1 = T L K^-1 L^T."""
+    L = metric.factor
+    variance = np.diag(L @ whitened_covariance @ L.T)
+    return float(np.max(np.abs(np.sqrt(variance / (temperature * np.diag(L @ np.linalg.inv(K) @ L.T))) - 1.0)))
+
+
+def _sghmc_covariance_directly(K, V_p, h, friction, temperature, corrected_for):
+    """SGHMC's stationary covariance in the metric's coordinates by its definition: seed 003's heavy-ball
+    recursion with step h, momentum 1 - alpha and gradient noise V_p + N N^T / h^2, the injection N for the
+    noise ``corrected_for`` (``tuning.whitened_injection``)."""
+    N = tuning.whitened_injection(corrected_for, h, friction, temperature)[0]
+    return theory.sgd_stationary_covariance(K, V_p + N @ N.T / (h * h), h, 1.0 - friction)
+
+
 @pytest.mark.parametrize("kind", ["dense", "diag"])
 @pytest.mark.parametrize("corrected", [True, False])
 def test_sghmc_error_in_the_eigenbasis_equals_the_direct_route(kind, corrected):
-    """tuning._sghmc_error computes sd_error(sghmc_covariance(K, V_p, h, alpha, T, V_c)) in K's eigenbasis with
+    """tuning._sghmc_error computes the SD error of SGHMC's stationary covariance in K's eigenbasis with
     the injection through V_c's eigenvectors; it must equal the direct route (its definition) at every step
     tried, stable or not, for a dense and a diagonal metric, with and without the noise correction."""
     rng = np.random.default_rng(3)
@@ -366,8 +382,8 @@ def test_sghmc_error_in_the_eigenbasis_equals_the_direct_route(kind, corrected):
     compared = 0
     for h in np.geomspace(1e-4, 2.0, 12) / k_max:
         for V_p, rotated in zip(V_z, points):
-            direct = np.inf if h * hot > 1.0 else tuning._guarded(lambda: tuning.sd_error(
-                tuning.sghmc_covariance(K, V_p, h, alpha_at(h), 1.0, correction), K, metric, 1.0))
+            direct = np.inf if h * hot > 1.0 else tuning._guarded(lambda: _sd_error_directly(
+                _sghmc_covariance_directly(K, V_p, h, alpha_at(h), 1.0, correction), K, metric, 1.0))
             fast = error_at(h, rotated)
             assert np.isinf(direct) == np.isinf(fast), (h, direct, fast)
             if np.isinf(direct):
@@ -375,3 +391,28 @@ def test_sghmc_error_in_the_eigenbasis_equals_the_direct_route(kind, corrected):
             np.testing.assert_allclose(fast, direct, rtol=1e-8)
             compared += 1
     assert compared >= 12  # most steps tried are stable: the comparison is not vacuous
+
+
+def test_baoab_error_in_the_eigenbasis_equals_the_direct_route():
+    """tuning._baoab_error forms only the diagonal of L U S U^T L^T from the modal covariance; it must equal the SD
+    error of theory.baoab_stationary_covariance by its definition at every step tried."""
+    rng = np.random.default_rng(4)
+    d = 25
+    root = rng.normal(size=(d, d)) / np.sqrt(d)
+    H = root @ root.T + np.diag(rng.uniform(0.5, 20.0, d))
+    noise_roots = rng.normal(size=(2, d, d)) / np.sqrt(d)
+    V = noise_roots @ np.swapaxes(noise_roots, 1, 2)
+    metric = warmup.metric_from_hessian(H, dense=True)
+    error_at, points = tuning._baoab_error(H, V, metric, 1.0, 0.7)
+    K, V_z = tuning.whitened(H, V, metric)
+    compared = 0
+    for h in np.geomspace(0.01, 3.0, 10):
+        for V_p, rotated in zip(V_z, points):
+            direct = tuning._guarded(lambda: _sd_error_directly(
+                theory.baoab_stationary_covariance(K, h, 0.7, 1.0, V_p), K, metric, 1.0))
+            fast = error_at(h, rotated)
+            assert np.isinf(direct) == np.isinf(fast), (h, direct, fast)
+            if np.isfinite(direct):
+                np.testing.assert_allclose(fast, direct, rtol=1e-8)
+                compared += 1
+    assert compared >= 10

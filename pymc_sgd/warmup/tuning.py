@@ -19,6 +19,7 @@ rho = 1/3, so s = ln 3 / r updates per draw give ESS/draw >= 1/2 on a Gaussian t
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -27,24 +28,6 @@ from .metric import Metric, whitened_curvature
 
 TARGET_ERROR = 0.03
 MAX_UPDATES_PER_DRAW = 10_000
-
-
-def sd_error(whitened_covariance: np.ndarray, K: np.ndarray, metric: Metric, temperature: float) -> float:
-    """max_j |sqrt(S_jj / (T H^-1)_jj) - 1|: the relative error of every marginal SD, from the
-    covariance S_z in the metric's coordinates (S = L S_z L^T, T H^-1 = T L K^-1 L^T). Working in
-    whitened coordinates keeps the Lyapunov solves well conditioned for unscaled parameters."""
-    L = metric.factor
-    covariance = _diagonal_of_congruence(L, whitened_covariance, metric.kind)
-    target = temperature * _diagonal_of_congruence(L, np.linalg.inv(K), metric.kind)
-    return float(np.max(np.abs(np.sqrt(covariance / target) - 1.0)))
-
-
-def _diagonal_of_congruence(L: np.ndarray, S: np.ndarray, kind: str) -> np.ndarray:
-    """diag(L S L^T): O(d) for a diagonal L, else one BLAS product (a three-operand einsum has no BLAS path and
-    took 131 of SGHMC's 251 s on 500 groups)."""
-    if kind in ("diag", "identity"):
-        return np.diag(L) ** 2 * np.diag(S)
-    return np.sum((L @ S) * L, axis=1)
 
 
 def whitened(H: np.ndarray, V: np.ndarray, metric: Metric) -> tuple[np.ndarray, np.ndarray]:
@@ -118,6 +101,32 @@ def curvature_range(metric: Metric, H: np.ndarray) -> tuple[float, float]:
     return float(max(eigenvalues.min(), 1e-12 * eigenvalues.max())), float(eigenvalues.max())
 
 
+class _Eigenbasis(NamedTuple):
+    """A step search's fixed part, in the eigenbasis K = U diag(k) U^T of the whitened Hessian: the oracles'
+    covariances are mode by mode there (``theory.*_modal_covariance``), so U, L U and the target variances
+    T diag(L K^-1 L^T) are computed once per search and each step tried forms only diag(L U S U^T L^T).
+    ``curvatures`` are floored as ``curvature_range`` floors k_min."""
+
+    curvatures: np.ndarray
+    U: np.ndarray
+    LU: np.ndarray
+    target_variance: np.ndarray
+
+    def sd_error(self, modal: np.ndarray) -> float:
+        """max_j |sqrt(S_jj / (T H^-1)_jj) - 1| for S = L U modal U^T L^T (``sd_error``)."""
+        variance = np.sum((self.LU @ modal) * self.LU, axis=1)
+        return float(np.max(np.abs(np.sqrt(variance / self.target_variance) - 1.0)))
+
+
+def _eigenbasis(H: np.ndarray, V: np.ndarray, metric: Metric, temperature: float) -> tuple[_Eigenbasis, np.ndarray]:
+    """(the eigenbasis of the whitened Hessian, the whitened noise points rotated into it: U^T V_z U)."""
+    K, V_z = whitened(H, V, metric)
+    curvatures, U = np.linalg.eigh(0.5 * (K + K.T))
+    curvatures = np.maximum(curvatures, 1e-12 * curvatures.max())
+    LU = metric.factor @ U
+    return _Eigenbasis(curvatures, U, LU, temperature * np.sum(LU * LU / curvatures, axis=1)), U.T @ V_z @ U
+
+
 def langevin_step_size(H: np.ndarray, V: np.ndarray, metric: Metric, temperature: float = 1.0,
                        target: float = TARGET_ERROR) -> tuple[float, float]:
     """(h, predicted SD error) for w <- w - h M grad U_hat + sqrt(2 h T) L xi (SGLD in the metric): the largest
@@ -143,20 +152,13 @@ def langevin_sd_error(H: np.ndarray, V: np.ndarray, metric: Metric, h: float, te
 def _langevin_error(H: np.ndarray, V: np.ndarray, metric: Metric,
                     temperature: float) -> tuple[ErrorAt, np.ndarray, np.ndarray]:
     """(error_at, the noise points in the eigenbasis, the whitened curvatures) of ``langevin_sd_error``."""
-    K, V_z = whitened(H, V, metric)
-    curvatures, Q = np.linalg.eigh(K)
-    curvatures = np.maximum(curvatures, 1e-12 * curvatures.max())  # as curvature_range
-    LQ = metric.factor @ Q
-    target_variance = temperature * np.sum(LQ * LQ / curvatures, axis=1)
+    basis, rotated = _eigenbasis(H, V, metric, temperature)
 
     def error_at(h: float, V_p: np.ndarray) -> float:
-        def error() -> float:
-            S = theory.langevin_eigenbasis_covariance(curvatures, h, temperature, V_p)
-            variance = np.einsum("ij,ij->i", LQ @ S, LQ)
-            return float(np.max(np.abs(np.sqrt(variance / target_variance) - 1.0)))
-        return _guarded(error)
+        return _guarded(lambda: basis.sd_error(
+            theory.langevin_eigenbasis_covariance(basis.curvatures, h, temperature, V_p)))
 
-    return error_at, Q.T @ V_z @ Q, curvatures
+    return error_at, rotated, basis.curvatures
 
 
 def whitened_injection(V_z: np.ndarray, h: float, friction: float, temperature: float) -> tuple[np.ndarray, bool]:
@@ -166,19 +168,6 @@ def whitened_injection(V_z: np.ndarray, h: float, friction: float, temperature: 
     injected = 2.0 * friction * h * temperature * np.eye(len(V_z)) - h * h * V_z
     eigenvalues, eigenvectors = np.linalg.eigh(injected)
     return eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None)), bool(eigenvalues.min() < 0)
-
-
-def sghmc_covariance(K: np.ndarray, V_z: np.ndarray, h: float, friction: float, temperature: float,
-                     corrected_for: np.ndarray | None = None) -> np.ndarray:
-    """Exact stationary covariance of SGHMC on the quadratic model, in the metric's coordinates.
-
-    v <- (1 - alpha) v - h grad U_hat + N_z xi, w <- w + v is seed 003's heavy-ball recursion with
-    step h, momentum 1 - alpha and total gradient noise V_z + N_z N_z^T / h^2, the injection N_z
-    computed for the noise ``corrected_for`` (default V_z; the measured average when V_z is the
-    noise at one point of the posterior).
-    """
-    N_z = whitened_injection(V_z if corrected_for is None else corrected_for, h, friction, temperature)[0]
-    return theory.sgd_stationary_covariance(K, V_z + N_z @ N_z.T / (h * h), h, 1.0 - friction)
 
 
 def sghmc_parameters(H: np.ndarray, V: np.ndarray, metric: Metric, temperature: float = 1.0,
@@ -200,7 +189,8 @@ def sghmc_parameters(H: np.ndarray, V: np.ndarray, metric: Metric, temperature: 
 def sghmc_sd_error(H: np.ndarray, V: np.ndarray, metric: Metric, h: float, friction: float,
                    temperature: float = 1.0, corrected: bool = True) -> float:
     """The predicted relative error of the posterior SDs for SGHMC at (h, alpha = friction), worst noise point:
-    the exact discrete Lyapunov covariance (``sghmc_covariance``). The injection corrects for the average noise
+    the exact discrete Lyapunov covariance of seed 003's heavy-ball recursion with the injected noise (``_sghmc_error``).
+    The injection corrects for the average noise
     over the points; the error is the worst point's, whose own noise the correction misses.
     ``corrected=False``: the injection is 2 alpha h T, uncorrected (SGHMC with noise_correction=None, or in a
     cyclical schedule), and the error counts all of the gradient noise's heat."""
@@ -210,24 +200,18 @@ def sghmc_sd_error(H: np.ndarray, V: np.ndarray, metric: Metric, h: float, frict
 
 def _sghmc_error(H: np.ndarray, V: np.ndarray, metric: Metric, temperature: float, friction: float | None,
                  corrected: bool) -> tuple[ErrorAt, Callable[[float], float], np.ndarray, float]:
-    """(error_at, alpha_at, the noise points, k_max) of ``sghmc_parameters`` and ``sghmc_sd_error``.
-
-    error_at(h, V_p) is sd_error(sghmc_covariance(K, V_p, ...)) computed in the eigenbasis K = U diag(k) U^T,
-    which does not depend on h: the noise points come rotated (U^T V_z U), the injection 2 alpha h T I - h^2 V_c
-    shares V_c's eigenvectors Q (eigenvalues 2 alpha h T - h^2 lambda_c, clipped at 0), the target variances
-    T diag(L K^-1 L^T) and L U are computed once, and only the diagonal of L Sigma L^T is formed. Per step
-    tried: two d x d products and O(d^2) work, where the direct route took two eigendecompositions, an
-    inverse and six products (0.9 s at d = 1,006, 240 times in SGHMC's warm-up and refits)."""
+    """(error_at, alpha_at, the noise points in the eigenbasis, k_max) of ``sghmc_parameters`` and
+    ``sghmc_sd_error``: error_at(h, V_p) is the SD error of theory.sgd_stationary_covariance(K, V_p + N N^T / h^2,
+    h, 1 - alpha) (seed 003's heavy-ball recursion with step h, momentum 1 - alpha), computed in the eigenbasis
+    (``_Eigenbasis``), the injection 2 alpha h T I - h^2 V_c through V_c's eigenvectors (eigenvalues
+    2 alpha h T - h^2 lambda_c, clipped at 0). Per step tried: two d x d products and O(d^2), where the direct
+    route took two eigendecompositions, an inverse and six products (0.9 s at d = 1,006, 240 times in SGHMC's
+    warm-up and refits)."""
     k_min, k_max = curvature_range(metric, H)
-    K, V_z = whitened(H, V, metric)
-    k, U = np.linalg.eigh(0.5 * (K + K.T))
-    LU = metric.factor @ U
-    target = temperature * (LU**2) @ (1.0 / k)
-    V_mean = V_z.reshape(-1, *K.shape).mean(axis=0)
+    basis, rotated = _eigenbasis(H, V, metric, temperature)
+    V_mean = rotated.reshape(-1, *basis.U.shape).mean(axis=0)  # in the eigenbasis: the same eigenvalues
     noise_max = float(np.linalg.eigvalsh(V_mean).max()) if np.any(V) else 0.0
     lambda_c, Q = np.linalg.eigh(V_mean if corrected else np.zeros_like(V_mean))
-    W = U.T @ Q
-    V_modal = U.T @ V_z @ U
 
     def alpha_at(h: float) -> float:
         if friction is not None:
@@ -239,14 +223,11 @@ def _sghmc_error(H: np.ndarray, V: np.ndarray, metric: Metric, temperature: floa
             return np.inf
         alpha = alpha_at(h)
         injected = np.clip(2.0 * alpha * h * temperature - h * h * lambda_c, 0.0, None)  # whitened_injection's
-        noise = V_p + (W * injected) @ W.T / (h * h)
+        noise = V_p + (Q * injected) @ Q.T / (h * h)
+        return _guarded(lambda: basis.sd_error(theory.heavy_ball_modal_covariance(basis.curvatures, noise, h,
+                                                                                  1.0 - alpha)))
 
-        def error() -> float:
-            modal = theory.heavy_ball_modal_covariance(k, noise, h, 1.0 - alpha)
-            return float(np.max(np.abs(np.sqrt(np.sum((LU @ modal) * LU, axis=1) / target) - 1.0)))
-        return _guarded(error)
-
-    return error_at, alpha_at, V_modal, k_max
+    return error_at, alpha_at, rotated, k_max
 
 
 def baoab_parameters(H: np.ndarray, V: np.ndarray, metric: Metric, temperature: float = 1.0,
@@ -274,13 +255,15 @@ def baoab_sd_error(H: np.ndarray, V: np.ndarray, metric: Metric, h: float, gamma
 
 def _baoab_error(H: np.ndarray, V: np.ndarray, metric: Metric, temperature: float,
                  gamma: float) -> tuple[ErrorAt, np.ndarray]:
-    K, V_z = whitened(H, V, metric)
+    """(error_at, the noise points in the eigenbasis) of ``baoab_sd_error``: sd_error of
+    ``theory.baoab_stationary_covariance`` at each step tried, in the eigenbasis (``_Eigenbasis``)."""
+    basis, rotated = _eigenbasis(H, V, metric, temperature)
 
     def error_at(h: float, V_p: np.ndarray) -> float:
-        return _guarded(lambda: sd_error(theory.baoab_stationary_covariance(K, h, gamma, temperature, V_p), K, metric,
-                                         temperature))
+        return _guarded(lambda: basis.sd_error(theory.baoab_modal_covariance(basis.curvatures, V_p, h, gamma,
+                                                                             temperature)))
 
-    return error_at, V_z
+    return error_at, rotated
 
 
 def relaxation_rate(friction: float, curvature: float) -> float:
