@@ -91,7 +91,7 @@ def test_the_warm_up_of_a_well_informed_centred_hierarchy_takes_the_laplace_bulk
     """200 groups of 50 rows, a logistic GLM written centred (alpha_g ~ N(mu, tau^2)), SGLD on defaults. The
     warm-up searches the non-centred mode, chooses each group's coordinates there (all centred: 50 rows
     inform a group), searches the mode in those coordinates from there and, as the Laplace approximation
-    there passes its checks (log importance weights' SD 5.0 against 0.5 sqrt(203) = 7.1), takes it as the
+    there passes its checks (log importance weights' SD 5.0 against 0.5 sqrt(204) = 7.1), takes it as the
     bulk: 480 full-data passes. Before, an adaptive MALA run of sum(WINDOWS) + FINAL_WINDOW = 1,150 gradients
     gave the bulk (1,542 passes; on 1,000 groups and 1e6 rows two minutes a chain), and before that a search
     of the model's centred coordinates from the initial point walked down the funnel's neck first (3,676

@@ -53,20 +53,32 @@ def test_multiprocess_sampling_matches_sequential(model):
     np.testing.assert_array_equal(parallel.posterior["sigma"].values, sequential.posterior["sigma"].values)
 
 
-def _blas_threads_in_a_worker() -> list[int]:
+def _blas_threads_after_the_limit(results) -> None:
     one_blas_thread_in_a_worker()
-    return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+    results.put([info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"])
 
 
-def test_a_chain_in_a_worker_process_runs_blas_on_one_thread():
-    """pm.sample(cores=2) forks a worker per chain; each would start OpenBLAS's one thread per core, 4 spinning
-    threads on 2 cores (steps/threads.py: a 1e6-row warm-up took 3x longer). The parent keeps its threads."""
+def _blas_threads_in_a_process(name: str) -> list[int]:
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    process = context.Process(target=_blas_threads_after_the_limit, args=(results,), name=name)
+    process.start()
+    threads = results.get(timeout=60)
+    process.join()
+    return threads
+
+
+def test_a_chain_in_a_forked_worker_runs_blas_on_one_thread():
+    """pm.sample(cores=2) forks a worker per chain (named worker_chain_<c>); each would start OpenBLAS's one thread
+    per core, 4 spinning threads on 2 cores (steps/threads.py: a 1e6-row warm-up took 3x longer). Another
+    library's child process and the parent keep their threads."""
     with threadpool_limits(limits=2, user_api="blas"):
-        with multiprocessing.get_context("fork").Pool(1) as pool:
-            in_worker = pool.apply(_blas_threads_in_a_worker)
+        in_worker = _blas_threads_in_a_process("worker_chain_0")
+        elsewhere = _blas_threads_in_a_process("ForkPoolWorker-1")
         one_blas_thread_in_a_worker()  # the main process: cores=1, nothing else runs
         in_parent = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
     assert in_worker and set(in_worker) == {1}, in_worker
+    assert set(elsewhere) == {2}, elsewhere
     assert set(in_parent) == {2}, in_parent
 
 

@@ -372,11 +372,13 @@ def test_pair_factors_by_cayley_hamilton_equal_the_kronecker_solve() -> None:
     itself, solved by numpy, on heavy-ball modes from overdamped to oscillating, one at critical damping (a
     double eigenvalue, where a solution through eigenvalues would divide by zero), for one q and one per mode."""
     rng = np.random.default_rng(0)
-    k = np.concatenate([rng.uniform(0.01, 3.0, 40), [0.04]])
+    k = np.concatenate([rng.uniform(0.01, 3.0, 40), [0.0]])
     lr, mu = 0.3, 0.9
     A = np.zeros((len(k), 2, 2))
     A[:, 0, 0], A[:, 0, 1], A[:, 1, 0], A[:, 1, 1] = 1.0 - lr * k, -mu * lr, k, mu
-    A[-1] = [[0.96, -0.04], [1.0, 0.8]]  # trace^2 = 4 det: a double eigenvalue 0.88
+    critical = (1.0 - np.sqrt(mu)) ** 2 / lr  # trace^2 = 4 det = 4 mu: a double eigenvalue sqrt(mu)
+    A[-1] = [[1.0 - lr * critical, -mu * lr], [critical, mu]]
+    assert np.isclose(np.trace(A[-1]) ** 2, 4.0 * np.linalg.det(A[-1]))
     q = np.outer([-lr, 1.0], [-lr, 1.0])
     system = np.eye(4) - np.einsum("jab,icd->ijacbd", A, A).reshape(len(k), len(k), 4, 4)
     kronecker = np.linalg.solve(system, np.broadcast_to(q.ravel(order="F"), (len(k), len(k), 4))[..., None])

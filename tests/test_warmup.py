@@ -367,7 +367,8 @@ def _sghmc_covariance_directly(K, V_p, h, friction, temperature, corrected_for):
 def test_sghmc_error_in_the_eigenbasis_equals_the_direct_route(kind, corrected):
     """tuning._sghmc_error computes the SD error of SGHMC's stationary covariance in K's eigenbasis with
     the injection through V_c's eigenvectors; it must equal the direct route (its definition) at every step
-    tried, stable or not, for a dense and a diagonal metric, with and without the noise correction."""
+    tried, stable or not, for a dense and a diagonal metric, with and without the noise correction. Both routes
+    share theory's mode-by-mode covariance, which test_theory checks against the 2d x 2d Lyapunov solve."""
     rng = np.random.default_rng(3)
     d = 30
     root = rng.normal(size=(d, d)) / np.sqrt(d)

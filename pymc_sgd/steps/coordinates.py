@@ -74,9 +74,10 @@ class GroupCoordinates:
         mode = self.coordinates.to_model(bulk.mode)
         self.coordinates.choose(self._model_potential, mode)
         est.set_coordinates(self.coordinates.reparameterisation)
-        laplace = self._laplace_bulk(mode, blocks, f"the non-centred mode: {bulk.message}")
+        laplace, spent = self._laplace_bulk(mode, blocks, f"the non-centred mode: {bulk.message}")
+        passes += spent
         if laplace is not None:
-            self.bulk = dataclasses.replace(laplace, data_passes=passes + laplace.data_passes)
+            self.bulk = dataclasses.replace(laplace, data_passes=passes)
             return
         with warmup.geometry.model_errors_silenced(), np.errstate(all="ignore"):
             draws, calls, acceptance = warmup.draws.sample_bulk(est, self.coordinates.to_sampler(mode), self.rng,
@@ -91,41 +92,45 @@ class GroupCoordinates:
                                 passes + calls + 2.0 * NOISE_POINTS, acceptance >= warmup.bulk.MIN_ACCEPTANCE,
                                 message, draws=spread_out(draws, NOISE_POINTS))
 
-    def _laplace_bulk(self, start: np.ndarray, blocks: list[np.ndarray], where: str) -> warmup.Bulk | None:
-        """The mode in the chosen coordinates, searched from the model's point ``start``, when the Laplace
-        approximation N(mode, H^-1) there stands for the posterior as a start and a metric; None when it does
-        not. It does when (1) the search converges, (2) the log importance weights log p - log q of
-        LAPLACE_CHECKS draws from it have SD at most MAX_LOG_WEIGHT_SD sqrt(d), and (3) the groups' choice at
-        those draws is the one made (at the spike every group looks non-centred). On (2): the log weight is a
-        sum over the posterior's nearly independent directions, so its variance grows as d even where each is
-        close to Gaussian; per direction, a skewness gamma gives a cubic term gamma z^3 / 6 of SD 0.65 gamma
-        and a mean gamma / 2 SDs from the mode, so 0.5 per sqrt(d) puts a typical coordinate's mean within
-        about 0.4 SD of the mode, which the tuning draws burn off and their metric refits correct (measured:
-        0.21 and 0.35 on two logistic GLMs of 200 groups of 50 rows; a funnel's scale moves every group at once,
-        so its log weights grow as d, not sqrt(d)). On the 1,000-group logistic
-        GLM at n = 1e6 this replaces the MALA run (1,150 full-data gradients) by a search of a few Newton steps;
-        on radon (85 counties of 1 to 116 rows) check (2) sends the warm-up on to the MALA run."""
+    def _laplace_bulk(self, start: np.ndarray, blocks: list[np.ndarray],
+                      where: str) -> tuple[warmup.Bulk | None, float]:
+        """(the mode in the chosen coordinates, searched from the model's point ``start``, when the Laplace
+        approximation N(mode, H^-1) there stands for the posterior as a start and a metric, else None; the
+        full-data passes spent). The coordinates stay the ones chosen before. It stands when (1) the search
+        converges, (2) the log importance weights log p - log q of LAPLACE_CHECKS draws from it have SD at most
+        MAX_LOG_WEIGHT_SD sqrt(d), and (3) the groups' choice at those draws is the one made (at the spike every
+        group looks non-centred). On (2): the log weight is a sum over the posterior's nearly independent
+        directions, so its variance grows as d even where each is close to Gaussian; per direction, a skewness
+        gamma gives a cubic term gamma z^3 / 6 of SD 0.65 gamma and a mean gamma / 2 SDs from the mode, so 0.5
+        per sqrt(d) puts a typical coordinate's mean within about 0.4 SD of the mode, which the tuning draws
+        burn off and their metric refits correct (measured: 0.21 and 0.35 on two logistic GLMs of 200 groups of
+        50 rows; a funnel's scale moves every group at once, so its log weights grow as d, not sqrt(d)). On the
+        1,000-group logistic GLM at n = 1e6 this replaces the MALA run (1,150 full-data gradients) by a search
+        of a few Newton steps; on a radon-like model (85 groups of 1 to ~100 rows) the search does not converge
+        (check 1) and the warm-up goes on to the MALA run."""
         est, d = self.estimator, len(start)
         found = self._search(self.coordinates.to_sampler(start), blocks, max_iterations=LAPLACE_SEARCH_STEPS,
                              draws_if_no_mode=False)
         if not found.converged:
-            return None
+            return None, found.data_passes
         z = self.rng.standard_normal((LAPLACE_CHECKS, d))
         draws = found.mode + z @ warmup.metric_from_hessian(found.hessian, dense=True).factor.T
         potential = warmup.geometry.potential_on(est, None)
         with warmup.geometry.model_errors_silenced(), np.errstate(all="ignore"):
             U_mode = potential(found.mode)[0]
             log_weights = np.array([U_mode - potential(v)[0] for v in draws]) + 0.5 * np.sum(z**2, axis=1)
-        passes = found.data_passes + 1 + LAPLACE_CHECKS + 2.0 * NOISE_POINTS * len(blocks)
+        passes = found.data_passes + 1 + LAPLACE_CHECKS
         if not (np.all(np.isfinite(log_weights)) and np.std(log_weights) <= MAX_LOG_WEIGHT_SD * np.sqrt(d)):
-            return None
+            return None, passes
+        chosen = self.coordinates.reparameterisation
         model_draws = np.array([self.coordinates.to_model(v) for v in draws])
+        passes += 2.0 * min(NOISE_POINTS, LAPLACE_CHECKS) * len(blocks)
         if self.coordinates.choose(self._model_potential, spread_out(model_draws, NOISE_POINTS)):
-            est.set_coordinates(self.coordinates.reparameterisation)
-            return None
+            self.coordinates.reparameterisation = chosen  # the choice at the mode, not the rejected one
+            return None, passes
         message = (f"the Laplace approximation at the mode in per-group coordinates ({found.message}; log "
                    f"importance weights' SD {np.std(log_weights):.2f}), searched from {where}")
-        return dataclasses.replace(found, data_passes=passes, message=message)
+        return dataclasses.replace(found, data_passes=passes, message=message), passes
 
     def _search(self, start: np.ndarray, blocks: list[np.ndarray], **options) -> warmup.Bulk:
         """``warmup.find_bulk`` from ``start`` in the current coordinates, or an earlier chain's result of the
@@ -135,7 +140,7 @@ class GroupCoordinates:
         search is about 36 s a chain. The key holds U and grad U at the start (one full-data gradient), so new
         data (pm.set_data) is a new search; a search that found no mode (then MALA draws) is never reused."""
         with warmup.geometry.model_errors_silenced(), np.errstate(all="ignore"):
-            U, grad = warmup.geometry.potential_on(self.estimator, None)(start)
+            U, grad = warmup.geometry.potential_on(self.estimator, None)(start)  # one full-data pass
         if not (np.isfinite(U) and np.all(np.isfinite(grad))):  # find_bulk says what is wrong with the start
             return warmup.find_bulk(self.estimator, start, self.rng, blocks=blocks, **options)
         chosen = self.coordinates.reparameterisation
@@ -145,9 +150,9 @@ class GroupCoordinates:
         if cached is not None:
             return dataclasses.replace(cached, data_passes=1.0, message=f"{cached.message}, an earlier chain's")
         bulk = warmup.find_bulk(self.estimator, start, self.rng, blocks=blocks, **options)
-        if bulk.converged and bulk.draws is None:
-            self._searches = {key: bulk} | {k: v for k, v in list(self._searches.items())[-(SEARCHES_KEPT - 1):]}
-        return bulk
+        if bulk.converged and bulk.draws is None:  # newest first; the oldest beyond SEARCHES_KEPT dropped
+            self._searches = {key: bulk} | dict(list(self._searches.items())[:SEARCHES_KEPT - 1])
+        return dataclasses.replace(bulk, data_passes=bulk.data_passes + 1.0)
 
     def _model_potential(self, w: np.ndarray) -> tuple[float, np.ndarray]:
         """(U, grad U) on the full data in the model's own coordinates (the estimator runs in the sampler's)."""

@@ -113,7 +113,7 @@ class _Eigenbasis(NamedTuple):
     target_variance: np.ndarray
 
     def sd_error(self, modal: np.ndarray) -> float:
-        """max_j |sqrt(S_jj / (T H^-1)_jj) - 1| for S = L U modal U^T L^T (``sd_error``)."""
+        """The predicted SD error max_j |sqrt(S_jj / (T H^-1)_jj) - 1| for S = L U modal U^T L^T."""
         variance = np.sum((self.LU @ modal) * self.LU, axis=1)
         return float(np.max(np.abs(np.sqrt(variance / self.target_variance) - 1.0)))
 
@@ -189,8 +189,8 @@ def sghmc_parameters(H: np.ndarray, V: np.ndarray, metric: Metric, temperature: 
 def sghmc_sd_error(H: np.ndarray, V: np.ndarray, metric: Metric, h: float, friction: float,
                    temperature: float = 1.0, corrected: bool = True) -> float:
     """The predicted relative error of the posterior SDs for SGHMC at (h, alpha = friction), worst noise point:
-    the exact discrete Lyapunov covariance of seed 003's heavy-ball recursion with the injected noise (``_sghmc_error``).
-    The injection corrects for the average noise
+    the exact discrete Lyapunov covariance of seed 003's heavy-ball recursion with the injected noise
+    (``_sghmc_error``). The injection corrects for the average noise
     over the points; the error is the worst point's, whose own noise the correction misses.
     ``corrected=False``: the injection is 2 alpha h T, uncorrected (SGHMC with noise_correction=None, or in a
     cyclical schedule), and the error counts all of the gradient noise's heat."""
