@@ -9,7 +9,7 @@ import numpy as np
 from .. import warmup
 from ..kernels import amagold
 from ..warmup.acceptance import DualAveraging
-from ..warmup.tuning import curvature_range, relaxation_rate, whitened
+from ..warmup.tuning import curvature_range, relaxation_rate, whitened_noise
 from .base import BASE_STATS, FROM_MINIBATCH, StochasticGradientStep, require_int, require_positive
 from .gradient_estimator import check_gradient_estimator
 
@@ -113,8 +113,7 @@ class AMAGOLD(StochasticGradientStep):
         if centre is None and self.gradient_estimator.choice != "minibatch":
             centre = self.gradient_estimator.noise_centre = self.gradient_estimator.centre = bulk.mode
         if self.user_inner is None:
-            self.noise_trace = np.trace(whitened(bulk.hessian, self._minibatch_noise(bulk, centre).mean(axis=0),
-                                                 self.metric)[1])
+            self.noise_trace = np.trace(whitened_noise(self._minibatch_noise(bulk, centre).mean(axis=0), self.metric))
             self._choose_inner()
         self._set_rounds_per_draw()
 

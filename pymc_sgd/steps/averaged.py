@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import warmup
 from ..kernels import averaging, batching
-from ..warmup.tuning import curvature_range, whitened
+from ..warmup.tuning import curvature_range, whitened_noise
 from .base import BASE_STATS, FROM_MINIBATCH, StochasticGradientStep, require_positive
 from .gradient_estimator import GradientEstimator
 
@@ -92,7 +92,7 @@ class AveragedSGD(StochasticGradientStep):
         k_min, k_max = curvature_range(self.metric, bulk.hessian)
         epoch = int(np.ceil(self.estimator.n_rows / self.batch_size))
         if self.auto_step_size:
-            noise = whitened(bulk.hessian, self._minibatch_noise(bulk).mean(axis=0), self.metric)[1]
+            noise = whitened_noise(self._minibatch_noise(bulk).mean(axis=0), self.metric)
             self.h = min(1.0 / k_max, 2.0 / max(float(np.linalg.eigvalsh(noise).max()), 1e-300))
         if self.auto_steps_per_draw:
             wanted = max(epoch, int(np.ceil(RELAXATIONS_PER_DRAW / (self.h * k_min))))

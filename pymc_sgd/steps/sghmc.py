@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import theory, warmup
 from ..kernels import batching, momentum
-from ..warmup.tuning import (curvature_range, relaxation_rate, sghmc_parameters, sghmc_sd_error, whitened,
+from ..warmup.tuning import (curvature_range, relaxation_rate, sghmc_parameters, sghmc_sd_error, whitened_noise,
                              whitened_injection)
 from .base import BASE_STATS, FROM_MINIBATCH, StochasticGradientStep, kinetic_energy, require_positive
 from .metropolis import MetropolisAdjustedDynamics, resolve_metropolis
@@ -179,7 +179,7 @@ class SGHMC(MetropolisAdjustedDynamics, StochasticGradientStep):
                                                      self.batch_mode == batching.WITH_REPLACEMENT)
         if self.noise_correction == "diag" or self.metric.kind == "diag":
             V = np.diag(np.diag(V))
-        V_z = whitened(np.zeros_like(V), V, self.metric)[1]
+        V_z = whitened_noise(V, self.metric)
         factor, clipped = whitened_injection(V_z, self.h, self.friction, self.temperature)
         if clipped and not self._warned_hot:  # once per chain: tuning windows measure again
             self._warned_hot = True
@@ -193,7 +193,7 @@ class SGHMC(MetropolisAdjustedDynamics, StochasticGradientStep):
         (with diagonal N_z) its diagonal, which the kernel applies in O(d) instead of O(d^2)."""
         if self.metric.kind != "diag":
             return self.metric.factor @ factor
-        return np.sqrt(np.diag(self.metric.matrix)) * np.sqrt(np.diag(factor @ factor.T))
+        return np.sqrt(np.diag(self.metric.matrix)) * np.sqrt(np.sum(factor * factor, axis=1))  # diag(N N^T)
 
     def _run_updates(self, w: np.ndarray) -> tuple[np.ndarray, dict]:
         if self.metropolis:

@@ -30,11 +30,16 @@ TARGET_ERROR = 0.03
 MAX_UPDATES_PER_DRAW = 10_000
 
 
-def whitened(H: np.ndarray, V: np.ndarray, metric: Metric) -> tuple[np.ndarray, np.ndarray]:
-    """(K, V_z) = (L^T H L, L^T V L): curvature and gradient noise in the metric's coordinates
-    (V and V_z a d x d matrix or a k x d x d stack of them, one per point)."""
+def whitened_noise(V: np.ndarray, metric: Metric) -> np.ndarray:
+    """V_z = L^T V L: gradient noise in the metric's coordinates (V and V_z a d x d matrix or a k x d x d stack
+    of them, one per point)."""
     V_z = metric.factor.T @ V @ metric.factor
-    return whitened_curvature(metric, H), 0.5 * (V_z + np.swapaxes(V_z, -1, -2))
+    return 0.5 * (V_z + np.swapaxes(V_z, -1, -2))
+
+
+def whitened(H: np.ndarray, V: np.ndarray, metric: Metric) -> tuple[np.ndarray, np.ndarray]:
+    """(K, V_z) = (L^T H L, L^T V L): curvature and gradient noise in the metric's coordinates."""
+    return whitened_curvature(metric, H), whitened_noise(V, metric)
 
 
 HALVING = float(np.log(2.0))
