@@ -169,20 +169,31 @@ def row_groups(model: pm.Model, effects: Sequence[GroupEffect], n_rows: int) -> 
     >>> row_groups(model, find_group_effects(model, model.value_vars), 5)
     array([0, 0, 1, 1, 1])
     """
+    indices = effect_indices(model, effects, n_rows)
+    for effect in sorted(effects, key=lambda e: -e.size):
+        index = indices[effect.name]
+        if index is not None:
+            return np.unique(index, return_inverse=True)[1].astype(np.int64)
+    return None
+
+
+def effect_indices(model: pm.Model, effects: Sequence[GroupEffect], n_rows: int) -> dict[str, np.ndarray | None]:
+    """For each group effect, the one per-row integer array (``n_rows`` long, values within the effect's size) that
+    indexes it in the likelihood (a[g], z[g] or (mu + tau z)[g]), or None (no such array, or several)."""
     free = set(model.free_RVs)
     nodes = list(pytensor.graph.traversal.applys_between(list(free), list(model.observed_RVs)))
-    for effect in sorted(effects, key=lambda e: -e.size):
+    found = {}
+    for effect in effects:
         rv = model.named_vars[effect.name]
         indices = {node.inputs[1] for node in nodes
                    if isinstance(node.op, AdvancedSubtensor | AdvancedSubtensor1) and len(node.inputs) == 2
                    and node.inputs[0].ndim == 1 and node.inputs[1].dtype.startswith(("int", "uint"))
                    and depends_on(node.inputs[0], {rv}) and not depends_on(node.inputs[1], free)}
         values = [np.asarray(value_of(index)) for index in indices]
-        if not values or values[0].shape != (n_rows,) or any(not np.array_equal(values[0], v) for v in values[1:]):
-            continue
-        if values[0].min() >= 0 and values[0].max() < effect.size:
-            return np.unique(values[0], return_inverse=True)[1].astype(np.int64)
-    return None
+        usable = (values and values[0].shape == (n_rows,) and all(np.array_equal(values[0], v) for v in values[1:])
+                  and values[0].min() >= 0 and values[0].max() < effect.size)
+        found[effect.name] = values[0] if usable else None
+    return found
 
 
 KAPPA_CENTRE = 1.0  # centre group g when the data's precision on a_g reaches its prior's: scale^2 I_g >= 1

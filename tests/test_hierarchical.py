@@ -161,6 +161,34 @@ def test_group_effects_are_found_in_either_parameterisation():
     assert find_group_effects(regression, regression.value_vars) == []
 
 
+def test_the_hessian_skips_differencing_between_groups_only_where_no_row_couples_them():
+    """The cell Hessian (one pair of gradients per column of cells) equals the column-by-column one on a varying
+    intercept (cells of one coordinate), on a varying intercept and slope indexed by the same group (cells of
+    two: a_g with b_g) and on crossed effects a[g] + b[h], where one row couples a_g with b_h: there a's groups
+    are the cells and b is differenced coordinate by coordinate (cells of both would drop the a-b entries, which
+    here are as large, row by row, as the likelihood's part of the diagonal). Each effect's own groups are
+    uncoupled in all three, so the warm-up chooses per group how to run them."""
+    rng = np.random.default_rng(0)
+    n, G, H = 2000, 30, 20
+    g, h, x = rng.integers(G, size=n), rng.integers(H, size=n), rng.normal(1.0, 1.0, size=n)
+    y = rng.normal(size=n) + 0.5 * rng.normal(size=G)[g] + 0.5 * rng.normal(size=H)[h]
+    for second_effect, shapes in ((None, [(G, 1)]), ("slope", [(G, 2)]), ("crossed", [(G, 1)])):
+        with pm.Model():
+            mean = pm.Normal("mu", 0, 5) + pm.Normal("a", 0, pm.HalfNormal("sa", 1), shape=G)[g]
+            if second_effect is not None:
+                b = pm.Normal("b", 0, pm.HalfNormal("sb", 1), shape=H if second_effect == "crossed" else G)
+                mean = mean + (b[h] if second_effect == "crossed" else b[g] * x)
+            pm.Normal("y", mean, 1.0, observed=y)
+            step = pymc_sgd.SGLD(batch_size=100)
+        w = np.random.default_rng(1).normal(size=step.estimator.dim) * 0.3
+        cells = step._group_cells(w)
+        assert [family.shape for family in cells] == shapes and step.coordinates is not None
+        potential, steps = potential_on(step.estimator, None), 1e-4 * (1.0 + np.abs(w))
+        full = warmup.geometry.finite_difference_hessian(potential, w, steps)
+        celled = warmup.geometry.finite_difference_hessian(potential, w, steps, cells)
+        np.testing.assert_allclose(celled, full, atol=1e-6 * np.abs(full).max())
+
+
 @pytest.mark.parametrize("parameterisation", ["centred", "noncentred"])
 def test_the_sampler_coordinates_carry_the_jacobian_and_the_choice_follows_the_data(parameterisation):
     """In the sampler's coordinates v the estimator's U is U(x(v)) - log J, with log J = (number of groups run

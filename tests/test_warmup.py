@@ -297,8 +297,10 @@ def test_full_batch_defaults_are_exact_where_the_curvature_grows(sampler):
     assert_close(*cov_and_se(draws, draws), exact_var, "variance of x")
 
 
-def _arrowhead(rng: np.random.Generator, d: int, k: int, negative_pivots: int, coupling: float, margin: float):
-    """A random H whose first d - k coordinates' block is diagonal, scales over 4 orders of magnitude; its Schur
+def _arrowhead(rng: np.random.Generator, d: int, k: int, negative_pivots: int, coupling: float, margin: float,
+               cell_size: int = 1):
+    """(H, cells): a random H whose first d - k coordinates form cells of ``cell_size`` (H zero between two
+    cells; within a cell of two a correlation of -0.6 to 0.6), scales over 4 orders of magnitude; its Schur
     complement is about (margin - 1) (d - k) coupling^2 I + C C^T. Negative pivots with coupling 0 are
     uncoupled (their rows of B are zero)."""
     inner, outer = np.arange(d - k), np.arange(d - k, d)
@@ -306,44 +308,74 @@ def _arrowhead(rng: np.random.Generator, d: int, k: int, negative_pivots: int, c
     pivots[:negative_pivots] *= -1.0
     H = np.zeros((d, d))
     H[inner, inner] = pivots
+    cells = inner.reshape(-1, cell_size)
+    if cell_size == 2:
+        within = rng.uniform(-0.6, 0.6, len(cells)) * np.sqrt(np.abs(pivots[cells[:, 0]] * pivots[cells[:, 1]]))
+        H[cells[:, 0], cells[:, 1]] = H[cells[:, 1], cells[:, 0]] = within
     B = rng.normal(size=(d - k, k)) * np.sqrt(np.abs(pivots))[:, None] * max(coupling, 0.1)
     if coupling == 0:
-        B[:negative_pivots] = 0.0
+        B[:negative_pivots + cell_size - 1] = 0.0  # the cells holding a negative pivot
     H[np.ix_(inner, outer)], H[np.ix_(outer, inner)] = B, B.T
     C = rng.normal(size=(k, k))
     H[np.ix_(outer, outer)] = C @ C.T + margin * (d - k) * max(coupling, 0.1) ** 2 * np.eye(k)
-    return H, inner
+    return H, [cells]
 
 
+@pytest.mark.parametrize("cell_size", [1, 2])
 @pytest.mark.parametrize("negative_pivots, coupling, margin, positive_definite",
                          [(0, 0.1, 2.0, True), (0, 1.0, 0.5, False), (3, 0.1, 2.0, False), (3, 0.0, 2.0, False)])
-def test_arrowhead_algebra_equals_the_dense_one(negative_pivots, coupling, margin, positive_definite):
+def test_arrowhead_algebra_equals_the_dense_one(negative_pivots, coupling, margin, positive_definite, cell_size):
     """Block elimination and the reduced eigenproblem (``warmup.arrowhead``) against numpy's dense solve,
     inverse and eigendecomposition of the same Jacobi-scaled matrix, to rounding: positive definite, with a
     Schur complement that is not, with negative pivots, and with uncoupled negative pivots (the lowest
-    eigenvalue is then the -1 outside the reduced span)."""
+    eigenvalue is then the -1 outside the reduced span); cells of one coordinate and of two (congruent to the
+    diagonal case by T_c = Q_c |Lambda_c|^-1/2, so the direction is one of negative curvature, -1 along H, and
+    the lowest eigenvector of the scaled matrix only where the cells have one coordinate)."""
     rng = np.random.default_rng(negative_pivots + int(100 * coupling))
-    H, inner = _arrowhead(rng, 120, 3, negative_pivots, coupling, margin)
+    H, cells = _arrowhead(rng, 120, 2 + cell_size, negative_pivots, coupling, margin, cell_size)  # d - k cells
     g = rng.normal(size=len(H))
-    factor = arrowhead.factorise(H, inner)
+    factor = arrowhead.factorise(H, cells)
     D = 1.0 / np.sqrt(np.abs(np.diag(H)))
     eigenvalues, eigenvectors = np.linalg.eigh(D[:, None] * H * D[None, :])
     assert factor.positive_definite == (eigenvalues[0] > 0) == positive_definite
     np.testing.assert_allclose(arrowhead.solve(factor, g), np.linalg.solve(H, g), rtol=1e-9, atol=0)
     np.testing.assert_allclose(arrowhead.inverse_diagonal(factor), np.diag(np.linalg.inv(H)), rtol=1e-9)
     direction, pseudo_decrement = arrowhead.negative_curvature(factor, g)
-    np.testing.assert_allclose(pseudo_decrement, np.sum((eigenvectors.T @ (D * g)) ** 2 / np.abs(eigenvalues)),
-                               rtol=1e-9)
+    if cell_size == 1 or positive_definite:  # g^T |A'|^-1 g is g^T |A|^-1 g for T = 1, and g^T A^-1 g for A > 0
+        np.testing.assert_allclose(pseudo_decrement, np.sum((eigenvectors.T @ (D * g)) ** 2 / np.abs(eigenvalues)),
+                                   rtol=1e-9)
     if eigenvalues[0] > 0:
         assert direction is None
     else:  # unit |H| length along the lowest eigenvector (of the scaled matrix) or one of its eigenvalue
-        scaled = direction / D
         np.testing.assert_allclose(direction @ H @ direction, -1.0, rtol=1e-9)
-        np.testing.assert_allclose(scaled @ (D[:, None] * H * D[None, :]) @ scaled / (scaled @ scaled),
-                                   eigenvalues[0], rtol=1e-9)
+        if cell_size == 1:
+            scaled = direction / D
+            np.testing.assert_allclose(scaled @ (D[:, None] * H * D[None, :]) @ scaled / (scaled @ scaled),
+                                       eigenvalues[0], rtol=1e-9)
     shift = rng.uniform(0.0, 10.0, len(H))
-    np.testing.assert_allclose(arrowhead.solve(arrowhead.factorise(H, inner, shift), g),
+    np.testing.assert_allclose(arrowhead.solve(arrowhead.factorise(H, cells, shift), g),
                                np.linalg.solve(H + np.diag(shift), g), rtol=1e-9, atol=0)
+
+
+def test_arrowhead_mixes_cells_of_one_and_two_and_sets_nearly_singular_cells_aside():
+    """A family of single cells and a family of pairs in one factor, one pair correlated 0.99 (an intercept and a
+    slope of an uncentred covariate) and one 1 - 1e-12 (singular to rounding: it goes with the outer
+    coordinates): solve and the inverse's diagonal equal the dense ones."""
+    rng = np.random.default_rng(7)
+    H, (pairs,) = _arrowhead(rng, 64, 4, 0, 0.1, 2.0, cell_size=2)
+    for cell, correlation in ((pairs[0], 0.99), (pairs[1], 1.0 - 1e-12)):
+        H[cell[0], cell[1]] = H[cell[1], cell[0]] = correlation * np.sqrt(H[cell[0], cell[0]] * H[cell[1], cell[1]])
+    cells = [pairs[:10].ravel()[:, None], pairs[10:]]  # the first ten pairs as twenty single cells
+    H_single = H.copy()
+    first = pairs[:10]
+    H_single[first[:, 0], first[:, 1]] = H_single[first[:, 1], first[:, 0]] = 0.0  # single cells: no coupling
+    g = rng.normal(size=len(H))
+    factor = arrowhead.factorise(H_single, cells)
+    assert len(factor.inner) == 60 and len(factor.transforms) == 2  # every cell kept, T for both families
+    np.testing.assert_allclose(arrowhead.solve(factor, g), np.linalg.solve(H_single, g), rtol=1e-9, atol=0)
+    factor = arrowhead.factorise(H, [pairs])
+    assert pairs[1, 0] in factor.outer and pairs[1, 1] in factor.outer and pairs[0, 0] in factor.inner
+    np.testing.assert_allclose(arrowhead.inverse_diagonal(factor), np.diag(np.linalg.inv(H)), rtol=1e-5)
 
 
 def _sd_error_directly(whitened_covariance: np.ndarray, K: np.ndarray, metric, temperature: float) -> float:

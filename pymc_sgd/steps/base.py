@@ -307,11 +307,11 @@ class StochasticGradientStep(Batches, GroupCoordinates, BlockedStep):
 
     def _warm_up(self, w: np.ndarray) -> np.ndarray:
         """Find the bulk, set the metric, let the sampler tune; return a Laplace draw to start from."""
-        blocks = self._group_blocks(w)
+        cells = self._group_cells(w)
         if self.coordinates is None:
-            self.bulk = warmup.find_bulk(self.estimator, w, self.rng, blocks=blocks)
+            self.bulk = warmup.find_bulk(self.estimator, w, self.rng, cells=cells)
         else:
-            self._choose_coordinates(w, blocks)
+            self._choose_coordinates(w, cells)
         self.laplace = warmup.metric_from_hessian(self.bulk.hessian, dense=True)
         self.spread = (self.bulk.mode, self.laplace)  # centre and scale of the bulk, for divergence checks
         self.metric = self._choose_metric(self.bulk)

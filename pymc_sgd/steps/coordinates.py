@@ -17,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .. import warmup
-from ..hierarchy import Coordinates, Reparameterisation
+from ..hierarchy import Coordinates, Reparameterisation, effect_indices
 from ..warmup.bulk import NOISE_POINTS, spread_out
 
 LAPLACE_SEARCH_STEPS = 30  # Newton steps the search in the chosen coordinates may take before MALA takes over
@@ -31,26 +31,51 @@ class GroupCoordinates:
     ``coordinates`` (None: the model's own), ``_written`` (the model's coordinates as a Reparameterisation,
     None when the step never reparameterises) and ``_searches`` (an empty dict: see ``_search``)."""
 
-    def _group_blocks(self, w: np.ndarray) -> list[np.ndarray]:
-        """The flat indices of each group effect of the model (``pymc_sgd.hierarchy``) when its block of the
-        Hessian is diagonal at w (each row touches one group), for the warm-up's Hessians; and, for a step the
-        warm-up chooses with ``parameterisation="auto"``, the coordinates ``_choose_coordinates`` will set."""
+    def _group_cells(self, w: np.ndarray) -> list[np.ndarray]:
+        """The model's group effects (``pymc_sgd.hierarchy``) as cells for the warm-up's Hessians
+        (``warmup.arrowhead``): effects indexed by the same per-row array (an intercept and a slope per group)
+        form one family, one cell of m coordinates per group; any other effect indexed by one per-row array is
+        a family of its own. H must be zero between cells at w (``warmup.geometry.cells_are_uncoupled``): the
+        families are taken largest first while it holds (crossed effects a[g] + b[h]: a's groups are cells, b
+        joins the hyperparameters). An effect indexed otherwise (several index arrays, a design matrix) is never
+        a cell. For a step the warm-up chooses with ``parameterisation="auto"``, also the coordinates
+        ``_choose_coordinates`` will set, where each effect's own groups are uncoupled (the choice differences
+        one effect at a time)."""
         effects = self.group_effects
         if not effects:
             return []
         coordinates = Coordinates(self.vars, effects, self.model.initial_point())
-        blocks = [np.arange(len(w))[coordinates.slices[effect.name]] for effect in effects]
+        indices = effect_indices(self.model, effects, self.estimator.n_rows)
+        positions = {e.name: np.arange(len(w))[coordinates.slices[e.name]] for e in effects}
+        families: list[list[str]] = []
+        for effect in effects:  # same size and the same index array: one family
+            index = indices[effect.name]
+            if index is None:
+                continue
+            family = next((f for f in families if len(positions[f[0]]) == effect.size
+                           and np.array_equal(indices[f[0]], index)), None)
+            if family is None:
+                families.append([effect.name])
+            else:
+                family.append(effect.name)
         rows = warmup.subsample_rows(self.estimator.n_rows, 10_000, self.rng)
-        with warmup.geometry.model_errors_silenced(), np.errstate(all="ignore"):
-            diagonal = warmup.geometry.blocks_are_diagonal(warmup.geometry.potential_on(self.estimator, rows), w,
-                                                           1e-4 * (1.0 + np.abs(w)), blocks)
-        if not diagonal:
-            return []
-        if self.parameterisation == "auto" and self.auto_step_size and self.reparameterises:
-            self.coordinates = coordinates
-        return blocks
+        potential, steps = warmup.geometry.potential_on(self.estimator, rows), 1e-4 * (1.0 + np.abs(w))
 
-    def _choose_coordinates(self, w: np.ndarray, blocks: list[np.ndarray]) -> None:
+        def uncoupled(cells: list[np.ndarray]) -> bool:
+            with warmup.geometry.model_errors_silenced(), np.errstate(all="ignore"):
+                return warmup.geometry.cells_are_uncoupled(potential, w, steps, cells)
+
+        cells: list[np.ndarray] = []
+        for family in sorted(families, key=lambda f: -len(positions[f[0]]) * len(f)):
+            candidate = np.column_stack([positions[name] for name in family])
+            if uncoupled(cells + [candidate]):
+                cells.append(candidate)
+        choosable = all(uncoupled([positions[e.name][:, None]]) for e in effects)
+        if choosable and self.parameterisation == "auto" and self.auto_step_size and self.reparameterises:
+            self.coordinates = coordinates
+        return cells
+
+    def _choose_coordinates(self, w: np.ndarray, cells: list[np.ndarray]) -> None:
         """Sample each group centred or non-centred as its data say (``hierarchy.choose_coordinates``), and take
         the bulk in those coordinates. Not chosen at a mode alone: a centred hierarchy has none (the search can end
         in the spike at scale -> 0, where every group looks non-centred), and the non-centred mode sits at a large
@@ -69,19 +94,19 @@ class GroupCoordinates:
         noncentred = Reparameterisation(effects, tuple((False,) * e.size for e in effects))
         self.coordinates.reparameterisation = noncentred
         est.set_coordinates(noncentred)
-        bulk = self._search(self.coordinates.to_sampler(w), blocks)
+        bulk = self._search(self.coordinates.to_sampler(w), cells)
         passes = bulk.data_passes
         mode = self.coordinates.to_model(bulk.mode)
         self.coordinates.choose(self._model_potential, mode)
         est.set_coordinates(self.coordinates.reparameterisation)
-        laplace, spent = self._laplace_bulk(mode, blocks, f"the non-centred mode: {bulk.message}")
+        laplace, spent = self._laplace_bulk(mode, cells, f"the non-centred mode: {bulk.message}")
         passes += spent
         if laplace is not None:
             self.bulk = dataclasses.replace(laplace, data_passes=passes)
             return
         with warmup.geometry.model_errors_silenced(), np.errstate(all="ignore"):
             draws, calls, acceptance = warmup.draws.sample_bulk(est, self.coordinates.to_sampler(mode), self.rng,
-                                                                est.n_rows, blocks)
+                                                                est.n_rows, cells)
         model_draws = np.array([self.coordinates.to_model(v) for v in draws])
         self.coordinates.choose(self._model_potential, spread_out(model_draws, NOISE_POINTS))
         est.set_coordinates(self.coordinates.reparameterisation)
@@ -92,7 +117,7 @@ class GroupCoordinates:
                                 passes + calls + 2.0 * NOISE_POINTS, acceptance >= warmup.bulk.MIN_ACCEPTANCE,
                                 message, draws=spread_out(draws, NOISE_POINTS))
 
-    def _laplace_bulk(self, start: np.ndarray, blocks: list[np.ndarray],
+    def _laplace_bulk(self, start: np.ndarray, cells: list[np.ndarray],
                       where: str) -> tuple[warmup.Bulk | None, float]:
         """(the mode in the chosen coordinates, searched from the model's point ``start``, when the Laplace
         approximation N(mode, H^-1) there stands for the posterior as a start and a metric, else None; the
@@ -109,7 +134,7 @@ class GroupCoordinates:
         of a few Newton steps; on a radon-like model (85 groups of 1 to ~100 rows) the search does not converge
         (check 1) and the warm-up goes on to the MALA run."""
         est, d = self.estimator, len(start)
-        found = self._search(self.coordinates.to_sampler(start), blocks, max_iterations=LAPLACE_SEARCH_STEPS,
+        found = self._search(self.coordinates.to_sampler(start), cells, max_iterations=LAPLACE_SEARCH_STEPS,
                              draws_if_no_mode=False)
         if not found.converged:
             return None, found.data_passes
@@ -124,7 +149,7 @@ class GroupCoordinates:
             return None, passes
         chosen = self.coordinates.reparameterisation
         model_draws = np.array([self.coordinates.to_model(v) for v in draws])
-        passes += 2.0 * min(NOISE_POINTS, LAPLACE_CHECKS) * len(blocks)
+        passes += 2.0 * min(NOISE_POINTS, LAPLACE_CHECKS) * len(self.coordinates.effects)
         if self.coordinates.choose(self._model_potential, spread_out(model_draws, NOISE_POINTS)):
             self.coordinates.reparameterisation = chosen  # the choice at the mode, not the rejected one
             return None, passes
@@ -132,9 +157,9 @@ class GroupCoordinates:
                    f"importance weights' SD {np.std(log_weights):.2f}), searched from {where}")
         return dataclasses.replace(found, data_passes=passes, message=message), passes
 
-    def _search(self, start: np.ndarray, blocks: list[np.ndarray], **options) -> warmup.Bulk:
+    def _search(self, start: np.ndarray, cells: list[np.ndarray], **options) -> warmup.Bulk:
         """``warmup.find_bulk`` from ``start`` in the current coordinates, or an earlier chain's result of the
-        same search. With group blocks a search that finds a mode is a function of the start, the coordinates
+        same search. With group cells a search that finds a mode is a function of the start, the coordinates
         and the data alone (all rows, no random numbers), and the chains of one process (pm.sample's default
         cores=1 on a 2-CPU machine) start at the same initial point: on 1,000 groups x 1e6 rows the non-centred
         search is about 36 s a chain. The key holds U and grad U at the start (one full-data gradient), so new
@@ -142,14 +167,14 @@ class GroupCoordinates:
         with warmup.geometry.model_errors_silenced(), np.errstate(all="ignore"):
             U, grad = warmup.geometry.potential_on(self.estimator, None)(start)  # one full-data pass
         if not (np.isfinite(U) and np.all(np.isfinite(grad))):  # find_bulk says what is wrong with the start
-            return warmup.find_bulk(self.estimator, start, self.rng, blocks=blocks, **options)
+            return warmup.find_bulk(self.estimator, start, self.rng, cells=cells, **options)
         chosen = self.coordinates.reparameterisation
         key = (chosen.key, chosen.centred, start.tobytes(), float(U), grad.tobytes(),
                tuple(sorted(options.items())))
         cached = self._searches.get(key)
         if cached is not None:
             return dataclasses.replace(cached, data_passes=1.0, message=f"{cached.message}, an earlier chain's")
-        bulk = warmup.find_bulk(self.estimator, start, self.rng, blocks=blocks, **options)
+        bulk = warmup.find_bulk(self.estimator, start, self.rng, cells=cells, **options)
         if bulk.converged and bulk.draws is None:  # newest first; the oldest beyond SEARCHES_KEPT dropped
             self._searches = {key: bulk} | dict(list(self._searches.items())[:SEARCHES_KEPT - 1])
         return dataclasses.replace(bulk, data_passes=bulk.data_passes + 1.0)
@@ -215,7 +240,7 @@ class GroupCoordinates:
             return (f" The model has {groups} group effects ({names}), run as written (parameterisation="
                     f"{self.parameterisation!r}); parameterisation='auto' lets the warm-up centre each group or not "
                     "as its data say.")
-        if self.auto_step_size:  # their block of the Hessian is not diagonal (_group_blocks): not per group
+        if self.auto_step_size:  # an effect's own groups are coupled (_group_cells): not per group
             return (f" The model has {groups} group effects ({names}), run as written: their rows are not one group "
                     "each (e.g. a design matrix over groups), so the warm-up cannot choose per group.")
         return (f" The model has {groups} group effects ({names}), run as written because step_size was given; with "

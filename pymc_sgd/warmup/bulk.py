@@ -27,7 +27,6 @@ distance by about that factor, so a few full-data gradients finish the job.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,15 +84,15 @@ def _difference_steps(w: np.ndarray, factor: arrowhead.Factor | None) -> np.ndar
     return np.where(good, 1e-3 * np.where(good, scale, 1.0), fallback)
 
 
-def newton_decrement(H: np.ndarray, g: np.ndarray, inner: np.ndarray = arrowhead.NO_BLOCKS) -> float:
-    """g^T H^{-1} g, or inf when H is not positive definite (``inner``: ``arrowhead.inner_coordinates``)."""
-    factor = arrowhead.factorise(H, inner)
+def newton_decrement(H: np.ndarray, g: np.ndarray, cells: arrowhead.Cells = ()) -> float:
+    """g^T H^{-1} g, or inf when H is not positive definite (``cells``: see ``arrowhead``)."""
+    factor = arrowhead.factorise(H, cells)
     return float(g @ arrowhead.solve(factor, g)) if factor.positive_definite else np.inf
 
 
-def _damped_step(H: np.ndarray, g: np.ndarray, lam: float, inner: np.ndarray) -> np.ndarray | None:
+def _damped_step(H: np.ndarray, g: np.ndarray, lam: float, cells: arrowhead.Cells) -> np.ndarray | None:
     D = np.maximum(np.abs(np.diag(H)), 1e-12 * max(np.abs(np.diag(H)).max(), 1e-300))
-    factor = arrowhead.factorise(H, inner, lam * D)
+    factor = arrowhead.factorise(H, cells, lam * D)
     return -arrowhead.solve(factor, g) if factor.positive_definite else None
 
 
@@ -116,22 +115,22 @@ def _finite(potential: float, grad: np.ndarray) -> bool:
 
 
 def levenberg_marquardt(potential: PotentialAndGrad, w: np.ndarray, tolerance: float, max_iterations: int,
-                        blocks: Sequence[np.ndarray] = ()) -> tuple[np.ndarray, np.ndarray, float, int, bool, str]:
-    """Damped Newton from w (Hessians with ``geometry.finite_difference_hessian``'s diagonal ``blocks``).
+                        cells: arrowhead.Cells = ()) -> tuple[np.ndarray, np.ndarray, float, int, bool, str]:
+    """Damped Newton from w (Hessians with ``geometry.finite_difference_hessian``'s ``cells``).
     Returns (w, H, decrement, gradient calls, converged, message)."""
     U, g = potential(w)
     if not _finite(U, g):
         raise FloatingPointError("the potential or its gradient is not finite at the start point")
     d, calls, lam = len(w), 1, 0.0
-    hessian_calls = 2 * (d - sum(len(b) for b in blocks) + len(blocks))
-    inner = arrowhead.inner_coordinates(blocks)
-    H = finite_difference_hessian(potential, w, _difference_steps(w, None), blocks)
-    factor = arrowhead.factorise(H, inner)
+    in_cells, pairs = arrowhead.cell_count(cells)
+    hessian_calls = 2 * (d - in_cells + pairs)
+    H = finite_difference_hessian(potential, w, _difference_steps(w, None), cells)
+    factor = arrowhead.factorise(H, cells)
     calls += hessian_calls
     for iteration in range(max_iterations):
-        H = finite_difference_hessian(potential, w, _difference_steps(w, factor), blocks)
+        H = finite_difference_hessian(potential, w, _difference_steps(w, factor), cells)
         calls += hessian_calls
-        factor = arrowhead.factorise(H, inner)
+        factor = arrowhead.factorise(H, cells)
         decrement = float(g @ arrowhead.solve(factor, g)) if factor.positive_definite else np.inf
         if decrement <= tolerance * d:
             return w, H, decrement, calls, True, f"converged after {iteration} Newton steps"
@@ -144,13 +143,13 @@ def levenberg_marquardt(potential: PotentialAndGrad, w: np.ndarray, tolerance: f
             calls += spent
             continue
         for _ in range(40):  # raise the damping until a step lowers U
-            step = _damped_step(H, g, lam, inner)
+            step = _damped_step(H, g, lam, cells)
             if step is not None:
                 U_new, g_new = potential(w + step)
                 calls += 1
                 if _finite(U_new, g_new) and U_new == U and decrement <= ROUNDING_DECREMENT * d:
                     # U no longer resolves the step; it still halves the digits of w it has wrong (Newton)
-                    return (w + step, H, newton_decrement(H, g_new, inner), calls, True,
+                    return (w + step, H, newton_decrement(H, g_new, cells), calls, True,
                             f"converged to rounding error after {iteration + 1} Newton steps")
                 if _finite(U_new, g_new) and U_new <= U:
                     w, U, g = w + step, U_new, g_new
@@ -158,8 +157,8 @@ def levenberg_marquardt(potential: PotentialAndGrad, w: np.ndarray, tolerance: f
                     break
             lam = max(10.0 * lam, 1e-4)
         else:
-            return w, H, newton_decrement(H, g, inner), calls, False, "no damped Newton step lowers U (a flat or rough potential)"
-    return w, H, newton_decrement(H, g, inner), calls, False, f"not converged in {max_iterations} Newton steps"
+            return w, H, newton_decrement(H, g, cells), calls, False, "no damped Newton step lowers U (a flat or rough potential)"
+    return w, H, newton_decrement(H, g, cells), calls, False, f"not converged in {max_iterations} Newton steps"
 
 
 def _refine_on_full_data(potential: PotentialAndGrad, w: np.ndarray, H: np.ndarray, tolerance: float,
@@ -186,26 +185,27 @@ def _refine_on_full_data(potential: PotentialAndGrad, w: np.ndarray, H: np.ndarr
 
 
 def find_bulk(est, start: np.ndarray, rng: np.random.Generator, subsample_size: int = 10_000,
-              tolerance: float = 1e-4, max_iterations: int = 100, blocks: Sequence[np.ndarray] = (),
+              tolerance: float = 1e-4, max_iterations: int = 100, cells: arrowhead.Cells = (),
               draws_if_no_mode: bool = True) -> Bulk:
     """Damped Newton from ``start`` to the mode of U (see the module docstring); where there is no mode to
     find (the search does not converge, or ends where the Hessian is not positive definite), the bulk of
     an adaptive MALA run from ``start`` instead (``draws.sample_bulk``), or with ``draws_if_no_mode=False``
     where the search ended (``converged`` False). Errors the model raises at trial
-    points are part of the search (``geometry.model_errors_silenced``). ``blocks``: coordinates whose
-    Hessian block is diagonal (``geometry.finite_difference_hessian``), e.g. conditionally independent
-    group effects: each costs two gradients per Hessian instead of two per coordinate, and the search then
+    points are part of the search (``geometry.model_errors_silenced``). ``cells``: coordinates whose
+    Hessian is block diagonal (``geometry.finite_difference_hessian``, ``arrowhead``), e.g. conditionally
+    independent group effects: each column of cells costs two gradients per Hessian instead of two per
+    coordinate, and the search then
     runs on all rows (a subsample of m rows gives groups without rows in it their prior's curvature only, and the
     others m / n times their rows' curvature in noise)."""
     n, start = est.n_rows, np.asarray(start, dtype=np.float64)
-    if blocks:  # a subsample leaves small groups without rows: their curvature would be the prior's alone
+    if cells:  # a subsample leaves small groups without rows: their curvature would be the prior's alone
         subsample_size = n
     rows = subsample_rows(n, subsample_size, rng)
     m = len(rows)
     with model_errors_silenced(), np.errstate(all="ignore"):  # overflow at trial points is rejected below
         try:
             w, H, decrement, calls, converged, message = levenberg_marquardt(
-                potential_on(est, rows), start.copy(), tolerance, max_iterations, blocks)
+                potential_on(est, rows), start.copy(), tolerance, max_iterations, cells)
         except FloatingPointError as error:
             raise FloatingPointError(
                 f"The warm-up cannot start: {error}. Pass a finite start point (pm.sample(initvals=...)).") from None
@@ -219,13 +219,13 @@ def find_bulk(est, start: np.ndarray, rng: np.random.Generator, subsample_size: 
             return Bulk(w, H, decrement, passes, converged, message, gradient=gradient)
         if not draws_if_no_mode:
             return Bulk(w, H, decrement, passes, False, message)
-        return bulk_from_draws(est, start, rng, subsample_size, passes, message, blocks)
+        return bulk_from_draws(est, start, rng, subsample_size, passes, message, cells)
 
 
 def bulk_from_draws(est, start: np.ndarray, rng: np.random.Generator, rows: int, passes: float, why: str,
-                    blocks: Sequence[np.ndarray] = ()) -> Bulk:
+                    cells: arrowhead.Cells = ()) -> Bulk:
     """The bulk as the draws of ``draws.sample_bulk`` from ``start`` see it (``why``: the mode search's message)."""
-    draws, calls, acceptance = sample_bulk(est, start, rng, rows, blocks)
+    draws, calls, acceptance = sample_bulk(est, start, rng, rows, cells)
     centre = draws.mean(axis=0)
     settled = MIN_ACCEPTANCE <= acceptance
     data = "the full data" if rows >= est.n_rows else f"{rows} of its {est.n_rows} rows"

@@ -19,10 +19,9 @@ to a few thousand gradients on at most ``rows`` rows), not of the sampling loop.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
+from . import arrowhead
 from .acceptance import DualAveraging
 from .geometry import PotentialAndGrad, finite_difference_hessian, potential_on, subsample_rows
 from .metric import jacobi_inverse, sample_covariance
@@ -53,27 +52,28 @@ def _mala_step(potential: PotentialAndGrad, w: np.ndarray, U: float, g: np.ndarr
     return w, U, g, acceptance
 
 
-def _initial_scale(potential: PotentialAndGrad, w: np.ndarray, blocks: Sequence[np.ndarray]) -> np.ndarray:
+def _initial_scale(potential: PotentialAndGrad, w: np.ndarray, cells: arrowhead.Cells) -> np.ndarray:
     """Per-coordinate scales 1/sqrt|d^2U/dw_j^2| from finite differences of the gradient at w (1 where
-    that is not usable); ``blocks`` as ``geometry.finite_difference_hessian``'s."""
-    curvature = np.abs(np.diag(finite_difference_hessian(potential, w, 1e-4 * (1.0 + np.abs(w)), blocks)))
+    that is not usable); ``cells`` as ``geometry.finite_difference_hessian``'s."""
+    curvature = np.abs(np.diag(finite_difference_hessian(potential, w, 1e-4 * (1.0 + np.abs(w)), cells)))
     usable = np.isfinite(curvature) & (curvature > 0)
     return np.clip(np.where(usable, 1.0 / np.sqrt(np.where(usable, curvature, 1.0)), 1.0), 1e-6, 1e3)
 
 
 def sample_bulk(est, start: np.ndarray, rng: np.random.Generator, rows: int = 10_000,
-                blocks: Sequence[np.ndarray] = ()) -> tuple[np.ndarray, float, float]:
+                cells: arrowhead.Cells = ()) -> tuple[np.ndarray, float, float]:
     """Adaptive MALA on U_S from ``start``: (FINAL_WINDOW x d draws, gradient calls in full-data passes,
     mean acceptance of the last window). Raises FloatingPointError when U is not finite at the start.
-    ``blocks``: see ``geometry.finite_difference_hessian`` (for the initial per-coordinate scales)."""
+    ``cells``: see ``geometry.finite_difference_hessian`` (for the initial per-coordinate scales)."""
     sample = subsample_rows(est.n_rows, rows, rng)
     potential = potential_on(est, sample)
     w = np.asarray(start, dtype=np.float64).copy()
     U, g = potential(w)
     if not (np.isfinite(U) and np.all(np.isfinite(g))):
         raise FloatingPointError("the potential or its gradient is not finite at the start point")
-    scale = _initial_scale(potential, w, blocks)
-    calls = 1 + 2 * (len(w) - sum(len(b) for b in blocks) + len(blocks))
+    scale = _initial_scale(potential, w, cells)
+    in_cells, pairs = arrowhead.cell_count(cells)
+    calls = 1 + 2 * (len(w) - in_cells + pairs)
     h = 0.1 / len(w) ** (1.0 / 3.0)
     for length in (*WINDOWS, FINAL_WINDOW):
         adapt = DualAveraging(h)
